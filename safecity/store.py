@@ -332,8 +332,15 @@ class Store:
                  state: StateStore | None = None):
         self.data_dir = Path(data_dir)
         self.history = ParquetHistory(self.data_dir / "history")
-        self.state = state if state is not None else SQLiteState(self.data_dir / "state.sqlite")
+        self._state = state
         self.retention_days = {**DEFAULT_RETENTION_DAYS, **(retention_days or {})}
+
+    @property
+    def state(self) -> StateStore:
+        """The operational state, opened on first use so that readers of history create nothing."""
+        if self._state is None:
+            self._state = SQLiteState(self.data_dir / "state.sqlite")
+        return self._state
 
     def append(self, table: str, df: pd.DataFrame) -> int:
         """Store a batch of ``table``; return the number of new or changed rows."""
