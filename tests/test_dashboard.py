@@ -1,0 +1,129 @@
+"""The demo dashboard under a real ``panel serve``, fetched over HTTP and rendered in Chromium."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}: {proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.read().decode()
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer in {timeout} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def city_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("city") / "data"
+    subprocess.run([sys.executable, "-m", "safecity.cli", "simulate", "--out", str(out),
+                    "--days", "3", "--no-clips"], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def served(city_dir):
+    port = free_port()
+    env = {**os.environ, "SAFECITY_DATA_DIR": str(city_dir)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panel", "serve", str(ROOT / "dashboards" / "operations.py"),
+         "--port", str(port), "--address", "127.0.0.1",
+         "--allow-websocket-origin", f"127.0.0.1:{port}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    url = f"http://127.0.0.1:{port}/operations"
+    html = wait_http(url, proc)
+    yield url, html
+    stop(proc)
+
+
+def test_panel_serve_answers(served):
+    _, html = served
+    assert "safecity" in html and "Bokeh" in html
+
+
+@pytest.mark.browser
+def test_dashboard_renders_offline_in_chromium(served):
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is not installed (.ci/run installs it)"
+    url, _ = served
+    requests, failures = [], []
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("requestfailed", lambda r: failures.append(r.url))
+        page.goto(url)
+        page.wait_for_selector("canvas", timeout=60_000)
+        page.wait_for_timeout(3000)  # let bokeh lay out and draw every plot
+        n_canvas = page.evaluate(
+            "() => { const all = []; const walk = r => { r.querySelectorAll('*').forEach(e => {"
+            " if (e.tagName === 'CANVAS') all.push(e); if (e.shadowRoot) walk(e.shadowRoot); }); };"
+            " walk(document); return all.filter(c => c.width > 100 && c.height > 100).length; }")
+        page.screenshot(path=str(ARTIFACTS / "operations.png"), full_page=True)
+        browser.close()
+    hosts = {urlparse(u).hostname for u in requests if u.startswith("http")}
+    assert hosts <= {"127.0.0.1", "localhost"}, f"requests left the machine: {hosts}"
+    assert not failures, failures
+    assert n_canvas >= 2, "the map and the heatmap should each draw a canvas"
+
+
+@pytest.mark.slow
+def test_readme_demo_command_in_a_fresh_copy(tmp_path):
+    """``bash dev.sh demo`` in a fresh copy of the repository creates everything and serves."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    copy = tmp_path / "safecity"
+    for name in files:
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "SAFECITY_DATA_DIR")}
+    env.update(PORT=str(port), PATH=f"{Path(sys.base_prefix) / 'bin'}:{env['PATH']}")
+    proc = subprocess.Popen(["bash", "dev.sh", "demo", "--address", "127.0.0.1",
+                             "--allow-websocket-origin", f"127.0.0.1:{port}"],
+                            cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        html = wait_http(f"http://127.0.0.1:{port}/operations", proc, timeout=480)
+    finally:
+        stop(proc)
+    assert "safecity" in html
+    assert (copy / ".venv" / "bin" / "safecity").exists()
+    assert (copy / "demo-data" / "history" / "observations").is_dir()
