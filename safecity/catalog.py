@@ -493,3 +493,18 @@ class StoreTableSource(_TableSource):
 
     def read(self) -> pd.DataFrame:
         return read_store_table(self.data_dir, self.table)
+
+
+class CalendarFileSource(_TableSource):
+    """A calendar file (.csv, .ics, .geojson) read into the ``calendar`` table."""
+
+    name = "safecity_calendar"
+
+    def __init__(self, path: str, tz: str = "Europe/Paris", metadata: dict | None = None):
+        self.path, self.tz = path, tz
+        super().__init__(metadata=metadata)
+
+    def read(self) -> pd.DataFrame:
+        from .calendar import read_calendar
+
+        return read_calendar(self.path, tz=self.tz)

@@ -102,6 +102,61 @@ def store_retention(data_dir, now) -> None:
     click.echo(json.dumps(Store(data_dir).enforce_retention(now=now)))
 
 
+@main.group("catalog")
+def catalog_group() -> None:
+    """List and export the entries of the intake catalog (catalog.yml)."""
+
+
+def _open_catalog(path):
+    import intake
+
+    if not Path(path).is_file():
+        raise click.ClickException(f"{path}: no catalog there (use --catalog)")
+    return intake.open_catalog(str(path))
+
+
+@catalog_group.command("list")
+@click.option("--catalog", "catalog_path", default="catalog.yml", show_default=True)
+def catalog_list(catalog_path) -> None:
+    """Print each entry's name and description."""
+    cat = _open_catalog(catalog_path)
+    for name in cat:
+        click.echo(f"{name}: {cat[name].describe().get('description', '')}")
+
+
+@catalog_group.command("export")
+@click.argument("entry")
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="File to write (.parquet or .csv).")
+@click.option("--catalog", "catalog_path", default="catalog.yml", show_default=True)
+def catalog_export(entry, out_path, catalog_path) -> None:
+    """Read catalog ENTRY and write it as a table file for the other commands."""
+    cat = _open_catalog(catalog_path)
+    if entry not in cat:
+        raise click.ClickException(f"{catalog_path}: no entry '{entry}' (see 'safecity catalog list')")
+    try:
+        df = cat[entry].read()
+    except FileNotFoundError as err:
+        raise click.ClickException(str(err)) from None
+    _write_table_file(df, out_path)
+    click.echo(json.dumps({"entry": entry, "rows": len(df), "out": out_path}))
+
+
+def _write_table_file(df, path: str) -> None:
+    """Write atomically: a reader never sees half a file."""
+    import os
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise click.ClickException(f"{path}: expected a .csv or .parquet file name")
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    if suffix == ".parquet":
+        df.to_parquet(tmp, index=False)
+    else:
+        df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
 def _read_table_file(path: str):
     import pandas as pd
 
@@ -111,6 +166,200 @@ def _read_table_file(path: str):
     if suffix in (".csv", ".txt"):
         return pd.read_csv(path)
     raise click.ClickException(f"{path}: expected a .csv or .parquet file")
+
+
+# --------------------------------------------------------------------------- forecast
+
+
+@main.group()
+def forecast() -> None:
+    """Forecast hourly counts with intervals, backtest the forecaster, warn of gatherings."""
+
+
+def _city_options(command):
+    """The options every forecast command shares: the data and the city's time zone and holidays."""
+    options = [
+        click.option("--observations", "observations_path", required=True,
+                     type=click.Path(exists=True, dir_okay=False),
+                     help="Observations table, CSV or Parquet (ts, sensor_id, metric, value)."),
+        click.option("--calendar", "calendar_paths", multiple=True,
+                     type=click.Path(exists=True, dir_okay=False),
+                     help="Calendar file (.csv, .ics, .geojson); repeat for several."),
+        click.option("--sensors", "sensors_path", type=click.Path(exists=True, dir_okay=False),
+                     help="Sensors table (sensor_id, lon, lat), to place events near sensors."),
+        click.option("--metric", default="people_count", show_default=True),
+        click.option("--horizon", default="24h", show_default=True,
+                     help="How far ahead (pandas duration: 24h, 3D, 7D)."),
+        click.option("--tz", default="Europe/Paris", show_default=True, help="The city's time zone."),
+        click.option("--country", default="FR", show_default=True,
+                     help="Public holidays of this country ('none': none)."),
+        click.option("--subdiv", default=None, help="Holiday subdivision (state, region), e.g. VIC."),
+        click.option("--school-zone", default="B", show_default=True,
+                     help="French school-holiday zone ('none': none)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _forecast_inputs(observations_path, calendar_paths, sensors_path, tz):
+    """Read and check the observations, calendars and sensors; errors name the file and column."""
+    from . import schema
+
+    obs = _read_table_file(observations_path)
+    missing = [c for c in ("ts", "sensor_id", "metric", "value") if c not in obs.columns]
+    if missing:
+        raise click.ClickException(
+            f"{observations_path}: missing column {', '.join(repr(c) for c in missing)} "
+            f"(observations need ts, sensor_id, metric, value; the file has {', '.join(map(str, obs.columns))})")
+    try:
+        obs = schema.validate(obs, "observations")
+    except schema.SchemaError as err:
+        raise click.ClickException(f"{observations_path}: {err}") from None
+    calendar = None
+    if calendar_paths:
+        from .calendar import CalendarError, read_calendars
+
+        try:
+            calendar = read_calendars(calendar_paths, tz=tz)
+        except CalendarError as err:
+            raise click.ClickException(str(err)) from None
+    sensors = None
+    if sensors_path:
+        sensors = _read_table_file(sensors_path)
+        missing = [c for c in ("sensor_id", "lon", "lat") if c not in sensors.columns]
+        if missing:
+            raise click.ClickException(
+                f"{sensors_path}: missing column {', '.join(repr(c) for c in missing)} "
+                f"(sensors need sensor_id, lon, lat)")
+    return obs, calendar, sensors
+
+
+def _forecaster(horizon, tz, country, subdiv, school_zone, metric):
+    import pandas as pd
+
+    from .forecast import GatheringForecaster
+
+    try:
+        pd.Timedelta(horizon)
+    except ValueError:
+        raise click.ClickException(f"--horizon: not a duration: {horizon!r} (like 24h or 3D)") from None
+
+    none = {"", "none", "no"}
+    return GatheringForecaster(
+        horizon=horizon, tz=tz, metric=metric,
+        country=None if str(country).lower() in none else country, subdiv=subdiv,
+        school_zone=None if str(school_zone).lower() in none else school_zone)
+
+
+@forecast.command("backtest")
+@_city_options
+@click.option("--folds", type=click.IntRange(1), default=6, show_default=True,
+              help="Contiguous blocks of the test period; the model is refitted at each.")
+@click.option("--test-days", type=click.IntRange(1), default=183, show_default=True,
+              help="Length of the test period: the last N days of the data.")
+def forecast_backtest(observations_path, calendar_paths, sensors_path, metric, horizon, tz, country,
+                      subdiv, school_zone, folds, test_days) -> None:
+    """Rolling-origin backtest: forecaster vs seasonal naive vs time-of-week profile, as JSON.
+
+    Keys: horizon, folds, origins, tz, test_start, test_end, n, methods (per
+    method: mae, mape, wape, coverage_80, n), mae_ratio_to_seasonal_naive,
+    coverage_80 (the forecaster's), event_days (days, n, methods), events
+    (per calendar event: name, start, days, n, mae per method), seconds.
+    MAPE leaves out hours with a zero count.
+    """
+    from tqdm import tqdm
+
+    from .forecast import backtest
+
+    obs, calendar, sensors = _forecast_inputs(observations_path, calendar_paths, sensors_path, tz)
+    estimator = _forecaster(horizon, tz, country, subdiv, school_zone, metric)
+    with tqdm(total=folds, desc="backtest", unit="fold", file=sys.stderr) as bar:
+        try:
+            result = backtest(obs, calendar, horizon=horizon, folds=folds, test_days=test_days,
+                              estimator=estimator, sensors=sensors, progress=lambda i: bar.update(1))
+        except ValueError as err:
+            raise click.ClickException(f"{observations_path}: {err}") from None
+    click.echo(json.dumps(result, indent=1))
+
+
+@forecast.command("predict")
+@_city_options
+@click.option("--start", default=None,
+              help="First hour to forecast, ISO time (default: the hour after the last observation).")
+@click.option("--quantiles", default="0.1,0.5,0.9", show_default=True, help="Comma-separated.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Forecast table to write (.csv or .parquet).")
+@click.option("--threshold", type=float, default=None,
+              help="Alert where the upper quantile exceeds this count (every sensor).")
+@click.option("--capacity", "capacity_path", type=click.Path(exists=True, dir_okay=False),
+              help="CSV or Parquet with sensor_id and capacity: a threshold per sensor or zone.")
+@click.option("--lead-time", default="6h", show_default=True,
+              help="Alert only for hours at least this long after the start.")
+@click.option("--alerts", "alerts_path", type=click.Path(dir_okay=False),
+              help="Events table of gathering_forecast alerts to write (.csv or .parquet).")
+def forecast_predict(observations_path, calendar_paths, sensors_path, metric, horizon, tz, country,
+                     subdiv, school_zone, start, quantiles, out_path, threshold, capacity_path,
+                     lead_time, alerts_path) -> None:
+    """Fit on the observations (before --start) and write the forecast table (and alerts).
+
+    The table has ts, sensor_id, metric, origin and one column per quantile
+    (q10, q50, q90). With --threshold or --capacity, hours at least
+    --lead-time after the start where the highest quantile exceeds it become
+    gathering_forecast events (one per sensor and run of hours), written to
+    --alerts. Times without an offset are UTC.
+    """
+    import pandas as pd
+    from tqdm import tqdm
+
+    from .forecast import gathering_alerts
+
+    for path in (out_path, alerts_path):
+        if path and Path(path).suffix.lower() not in (".csv", ".txt", ".parquet"):
+            raise click.ClickException(f"{path}: expected a .csv or .parquet file to write")
+
+    try:
+        qs = tuple(float(q) for q in quantiles.split(","))
+    except ValueError:
+        raise click.ClickException(
+            f"--quantiles: expected numbers like 0.1,0.5,0.9, got {quantiles!r}") from None
+    obs, calendar, sensors = _forecast_inputs(observations_path, calendar_paths, sensors_path, tz)
+    limits = threshold
+    if capacity_path:
+        table = _read_table_file(capacity_path)
+        missing = [c for c in ("sensor_id", "capacity") if c not in table.columns]
+        if missing:
+            raise click.ClickException(f"{capacity_path}: missing column "
+                                       f"{', '.join(repr(c) for c in missing)} (needs sensor_id, capacity)")
+        limits = table.set_index(table["sensor_id"].astype(str))["capacity"]
+    if start is not None:  # a forecast issued at --start knows nothing after it
+        try:
+            issued = pd.Timestamp(start)
+        except ValueError:
+            raise click.ClickException(f"--start: not a time: {start!r}") from None
+        issued = issued.tz_localize("UTC") if issued.tzinfo is None else issued.tz_convert("UTC")
+        obs = obs[obs["ts"] < issued]
+    model = _forecaster(horizon, tz, country, subdiv, school_zone, metric)
+    with tqdm(total=2, desc="forecast", unit="step", file=sys.stderr) as bar:
+        try:
+            model.fit(obs, calendar, sensors)
+            bar.update()
+            table = model.predict(start, horizon, quantiles=qs)
+            bar.update()
+        except ValueError as err:
+            raise click.ClickException(f"{observations_path}: {err}") from None
+    _write_table_file(table, out_path)
+    summary = {"out": str(out_path), "rows": len(table), "sensors": int(table["sensor_id"].nunique()),
+               "start": table["ts"].min().isoformat() if len(table) else None,
+               "end": (table["ts"].max() + pd.Timedelta(hours=1)).isoformat() if len(table) else None}
+    if limits is not None:
+        upper = f"q{100 * max(qs):g}"
+        alerts = gathering_alerts(table, limits, lead_time=lead_time, upper=upper, sensors=sensors)
+        summary["alerts"] = len(alerts)
+        if alerts_path:
+            _write_table_file(alerts, alerts_path)
+            summary["alerts_out"] = str(alerts_path)
+    click.echo(json.dumps(summary))
 
 
 if __name__ == "__main__":

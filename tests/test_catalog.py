@@ -46,6 +46,7 @@ REAL = {
                             ["frame", "x", "y", "w", "h", "score"], 4_359),
 }
 DEMO = {f"demo_{t}": t for t in ("sensors", "observations", "events", "units", "calendar")}
+SHIPPED = {"melbourne_calendar"}  # data that ships with the package
 
 
 @functools.cache
@@ -60,7 +61,15 @@ def read(name: str) -> pd.DataFrame:
 
 
 def test_catalog_lists_every_data_set():
-    assert set(intake.open_catalog(str(CATALOG))) == set(REAL) | set(DEMO)
+    assert set(intake.open_catalog(str(CATALOG))) == set(REAL) | set(DEMO) | SHIPPED
+
+
+def test_shipped_melbourne_calendar_reads_as_a_calendar_table():
+    cal = intake.open_catalog(str(CATALOG)).melbourne_calendar.read()
+    schema.validate(cal, "calendar")
+    white_night = cal[cal["name"].str.contains("White Night")]
+    local_days = white_night["start"].dt.tz_convert("Australia/Melbourne").dt.strftime("%Y-%m-%d")
+    assert "2014-02-22" in set(local_days)
 
 
 @pytest.mark.parametrize("name", sorted(REAL))
