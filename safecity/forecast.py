@@ -78,6 +78,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.utils.validation import check_is_fitted
 
+from .geo import distance_m
 from .schema import validate
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -110,7 +111,7 @@ def hourly_counts(observations: pd.DataFrame, metric: str = "people_count") -> p
     the sensor usually has per hour is incomplete and left missing, so a
     half-reported hour never reads as a quiet one.
     """
-    _check_columns(observations, "observations", _REQUIRED)
+    check_columns(observations, "observations", _REQUIRED)
     obs = observations[observations["metric"] == metric]
     if obs.empty:
         return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="ts"), dtype=float)
@@ -141,7 +142,7 @@ def aggregate_zones(observations: pd.DataFrame, sensors: pd.DataFrame,
     Returns ``(observations, zones)``; zones has sensor_id (the zone), lon,
     lat (the mean of its sensors) and zone.
     """
-    _check_columns(sensors, "sensors", ("sensor_id", "zone"))
+    check_columns(sensors, "sensors", ("sensor_id", "zone"))
     wide = hourly_counts(observations, metric)
     zone_of = sensors.dropna(subset=["zone"]).set_index("sensor_id")["zone"].astype(str)
     cols = [c for c in wide.columns if c in zone_of.index]
@@ -165,7 +166,7 @@ def aggregate_zones(observations: pd.DataFrame, sensors: pd.DataFrame,
     return validate(obs, "observations"), zones
 
 
-def _check_columns(df: pd.DataFrame, table: str, required: Sequence[str]) -> None:
+def check_columns(df: pd.DataFrame, table: str, required: Sequence[str]) -> None:
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(f"{table}: missing column{'s' if len(missing) > 1 else ''} "
@@ -178,7 +179,7 @@ def _wide_before(observations: pd.DataFrame | None, fallback: pd.DataFrame | Non
     if observations is None:
         wide = fallback if fallback is not None else pd.DataFrame()
     else:
-        _check_columns(observations, "observations", _REQUIRED)
+        check_columns(observations, "observations", _REQUIRED)
         ts = pd.to_datetime(observations["ts"], utc=True)
         keep = (ts < origin) & (ts >= origin - pd.Timedelta(days=days + 1))
         wide = hourly_counts(observations[keep], metric)
@@ -201,7 +202,7 @@ def _origin(start, default: pd.Timestamp | None) -> pd.Timestamp:
     return t.ceil("h")
 
 
-def _shift_positions(grid: pd.DatetimeIndex, tz: str, days: int) -> np.ndarray:
+def shift_positions(grid: pd.DatetimeIndex, tz: str, days: int) -> np.ndarray:
     """For each hour of ``grid``, the position of the same local wall-clock hour ``days`` before (-1: outside)."""
     local = grid.tz_convert(tz).tz_localize(None) - pd.Timedelta(days=days)
     back = local.tz_localize(tz, ambiguous=np.ones(len(local), bool), nonexistent="shift_forward")
@@ -275,7 +276,7 @@ def _residual_quantiles(edges: np.ndarray, table: np.ndarray, level: np.ndarray,
 # =========================================================================== calendar features
 
 
-def _with_holidays(calendar: pd.DataFrame | None, start: pd.Timestamp, end: pd.Timestamp, tz: str,
+def with_holidays(calendar: pd.DataFrame | None, start: pd.Timestamp, end: pd.Timestamp, tz: str,
                    country: str | None, subdiv: str | None, school_zone: str | None) -> pd.DataFrame:
     """The analyst's calendar plus the public and school holidays of ``[start, end)``."""
     from . import calendar as cal
@@ -293,21 +294,13 @@ def _with_holidays(calendar: pd.DataFrame | None, start: pd.Timestamp, end: pd.T
     return validate(both, "calendar")
 
 
-def _distance_m(lon1, lat1, lon2, lat2) -> np.ndarray:
-    """Ground distance (equirectangular about the pair's mean latitude: any city, < 0.1% at city scale)."""
-    k = np.cos(np.radians((np.asarray(lat1, float) + np.asarray(lat2, float)) / 2))
-    dx = (np.asarray(lon1, float) - np.asarray(lon2, float)) * 111_320.0 * k
-    dy = (np.asarray(lat1, float) - np.asarray(lat2, float)) * 110_574.0
-    return np.hypot(dx, dy)
-
-
 def _weights(row, lonlat: np.ndarray, radius_m: float) -> np.ndarray:
     """How much a dated happening concerns each sensor: a Gaussian of the distance; 1 when unplaced."""
     w = np.ones(len(lonlat))
     if pd.isna(row.lon) or pd.isna(row.lat):
         return w
     placed = np.isfinite(lonlat).all(axis=1)
-    d = _distance_m(lonlat[placed, 0], lonlat[placed, 1], row.lon, row.lat)
+    d = distance_m(lonlat[placed, 0], lonlat[placed, 1], row.lon, row.lat)
     w[placed] = np.exp(-(d / radius_m) ** 2)
     # Beyond about two radii a happening is none of the sensor's business; a
     # tiny weight times a stadium's crowd would still read as an event.
@@ -468,9 +461,9 @@ class GatheringForecaster(BaseEstimator):
         wide = wide.loc[:, wide.notna().any()]
         self.day_lags_ = tuple(d for d in range(1, 7) if pd.Timedelta(days=d) >= horizon)
         self.sensor_ids_ = wide.columns.to_numpy(dtype=object)
-        self.sensor_lonlat_ = _positions(sensors, self.sensor_ids_)
+        self.sensor_lonlat_ = sensor_positions(sensors, self.sensor_ids_)
         grid = wide.index
-        self.calendar_ = _with_holidays(calendar, grid[0] - pd.Timedelta(days=35),
+        self.calendar_ = with_holidays(calendar, grid[0] - pd.Timedelta(days=35),
                                         self.end_ + pd.Timedelta(days=HOLIDAYS_AHEAD_DAYS), self.tz,
                                         self.country, self.subdiv, self.school_zone)
         Y = wide.to_numpy(float)
@@ -587,9 +580,9 @@ class GatheringForecaster(BaseEstimator):
         Y = hist.reindex(index=grid, columns=sensor_ids).to_numpy(float)
         cal = self.calendar_ if calendar is None else calendar
         if calendar is not None or grid[-1] >= self.end_ + pd.Timedelta(days=HOLIDAYS_AHEAD_DAYS):
-            cal = _with_holidays(cal, grid[0], grid[-1] + _H, self.tz, self.country,
+            cal = with_holidays(cal, grid[0], grid[-1] + _H, self.tz, self.country,
                                  self.subdiv, self.school_zone)
-        lonlat = _positions(None, sensor_ids, self.sensor_ids_, self.sensor_lonlat_)
+        lonlat = sensor_positions(None, sensor_ids, self.sensor_ids_, self.sensor_lonlat_)
         ctx = self._context(grid, cal, lonlat)
         base = self._level(Y, ctx)
 
@@ -646,7 +639,7 @@ class GatheringForecaster(BaseEstimator):
             "dow": np.asarray(local.day_of_week, np.float32),
             "public_holiday": flags["public_holiday"].to_numpy(np.float32),
             "school_holiday": flags["school_holiday"].to_numpy(np.float32),
-            "pos": {d: _shift_positions(grid, self.tz, d) for d in (1, *self.day_lags_, *WEEK_LAGS)},
+            "pos": {d: shift_positions(grid, self.tz, d) for d in (1, *self.day_lags_, *WEEK_LAGS)},
         }
         ctx.update(_happenings(calendar, grid, lonlat, self.event_radius_m, self.roadworks_radius_m))
         return ctx
@@ -713,12 +706,12 @@ def _sample(index: np.ndarray, n: int | None, rng: np.random.Generator) -> np.nd
     return np.sort(rng.choice(index, size=n, replace=False))
 
 
-def _positions(sensors: pd.DataFrame | None, sensor_ids: np.ndarray, known_ids=None,
+def sensor_positions(sensors: pd.DataFrame | None, sensor_ids: np.ndarray, known_ids=None,
                known_lonlat=None) -> np.ndarray:
     """lon/lat per sensor id (NaN where unknown), from a table or from what fit learned."""
     out = np.full((len(sensor_ids), 2), np.nan)
     if sensors is not None:
-        _check_columns(sensors, "sensors", ("sensor_id", "lon", "lat"))
+        check_columns(sensors, "sensors", ("sensor_id", "lon", "lat"))
         table = sensors.assign(sensor_id=sensors["sensor_id"].astype(str)) \
             .drop_duplicates("sensor_id").set_index("sensor_id")
         return table.reindex(list(sensor_ids))[["lon", "lat"]].to_numpy(float)
@@ -762,7 +755,7 @@ class SeasonalNaive(BaseEstimator):
         self.end_ = wide.index[-1] + _H
         wide = wide[wide.index >= self.end_ - pd.Timedelta(days=self.calibration_days + 8)]
         Y = wide.to_numpy(float)
-        lag = _pad(Y)[_shift_positions(wide.index, self.tz, 7)]
+        lag = _pad(Y)[shift_positions(wide.index, self.tz, 7)]
         recent = (wide.index >= self.end_ - pd.Timedelta(days=self.calibration_days))[:, None]
         ok = recent & np.isfinite(Y) & np.isfinite(lag)
         self.residual_edges_, self.residual_table_ = _fit_residuals(
@@ -779,7 +772,7 @@ class SeasonalNaive(BaseEstimator):
         hist = _wide_before(observations, self.history_, origin, 8, self.metric)
         grid = _grid(origin - pd.Timedelta(days=8), origin + pd.Timedelta(horizon))
         sensor_ids = hist.columns.to_numpy(dtype=object)
-        lag = _pad(hist.reindex(grid).to_numpy(float))[_shift_positions(grid, self.tz, 7)]
+        lag = _pad(hist.reindex(grid).to_numpy(float))[shift_positions(grid, self.tz, 7)]
         first = grid.get_loc(origin)
         rows, cols = np.nonzero(np.isfinite(lag[first:]))
         rows = rows + first
@@ -1033,7 +1026,7 @@ def gathering_alerts(forecast: pd.DataFrame, threshold, now=None, lead_time: str
     """
     from .schema import empty
 
-    _check_columns(forecast, "forecast", ("ts", "sensor_id", upper))
+    check_columns(forecast, "forecast", ("ts", "sensor_id", upper))
     if forecast.empty:
         return empty("events")
     table = forecast.copy()

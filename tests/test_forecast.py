@@ -108,14 +108,14 @@ def test_an_event_in_the_calendar_raises_the_forecast_near_its_venue_only(city, 
              / without.set_index(["ts", "sensor_id"])["q50"]).unstack()
 
     sensors = city.sensors.set_index("sensor_id").loc[ratio.columns]
-    d_match = fc._distance_m(sensors["lon"], sensors["lat"], match["lon"], match["lat"])
+    d_match = geo.distance_m(sensors["lon"], sensors["lat"], match["lon"], match["lat"])
     venue = ratio.columns[d_match < 200]  # the camera and the counter at the stadium
     crowd = (ratio.index >= match["start"] - pd.Timedelta(hours=3)) & (ratio.index <= match["end"])
     assert len(venue) >= 2
     assert (ratio.loc[crowd, venue].max() >= 1.5).all()
     assert (ratio.loc[ratio.index < match["start"] - pd.Timedelta(hours=4), venue] == 1).all().all()
     events = city.calendar[today]
-    d_any = np.min([fc._distance_m(sensors["lon"], sensors["lat"], e.lon, e.lat)
+    d_any = np.min([geo.distance_m(sensors["lon"], sensors["lat"], e.lon, e.lat)
                     for e in events.itertuples()], axis=0)
     far = ratio.columns[d_any > 3000]
     assert len(far) > 5 and np.allclose(ratio[far], 1.0)
@@ -133,7 +133,7 @@ def test_a_gathering_alert_fires_at_the_event_with_its_interval_and_lead_time(ci
     assert len(alerts) > 0 and set(alerts["kind"]) == {"gathering_forecast"}
 
     sensors = city.sensors.set_index("sensor_id")
-    venue = sensors.index[fc._distance_m(sensors["lon"], sensors["lat"], match["lon"], match["lat"]) < 200]
+    venue = sensors.index[geo.distance_m(sensors["lon"], sensors["lat"], match["lon"], match["lat"]) < 200]
     at_venue = alerts[alerts["sensor_id"].isin(venue)]
     assert len(at_venue) >= 1
     for row in at_venue.itertuples():
@@ -147,7 +147,7 @@ def test_a_gathering_alert_fires_at_the_event_with_its_interval_and_lead_time(ci
     # Every alert is near one of the day's events: a quiet street does not cry wolf.
     events = city.calendar[today]
     located = sensors.loc[alerts["sensor_id"]]
-    d_any = np.min([fc._distance_m(located["lon"], located["lat"], e.lon, e.lat)
+    d_any = np.min([geo.distance_m(located["lon"], located["lat"], e.lon, e.lat)
                     for e in events.itertuples()], axis=0)
     assert (d_any < 2200).all()
 
