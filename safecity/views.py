@@ -96,3 +96,27 @@ def city_map(zones: pd.DataFrame, levels: pd.DataFrame, units: pd.DataFrame,
     bounds = shapely.total_bounds(zones["geometry"].to_numpy())
     return (zone_polygons(zones) * level_heatmap(levels, bounds) * unit_markers(units)).opts(
         hv.opts.Overlay(title=title, **_MAP_OPTS))
+
+
+def response_time_bars(summary: pd.DataFrame, measure: str = "total_s",
+                       group: str = "unit_type", split: str = "priority") -> hv.Overlay:
+    """Median response time (minutes) per group with its 95% CI, from ``response.summarise``.
+
+    One bar per ``group`` and ``split`` value; the error bars are the bootstrap
+    interval of the median, so a difference whose intervals overlap is not one.
+    """
+    rows = summary[summary["measure"] == measure].copy()
+    for c in ("median", "median_lo", "median_hi", "p90"):
+        rows[c] = rows[c] / 60
+    # one categorical axis ("ENGINE p3"): bokeh cannot put error bars on nested factors
+    rows["group"] = rows[group].astype(str) + " p" + rows[split].astype(str)
+    label = measure.removesuffix("_s").replace("_", " ")
+    bars = hv.Bars(rows, kdims=["group"], vdims=["median", "n", "p90", split]).opts(
+        tools=["hover"], ylabel=f"median {label} (min)", xlabel=f"{group}, {split}",
+        xrotation=45, responsive=True, min_height=380, color=split, cmap="Category10")
+    errors = hv.ErrorBars(
+        (rows["group"].tolist(), rows["median"].to_numpy(),
+         (rows["median"] - rows["median_lo"]).to_numpy(),
+         (rows["median_hi"] - rows["median"]).to_numpy()),
+        kdims=["group"], vdims=["median", "neg", "pos"])
+    return (bars * errors).opts(title=f"{label.capitalize()}: median and 95% CI")
