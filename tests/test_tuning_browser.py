@@ -1,0 +1,74 @@
+"""The tuning dashboard under a real ``panel serve``: moving the threshold slider changes the readout."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from test_dashboard import CHROMIUM, CHROMIUM_ARGS, free_port, stop, wait_http
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def served():
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panel", "serve", str(ROOT / "dashboards" / "tuning.py"),
+         "--port", str(port), "--address", "127.0.0.1",
+         "--allow-websocket-origin", f"127.0.0.1:{port}"],
+        env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    url = f"http://127.0.0.1:{port}/tuning"
+    html = wait_http(url, proc)
+    yield url, html
+    stop(proc)
+
+
+READOUT_TEXT = (
+    "() => { let found = null; const walk = r => { r.querySelectorAll('*').forEach(e => {"
+    " if (!found && e.classList && e.classList.contains('tuning-readout')) found = e;"
+    " if (e.shadowRoot) walk(e.shadowRoot); }); }; walk(document);"
+    " if (!found) return null; const t = (found.shadowRoot || found).textContent || found.textContent;"
+    " return t.trim(); }")
+
+FOCUS_HANDLE = (
+    "() => { let found = null; const walk = r => { r.querySelectorAll('*').forEach(e => {"
+    " if (!found && e.classList && e.classList.contains('noUi-handle')) found = e;"
+    " if (e.shadowRoot) walk(e.shadowRoot); }); }; walk(document);"
+    " if (!found) return false; found.focus(); return document.activeElement !== null; }")
+
+
+@pytest.mark.browser
+def test_readout_changes_when_the_threshold_slider_moves(served):
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is not installed (.ci/run installs it)"
+    url, _ = served
+    requests, failures = [], []
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 800})
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("requestfailed", lambda r: failures.append(r.url))
+        page.goto(url)
+        page.wait_for_function(READOUT_TEXT, timeout=60_000)
+        page.wait_for_timeout(2000)
+        before = page.evaluate(READOUT_TEXT)
+        page.screenshot(path=str(ARTIFACTS / "tuning_before.png"), full_page=True)
+        assert page.evaluate(FOCUS_HANDLE), "no slider handle (.noUi-handle) on the page"
+        for _ in range(15):  # noUiSlider moves one step per arrow key
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function(f"() => ({READOUT_TEXT})() !== {before!r}", timeout=20_000)
+        after = page.evaluate(READOUT_TEXT)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(ARTIFACTS / "tuning.png"), full_page=True)
+        browser.close()
+    assert "Precision" in before and "Recall" in before and "per camera-hour" in before
+    assert after != before
+    hosts = {urlparse(u).hostname for u in requests if u.startswith("http")}
+    assert hosts <= {"127.0.0.1", "localhost"}, f"requests left the machine: {hosts}"
+    assert not failures, failures
