@@ -5,6 +5,7 @@ dashboards in ``dashboards/`` only lay it out.
 """
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +14,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from . import views
+from . import fusion, views
 
 hv.extension("bokeh", logo=False)
 
@@ -84,4 +85,98 @@ class CityView(param.Parameterized):
             pn.pane.HoloViews(self.map, sizing_mode="stretch_width", min_height=450),
             pn.Row(pn.pane.HoloViews(self.usual_week, sizing_mode="stretch_width"),
                    pn.Column("### Units", self.unit_table)),
+        )
+
+
+def _table_html(df: pd.DataFrame, css: str) -> str:
+    """A small table as HTML; ``to_html`` escapes every cell, so text stays text."""
+    return df.to_html(index=False, escape=True, classes=css, border=0, na_rep="")
+
+
+class LiveView(param.Parameterized):
+    """One browser session's view of the shared engine: it reads the engine, never runs it.
+
+    ``refresh`` (called every second by the session) copies what changed into
+    the panes; ``dispatch`` is the one thing a session asks the engine to do.
+    """
+
+    incident = param.Selector(default=None, objects=[], doc="The incident to send a unit to.")
+    unit = param.Selector(default=None, objects=[], doc="The unit to send.")
+    actor = param.String(default="operator", doc="Who is dispatching (written to the audit log).")
+
+    def __init__(self, engine, **params):
+        super().__init__(**params)
+        self.engine = engine
+        self._seen_version = -1
+        self.counter = pn.pane.HTML("", css_classes=["live-tick"], name="live-tick")
+        self.queue = pn.pane.HTML("", css_classes=["incident-queue"], max_height=420,
+                                  styles={"overflow-y": "auto"})
+        self.units = pn.pane.HTML("", css_classes=["unit-status"])
+        self.audit_log = pn.pane.HTML("", css_classes=["audit-log"])
+        self.message = pn.pane.HTML("", css_classes=["dispatch-message"])
+        self.recommendation = pn.pane.HTML("", css_classes=["recommended-units"])
+        self.button = pn.widgets.Button(name="Dispatch", button_type="primary")
+        self.button.on_click(lambda _: self.dispatch())
+        self.refresh()
+
+    def refresh(self) -> None:
+        e = self.engine
+        self.counter.object = (f'<span class="live-counter">updates: {e.tick}</span> · '
+                               f'sim time {pd.Timestamp(e.now):%Y-%m-%d %H:%M:%S} UTC')
+        if e.version == self._seen_version:
+            return
+        self._seen_version = e.version
+        queue = e.incident_queue()
+        self.queue.object = "".join(fusion.incident_html(r) for _, r in queue.iterrows()) \
+            or "<p>No incidents yet.</p>"
+        open_ = queue[queue["status"].isin(["open", "dispatched"])]
+        options = {f"{r.incident_id} · {r.kind} · {r.status}": r.incident_id
+                   for r in open_.itertuples()}
+        self.param.incident.objects = options
+        if self.incident not in options.values():
+            self.incident = next(iter(options.values()), None)
+        self._update_units()
+        self.units.object = _table_html(e.unit_status()[["unit_id", "kind", "status", "ts"]],
+                                        "unit-status")
+        self.audit_log.object = _table_html(
+            e.audit(10)[["ts", "actor", "action", "target", "details"]], "audit-rows")
+
+    @param.depends("incident", watch=True)
+    def _update_units(self) -> None:
+        if self.incident is None:
+            rec = self.engine.unit_status().query("status == 'available'")
+        else:
+            rec = self.engine.recommended(self.incident)
+        ids = [u for u, ok in zip(rec["unit_id"], rec.get("reachable", [True] * len(rec))) if ok]
+        shown = rec[[c for c in ("unit_id", "kind", "travel_time_s", "distance_m") if c in rec]]
+        self.recommendation.object = _table_html(shown.round(0), "recommended") if len(shown) \
+            else html.escape(rec.attrs.get("reason", "no available unit"))
+        self.param.unit.objects = ids
+        if self.unit not in ids:
+            self.unit = ids[0] if ids else None
+
+    def dispatch(self) -> None:
+        if self.incident is None or self.unit is None:
+            self.message.object = "<p>Choose an incident and a unit first.</p>"
+            return
+        try:
+            self.engine.dispatch(self.unit, self.incident, self.actor)
+        except (ValueError, KeyError) as exc:
+            self.message.object = f"<p>Not dispatched: {html.escape(str(exc))}</p>"
+            return
+        self.message.object = (f'<p class="dispatch-done" data-unit="{html.escape(self.unit)}">'
+                               f"{html.escape(self.unit)} dispatched to "
+                               f"{html.escape(self.incident)}</p>")
+        self.refresh()
+
+    def layout(self) -> pn.Column:
+        controls = pn.Param(self.param, parameters=["incident", "unit"], show_name=False,
+                            widgets={"incident": pn.widgets.Select, "unit": pn.widgets.Select})
+        return pn.Column(
+            "### Live", self.counter,
+            pn.Row(pn.Column("#### Incident queue", self.queue),
+                   pn.Column("#### Dispatch", controls, "Recommended (fastest first)", self.recommendation,
+                             self.button, self.message,
+                             "#### Units", self.units, width=520, sizing_mode="fixed")),
+            "#### Audit log (latest)", self.audit_log,
         )

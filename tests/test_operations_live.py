@@ -1,0 +1,129 @@
+"""The live part of the operations dashboard: one shared engine, a ticking counter,
+an escaped incident queue and a dispatch that changes a unit and writes an audit record.
+
+Runs a real ``panel serve`` on a small simulated city and drives it in Chromium.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from test_dashboard import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, stop, wait_http
+
+ARTIFACTS = ROOT / "test-artifacts"
+SCRIPT = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def live_city(tmp_path_factory):
+    """A 3-day city with one police log entry whose text is markup, early in the replay."""
+    from safecity.store import Store
+
+    out = tmp_path_factory.mktemp("live") / "data"
+    subprocess.run([sys.executable, "-m", "safecity.cli", "simulate", "--out", str(out),
+                    "--days", "3", "--no-clips"], check=True, capture_output=True)
+    store = Store(out)
+    first = store.read("events").sort_values("ts").iloc[0]
+    store.append("events", pd.DataFrame([{
+        "event_id": "ev-test-script", "ts": first["ts"] + pd.Timedelta(minutes=10),
+        "kind": "police_log", "sensor_id": None, "lon": float(first["lon"]) + 0.05,
+        "lat": float(first["lat"]) + 0.05, "score": None, "source": "police_log",
+        "details": json.dumps({"text": f"{SCRIPT}<b>bold</b>"})}]))
+    store.state.close()
+    return out
+
+
+def test_one_engine_per_process(live_city, tmp_path):
+    from safecity.engine import get_engine
+
+    engine = get_engine(live_city, state_dir=tmp_path, run=False)
+    assert get_engine(live_city) is engine
+    tick, now = engine.tick, engine.now
+    engine.step(10)
+    assert engine.tick == tick + 1 and engine.now > now
+    queue = engine.incident_queue()
+    assert queue["summary"].str.contains(SCRIPT, regex=False).any()
+    target = queue.iloc[0]
+    unit = engine.recommended(target["incident_id"])["unit_id"].iloc[0]
+    engine.dispatch(unit, target["incident_id"], actor="tester")
+    status = engine.unit_status().set_index("unit_id")["status"]
+    assert status[unit] == "dispatched"
+    audit = engine.audit()
+    assert (audit["action"] == "dispatch").any() and (audit["target"] == unit).any()
+
+
+@pytest.fixture(scope="module")
+def served_live(live_city, tmp_path_factory):
+    state_dir = tmp_path_factory.mktemp("state")
+    port = free_port()
+    env = {**os.environ, "SAFECITY_DATA_DIR": str(live_city), "SAFECITY_STATE_DIR": str(state_dir),
+           "SAFECITY_REPLAY_SPEED": "60"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panel", "serve", str(ROOT / "dashboards" / "operations.py"),
+         "--port", str(port), "--address", "127.0.0.1",
+         "--allow-websocket-origin", f"127.0.0.1:{port}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    url = f"http://127.0.0.1:{port}/operations"
+    wait_http(url, proc)
+    yield url, state_dir
+    stop(proc)
+
+
+def _tick(page) -> int:
+    """The engine's update count as the page shows it (``updates: N``)."""
+    counter = page.locator("span.live-counter").first
+    counter.wait_for(state="attached", timeout=60_000)
+    return int(counter.text_content().split(":")[1])
+
+
+@pytest.mark.browser
+def test_live_counter_queue_and_dispatch(served_live):
+    from playwright.sync_api import sync_playwright
+
+    from safecity.store import Store
+
+    url, state_dir = served_live
+    dialogs = []
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(url)
+        first = _tick(page)
+        page.wait_for_timeout(3000)
+        second = _tick(page)
+        assert second >= first + 2, f"the live counter did not advance: {first} -> {second}"
+
+        # a second session shows the same engine, not a fresh copy starting at 0
+        other = browser.new_page()
+        other.goto(url)
+        assert abs(_tick(other) - _tick(page)) <= 2
+        other.close()
+
+        # the police log text is shown as text, never run
+        shown = page.locator("article.incident", has_text=SCRIPT)
+        shown.first.wait_for(timeout=30_000)
+        assert "<b>bold</b>" in shown.first.text_content()
+
+        page.get_by_role("button", name="Dispatch").click()
+        message = page.locator("p.dispatch-done").first
+        message.wait_for(timeout=30_000)
+        unit = message.get_attribute("data-unit")
+        assert unit and f"{unit} dispatched to" in message.text_content()
+        row = page.locator("table.unit-status tbody tr", has_text=unit).first
+        row.wait_for(timeout=10_000)
+        assert "dispatched" in row.text_content()
+        audit = page.locator("table.audit-rows tbody tr", has_text=unit)
+        audit.first.wait_for(timeout=10_000)
+        assert "dispatch" in audit.first.text_content()
+        page.screenshot(path=str(ARTIFACTS / "operations_live.png"), full_page=True)
+        browser.close()
+    assert not dialogs, f"page ran script from incident text: {dialogs}"
+    log = Store(state_dir).read("audit_log")
+    assert ((log["action"] == "dispatch") & (log["target"] == unit)).any()
