@@ -4,7 +4,6 @@ an escaped incident queue and a dispatch that changes a unit and writes an audit
 Runs a real ``panel serve`` on a small simulated city and drives it in Chromium.
 """
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from test_dashboard import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, stop, wait_http
+from conftest import panel_serve
+from test_dashboard import CHROMIUM, CHROMIUM_ARGS, ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
 SCRIPT = "<script>alert(1)</script>"
@@ -59,19 +59,10 @@ def test_one_engine_per_process(live_city, tmp_path):
 @pytest.fixture(scope="module")
 def served_live(live_city, tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("state")
-    port = free_port()
-    env = {**os.environ, "SAFECITY_DATA_DIR": str(live_city), "SAFECITY_STATE_DIR": str(state_dir),
+    env = {"SAFECITY_DATA_DIR": str(live_city), "SAFECITY_STATE_DIR": str(state_dir),
            "SAFECITY_REPLAY_SPEED": "60"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "panel", "serve", str(ROOT / "dashboards" / "operations.py"),
-         "--port", str(port), "--address", "127.0.0.1",
-         "--allow-websocket-origin", f"127.0.0.1:{port}"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
-    url = f"http://127.0.0.1:{port}/operations"
-    wait_http(url, proc)
-    yield url, state_dir
-    stop(proc)
+    with panel_serve("operations", env) as (url, _):
+        yield url, state_dir
 
 
 def _tick(page) -> int:

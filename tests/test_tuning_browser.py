@@ -1,12 +1,10 @@
 """The tuning dashboard under a real ``panel serve``: moving the threshold slider changes the readout."""
-import os
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from test_dashboard import CHROMIUM, CHROMIUM_ARGS, free_port, stop, wait_http
+from conftest import panel_serve
+from test_dashboard import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -14,17 +12,8 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 @pytest.fixture(scope="module")
 def served():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "panel", "serve", str(ROOT / "dashboards" / "tuning.py"),
-         "--port", str(port), "--address", "127.0.0.1",
-         "--allow-websocket-origin", f"127.0.0.1:{port}"],
-        env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
-    url = f"http://127.0.0.1:{port}/tuning"
-    html = wait_http(url, proc)
-    yield url, html
-    stop(proc)
+    with panel_serve("tuning") as page:
+        yield page
 
 
 READOUT_TEXT = (
