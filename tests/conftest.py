@@ -85,3 +85,30 @@ def panel_serve(app: str, env: dict | None = None):
         yield url, wait_http(url, proc)
     finally:
         stop(proc)
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.contextmanager
+def chromium_page(viewport: tuple[int, int] = (1400, 1000)):
+    """A Playwright page in Debian's Chromium, recording every request and failed request.
+
+    Yields (page, requests, failures): lists of URLs, for the offline checks.
+    """
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is not installed (.ci/run installs it)"
+    (ROOT / "test-artifacts").mkdir(exist_ok=True)
+    requests, failures = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("requestfailed", lambda r: failures.append(r.url))
+        try:
+            yield page, requests, failures
+        finally:
+            browser.close()

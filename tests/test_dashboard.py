@@ -7,13 +7,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from conftest import free_port, panel_serve, stop, wait_http
+from conftest import CHROMIUM, CHROMIUM_ARGS, chromium_page, free_port, panel_serve, stop, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +34,8 @@ def test_panel_serve_answers(served):
 
 @pytest.mark.browser
 def test_dashboard_renders_offline_in_chromium(served):
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "Debian's chromium is not installed (.ci/run installs it)"
     url, _ = served
-    requests, failures = [], []
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("request", lambda r: requests.append(r.url))
-        page.on("requestfailed", lambda r: failures.append(r.url))
+    with chromium_page((1400, 1000)) as (page, requests, failures):
         page.goto(url)
         page.wait_for_selector("canvas", timeout=60_000)
         page.wait_for_timeout(3000)  # let bokeh lay out and draw every plot
@@ -56,7 +44,6 @@ def test_dashboard_renders_offline_in_chromium(served):
             " if (e.tagName === 'CANVAS') all.push(e); if (e.shadowRoot) walk(e.shadowRoot); }); };"
             " walk(document); return all.filter(c => c.width > 100 && c.height > 100).length; }")
         page.screenshot(path=str(ARTIFACTS / "operations.png"), full_page=True)
-        browser.close()
     hosts = {urlparse(u).hostname for u in requests if u.startswith("http")}
     assert hosts <= {"127.0.0.1", "localhost"}, f"requests left the machine: {hosts}"
     assert not failures, failures

@@ -3,8 +3,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from conftest import panel_serve
-from test_dashboard import CHROMIUM, CHROMIUM_ARGS
+from conftest import chromium_page, panel_serve
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -32,17 +31,8 @@ FOCUS_HANDLE = (
 
 @pytest.mark.browser
 def test_readout_changes_when_the_threshold_slider_moves(served):
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "Debian's chromium is not installed (.ci/run installs it)"
     url, _ = served
-    requests, failures = [], []
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 800})
-        page.on("request", lambda r: requests.append(r.url))
-        page.on("requestfailed", lambda r: failures.append(r.url))
+    with chromium_page((1400, 800)) as (page, requests, failures):
         page.goto(url)
         page.wait_for_function(READOUT_TEXT, timeout=60_000)
         page.wait_for_timeout(2000)
@@ -55,7 +45,6 @@ def test_readout_changes_when_the_threshold_slider_moves(served):
         after = page.evaluate(READOUT_TEXT)
         page.wait_for_timeout(1000)
         page.screenshot(path=str(ARTIFACTS / "tuning.png"), full_page=True)
-        browser.close()
     assert "Precision" in before and "Recall" in before and "per camera-hour" in before
     assert after != before
     hosts = {urlparse(u).hostname for u in requests if u.startswith("http")}
