@@ -49,6 +49,10 @@ class BackgroundModel:
 
     ``scale`` shrinks the frame before modelling (0.5 on 480x360 keeps a
     pedestrian 25 px tall and makes the model four times cheaper).
+    Each working frame is first scaled to a steady mean brightness
+    (``normalise``): a camera's auto-exposure or a passing cloud shifts the
+    whole image by a few grey levels over seconds, which MOG2 would report
+    as foreground all over a smooth facade.
     ``background_ratio`` sets how long a new still object stays foreground:
     about ``-ln(background_ratio) * history`` frames, so 0.7 and 500 keep a
     bag visible for some 18 s (an abandoned object must outlast its limit)
@@ -57,8 +61,10 @@ class BackgroundModel:
     """
 
     def __init__(self, scale: float = 0.5, history: int = 500, var_threshold: float = 16.0,
-                 background_ratio: float = 0.7, open_px: int = 3, close_px: int = 5):
+                 background_ratio: float = 0.7, open_px: int = 3, close_px: int = 5,
+                 normalise: bool = True):
         self.scale = scale
+        self.normalise = normalise
         self.history = history
         self.var_threshold = var_threshold
         self.background_ratio = background_ratio
@@ -85,7 +91,17 @@ class BackgroundModel:
         """Foreground mask at the working resolution (0/255), cleaned by opening then closing."""
         if self.model_ is None:
             self.model_ = self._make()
-        raw = self.model_.apply(self.working(image))
+        small = self.working(image)
+        if self.normalise:
+            m = cv2.mean(small)
+            level = (m[0] + m[1] + m[2]) / 3
+            # The reference follows slowly (as slowly as the model learns), so day turning to
+            # night is learned, while a change over seconds is compensated.
+            ref = getattr(self, "level_", level)
+            self.level_ = ref + (level - ref) / self.history
+            if level > 1:
+                small = cv2.convertScaleAbs(small, alpha=self.level_ / level)
+        raw = self.model_.apply(small)
         _, mask = cv2.threshold(raw, 200, 255, cv2.THRESH_BINARY)  # shadows are 127
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._open)
         return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._close)
@@ -153,7 +169,7 @@ class BlobDetector:
 
     A blob at least ``person_min`` of a person's expected height is a person;
     a smaller one at least ``object_min_px`` tall is an object; smaller still
-    is noise. A person blob wider than ``split_width`` person widths is cut
+    is noise, and one taller than ``person_max`` people is a lighting change. A person blob wider than ``split_width`` person widths is cut
     into person-wide boxes along the valleys of its column profile.
     ``confidence`` is how much of the box the foreground fills, so ragged
     blobs go to the tracker's low-confidence second pass.
@@ -161,11 +177,14 @@ class BlobDetector:
     frames from the person-like blobs seen so far.
     """
 
-    def __init__(self, pixels_per_metre: float | None = None, person_min: float = 0.45,
+    def __init__(self, pixels_per_metre: float | None = None, person_min: float = 0.45, person_max: float = 4.0,
+                 stacked: float = 1.5,
                  object_min_px: float = 4.0, min_area_px: float = 24.0, split_width: float = 1.6,
                  refit: int = 100, aspect: float = 0.4):
         self.pixels_per_metre = pixels_per_metre
         self.person_min = person_min
+        self.person_max = person_max
+        self.stacked = stacked
         self.object_min_px = object_min_px
         self.min_area_px = min_area_px
         self.split_width = split_width
@@ -191,9 +210,16 @@ class BlobDetector:
             x0, y0, x1, y1 = x[i] * inv, y[i] * inv, (x[i] + w[i]) * inv, (y[i] + h[i]) * inv
             expected = float(self.size_.height(y1))
             bh = y1 - y0
-            if bh >= self.person_min * expected:
-                parts = self._split(labels, i + 1, stats[i], scale, expected) if \
-                    (x1 - x0) > self.split_width * self.aspect * expected else [(x0, x1)]
+            if bh > self.person_max * expected:
+                continue  # far taller than anyone there: a lighting change, not an object
+            if bh > self.stacked * expected:  # people one behind the other: a crowd
+                for box, f in self._grid(labels, i + 1, stats[i], scale):
+                    boxes.append(box)
+                    conf.append(min(1.0, 0.35 + f))
+                    cls.append(PERSON)
+            elif bh >= self.person_min * expected:
+                wide = (x1 - x0) > self.split_width * self.aspect * max(bh, expected)
+                parts = self._split(labels, i + 1, stats[i], scale, max(bh, expected)) if wide else [(x0, x1)]
                 for a, b in parts:
                     boxes.append((a, y0, b, y1))
                     conf.append(min(1.0, 0.35 + fill[i]))
@@ -214,7 +240,7 @@ class BlobDetector:
         """Cut a wide blob at the emptiest columns, about one person width apart."""
         x, y, w, h = (int(v) for v in stat[:4])
         cols = (labels[y:y + h, x:x + w] == label).sum(0).astype(float)
-        k = max(1, int(round(w / scale / (self.aspect * expected))))
+        k = min(8, max(1, int(round(w / scale / (self.aspect * expected)))))
         if k == 1:
             return [(x / scale, (x + w) / scale)]
         cuts = []
@@ -224,6 +250,33 @@ class BlobDetector:
             cuts.append(lo + int(np.argmin(cols[lo:hi])) if hi > lo else int(centre))
         edges = [0] + sorted(set(cuts)) + [w]
         return [((x + a) / scale, (x + b) / scale) for a, b in zip(edges, edges[1:]) if b > a]
+
+    def _grid(self, labels, label, stat, scale) -> list[tuple[tuple, float]]:
+        """Cut a crowd blob into bands one person tall (from the feet up), then person-wide
+        pieces; pieces the foreground barely fills are gaps in the crowd or lighting noise."""
+        x, y, w, h = (int(v) for v in stat[:4])
+        mine = labels[y:y + h, x:x + w] == label
+        out = []
+        bottom = h
+        while bottom > 0:
+            eh = float(self.size_.height((y + bottom) / scale)) * scale
+            top = max(0, int(round(bottom - eh)))
+            band = mine[top:bottom]
+            cols = np.nonzero(band.any(0))[0]
+            if len(cols) and bottom - top >= self.person_min * eh:
+                k = min(8, max(1, int(round((cols[-1] + 1 - cols[0]) / (self.aspect * eh)))))
+                edges = np.linspace(cols[0], cols[-1] + 1, k + 1).round().astype(int)
+                for a, b in zip(edges, edges[1:]):
+                    piece = band[:, a:b]
+                    rows = np.nonzero(piece.any(1))[0]
+                    if b <= a or not len(rows) or rows[-1] + 1 - rows[0] < self.person_min * eh:
+                        continue
+                    fill = float(piece[rows[0]:rows[-1] + 1].mean())
+                    if fill >= 0.3:
+                        out.append((((x + a) / scale, (y + top + rows[0]) / scale, (x + b) / scale,
+                                     (y + top + rows[-1] + 1) / scale), fill))
+            bottom = top
+        return out
 
     def _learn(self, person_boxes: np.ndarray) -> None:
         self._n += 1
