@@ -49,9 +49,18 @@ def blur_people(image: np.ndarray, boxes=(), margin: float = 0.15, mask: np.ndar
     regions = [_expand(b, margin, width, height) for b in _as_boxes(boxes)]
     if mask is not None:
         regions += [_expand(b, margin, width, height) for b in _blobs(mask, (height, width))]
-    for x0, y0, x1, y1, box_h in regions:
-        if x1 > x0 and y1 > y0:
-            out[y0:y1, x0:x1] = _smudge(out[y0:y1, x0:x1], max(2.0, box_h / cells))
+    regions = [r for r in regions if r[2] > r[0] and r[3] > r[1]]
+    for group in _merge_overlapping(regions):
+        x0, y0 = min(r[0] for r in group), min(r[1] for r in group)
+        x1, y1 = max(r[2] for r in group), max(r[3] for r in group)
+        smudged = _smudge(image[y0:y1, x0:x1], max(2.0, min(r[4] for r in group) / cells))
+        if len(group) == 1:
+            out[y0:y1, x0:x1] = smudged
+            continue
+        inside = np.zeros((y1 - y0, x1 - x0), bool)  # only the regions, not their bounding rectangle
+        for rx0, ry0, rx1, ry1, _ in group:
+            inside[ry0 - y0:ry1 - y0, rx0 - x0:rx1 - x0] = True
+        out[y0:y1, x0:x1][inside] = smudged[inside]
     return out
 
 
@@ -83,6 +92,32 @@ def _expand(box, margin: float, width: int, height: int) -> tuple[int, int, int,
     x0, y0 = int(max(0, np.floor(x - dx))), int(max(0, np.floor(y - dy)))
     x1, y1 = int(min(width, np.ceil(x + w + dx))), int(min(height, np.ceil(y + h + dy)))
     return x0, y0, x1, y1, float(h)
+
+
+def _merge_overlapping(regions: list) -> list[list]:
+    """Regions grouped so that overlapping ones share a group (each group is a list of regions).
+
+    Blurring two overlapping regions one after the other would leave the
+    second one's edge as a sharp seam across the first person; a group is
+    blurred in one pass instead.
+    """
+    groups = [[r] for r in regions]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                if any(_overlap(a, b) for a in groups[i] for b in groups[j]):
+                    groups[i] += groups.pop(j)
+                    merged = True
+                    break
+            if merged:
+                break
+    return groups
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _blobs(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
