@@ -184,3 +184,23 @@ def test_stream_that_drops_is_reopened_then_given_up():
     stamps = [f.ts for f in frames]
     assert stamps == sorted(stamps) and stamps[0].tzinfo is not None
     assert abs(pd.Timestamp.now(tz="UTC") - stamps[-1]) < pd.Timedelta(minutes=1)
+
+
+def test_stream_gives_up_after_its_time_without_frames():
+    from conftest import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/nobody-home.mjpg"  # nothing listens there
+    source = VideoSource(url, retry_delay_s=0.02, max_retry_delay_s=0.05, give_up_after_s=0.3)
+    assert list(source) == []
+    health = source.health()
+    assert health.status == "failed" and health.reconnects >= 2
+    assert "cannot open the stream" in health.last_error
+
+
+def test_close_stops_a_source_waiting_to_reconnect():
+    from conftest import free_port
+
+    source = VideoSource(f"http://127.0.0.1:{free_port()}/x.mjpg", retry_delay_s=60)
+    threading.Timer(0.3, source.close).start()
+    assert list(source) == []  # returns at close(), not after the 60 s wait
+    assert source.health().status == "ended"
