@@ -1,0 +1,915 @@
+"""Event detectors: the situations the law lets a camera flag, found in tracks and pixels.
+
+One small class per kind (loitering, forbidden_zone, wrong_way,
+person_on_ground, abandoned_object, excessive_density, crowd_movement, fire),
+each fed frame by frame through the same method::
+
+    found = detector.update(frame_index, time_s, image, tracks, foreground)
+
+where ``tracks`` holds the objects tracked in this frame (the package contract:
+``frame, time_s, track_id, x, y, w, h, cls, confidence``). A detector returns
+one dict per *episode*, when the situation starts to hold (a person who has
+loitered for ten minutes is one alarm, not six thousand), with ``kind, frame,
+time_s, score, zone, track_ids, duration_s`` and evidence fields. Settings
+default from the camera's ``scene`` (``safecity.synthetic_video.scene_for``
+has the shape); every one is a plain ``__init__`` argument so a notebook can
+tune them. ``to_event_rows`` turns what was found into ``events`` rows;
+``evaluate_clips`` measures precision and recall on the scripted clips.
+
+Weapons are only a plug-in point (``WeaponDetector``): no model ships.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict, deque
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import shapely
+
+#: The kinds ``make_detectors`` builds by default (weapons need a user's model).
+KINDS = ("loitering", "forbidden_zone", "wrong_way", "person_on_ground", "abandoned_object",
+         "excessive_density", "crowd_movement", "fire")
+
+#: A standing adult's height in metres: turns a person's box height into a local scale.
+PERSON_HEIGHT_M = 1.7
+
+SOURCE = "video"
+
+
+# =========================================================================== helpers
+
+
+def _event(kind: str, frame: int, time_s: float, score: float, zone: str | None,
+           track_ids, duration_s: float, **evidence) -> dict:
+    return {"kind": kind, "frame": int(frame), "time_s": round(float(time_s), 3),
+            "score": round(float(np.clip(score, 0.0, 1.0)), 4), "zone": zone,
+            "track_ids": [int(i) for i in track_ids], "duration_s": round(float(duration_s), 3),
+            **evidence}
+
+
+def _zones(scene: dict, names=None) -> dict[str, shapely.Polygon]:
+    """The scene's zone polygons (pixels), all or the ``names`` asked for; unknown names fail."""
+    zones = scene.get("zones") or {}
+    names = list(zones) if names is None else list(names)
+    missing = [n for n in names if n not in zones]
+    if missing:
+        raise ValueError(f"scene has no zone {missing}; it has {sorted(zones)}")
+    return {n: shapely.Polygon(zones[n]) for n in names}
+
+
+def _people(tracks: pd.DataFrame | None) -> pd.DataFrame:
+    if tracks is None or tracks.empty:
+        return pd.DataFrame(columns=["track_id", "x", "y", "w", "h", "cls"])
+    return tracks[tracks["cls"] == "person"]
+
+
+def _feet(tracks: pd.DataFrame) -> np.ndarray:
+    """Bottom centre of each box: where a person stands on the ground."""
+    return np.c_[tracks["x"].to_numpy(float) + tracks["w"].to_numpy(float) / 2,
+                 tracks["y"].to_numpy(float) + tracks["h"].to_numpy(float)]
+
+
+def _metres_per_pixel(box_h, cls="person", pixels_per_metre: float | None = None):
+    """Local scale: an upright person's box is ``PERSON_HEIGHT_M`` tall, which follows perspective.
+
+    The scene's single ``pixels_per_metre`` is only right at one depth; the
+    person's own height is right where they stand.
+    """
+    box_h = np.asarray(box_h, float)
+    if cls == "person":
+        return PERSON_HEIGHT_M / np.maximum(box_h, 1.0)
+    return np.full(box_h.shape, 1.0 / float(pixels_per_metre or 40.0))
+
+
+class _Paths:
+    """Recent feet positions of each track, to measure velocity over a window rather than per frame."""
+
+    def __init__(self, keep_s: float):
+        self.keep_s = keep_s
+        self.rows = defaultdict(deque)  # track_id -> (time_s, fx, fy, box_w, box_h)
+
+    def add(self, time_s: float, tracks: pd.DataFrame) -> None:
+        for tid, (fx, fy), w, h in zip(tracks["track_id"], _feet(tracks), tracks["w"], tracks["h"]):
+            q = self.rows[int(tid)]
+            q.append((time_s, fx, fy, float(w), float(h)))
+            while q and q[0][0] < time_s - self.keep_s:
+                q.popleft()
+        for tid in [t for t, q in self.rows.items() if q and q[-1][0] < time_s - self.keep_s]:
+            del self.rows[tid]
+
+    def velocity(self, track_id: int, window_s: float):
+        """(vx, vy) in metres per second over the last ``window_s``, or None if too short a history."""
+        q = self.rows.get(int(track_id))
+        if not q or q[-1][0] - q[0][0] < 0.5 * window_s:
+            return None
+        t1, x1, y1, _, h1 = q[-1]
+        old = [r for r in q if r[0] >= t1 - window_s][0]
+        dt = t1 - old[0]
+        if dt <= 0:
+            return None
+        mpp = PERSON_HEIGHT_M / max(np.median([r[4] for r in q]), 1.0)
+        return (x1 - old[1]) / dt * mpp, (y1 - old[2]) / dt * mpp
+
+
+# =========================================================================== loitering
+
+
+class LoiteringDetector:
+    """A person staying in a zone longer than its limit without passing through.
+
+    Zones may nest (a plaza inside the street): a person is judged in the
+    smallest zone they stand in, so someone lingering in the plaza is
+    reported there, once, and not first as "in view of the camera too long".
+
+    Dwell is the time a track has been in the zone (gaps up to ``max_gap_s``
+    forgiven, since a tracker loses a person for a few frames); passing
+    through is told apart by the net distance travelled over the last
+    ``limit_s``: someone walking across a large zone covers more than
+    ``max_travel_m`` in that time, someone lingering does not.
+    """
+
+    kind = "loitering"
+
+    def __init__(self, scene: dict, limit_s: float | None = None, zones=None,
+                 max_travel_m: float = 6.0, max_gap_s: float = 1.0):
+        self.scene = scene
+        self.limit_s = float(limit_s if limit_s is not None else scene.get("loitering_limit_s", 60.0))
+        self.zones = zones
+        self.max_travel_m = max_travel_m
+        self.max_gap_s = max_gap_s
+        forbidden = set(scene.get("forbidden_zones") or [])
+        names = zones if zones is not None else [z for z in scene.get("zones", {}) if z not in forbidden]
+        # smallest zone first: a person loitering in the plaza is reported there, once
+        self.polygons_ = dict(sorted(_zones(scene, names).items(), key=lambda kv: kv[1].area))
+        self.stays_ = {}   # (track_id, zone) -> [first_s, last_s]
+        self.fired_ = set()
+        self.paths_ = _Paths(keep_s=self.limit_s + 1.0)
+
+    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
+        people = _people(tracks)
+        people = people[people["h"] > people["w"]]  # someone lying down is PersonOnGround's
+        self.paths_.add(time_s, people)
+        feet = _feet(people)
+        where = {}  # track -> the smallest zone it is in: the one its loitering is judged in
+        for zone, poly in self.polygons_.items():
+            inside = shapely.contains_xy(poly, feet[:, 0], feet[:, 1]) if len(feet) else []
+            for tid in people["track_id"][np.asarray(inside, bool)] if len(feet) else []:
+                stay = self.stays_.get((int(tid), zone))
+                if stay is None or time_s - stay[1] > self.max_gap_s:
+                    stay = self.stays_[(int(tid), zone)] = [time_s, time_s]
+                stay[1] = time_s
+                where.setdefault(int(tid), zone)
+        found = []
+        for tid, zone in where.items():
+            dwell = time_s - self.stays_[(tid, zone)][0]
+            if tid in self.fired_ or dwell < self.limit_s:
+                continue
+            travel = self._travel(tid)
+            if travel is not None and travel <= self.max_travel_m:
+                self.fired_.add(tid)
+                found.append(_event(self.kind, frame_index, time_s,
+                                    min(1.0, dwell / (2 * self.limit_s)) + 0.5, zone, [tid],
+                                    dwell, limit_s=self.limit_s, travel_m=round(travel, 2)))
+        return found
+
+    def _travel(self, track_id) -> float | None:
+        q = self.paths_.rows.get(int(track_id))
+        if not q:
+            return None
+        t1, x1, y1, _, _ = q[-1]
+        old = next(r for r in q if r[0] >= t1 - self.limit_s)
+        mpp = PERSON_HEIGHT_M / max(np.median([r[4] for r in q]), 1.0)
+        return float(np.hypot(x1 - old[1], y1 - old[2]) * mpp)
+
+
+# =========================================================================== forbidden zone
+
+
+class ForbiddenZoneDetector:
+    """A person inside a forbidden zone for ``min_inside_s`` (and, by default, stopping there).
+
+    With ``require_stop=False`` any entry of ``min_inside_s`` is flagged. The
+    default asks for the person to stand still (below ``still_m_s`` over
+    ``min_inside_s``) at some moment inside, so that someone cutting across
+    the edge of a hatched area is not an alarm; set it to False where any
+    entry matters (a track bed, a roof).
+    """
+
+    kind = "forbidden_zone"
+
+    def __init__(self, scene: dict, zones=None, min_inside_s: float = 1.0, require_stop: bool = True,
+                 still_m_s: float = 0.4, max_gap_s: float = 1.0):
+        self.scene = scene
+        self.zones = zones
+        self.min_inside_s = min_inside_s
+        self.require_stop = require_stop
+        self.still_m_s = still_m_s
+        self.max_gap_s = max_gap_s
+        names = zones if zones is not None else list(scene.get("forbidden_zones") or [])
+        self.polygons_ = _zones(scene, names)
+        self.stays_ = {}
+        self.paths_ = _Paths(keep_s=max(2.0, 2 * min_inside_s))
+
+    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
+        people = _people(tracks)
+        self.paths_.add(time_s, people)
+        found = []
+        feet = _feet(people)
+        for zone, poly in self.polygons_.items():
+            inside = shapely.contains_xy(poly, feet[:, 0], feet[:, 1]) if len(feet) else []
+            for tid, ok in zip(people["track_id"], inside):
+                if not ok:
+                    continue
+                key = (int(tid), zone)
+                stay = self.stays_.get(key)
+                if stay is None or time_s - stay[1] > self.max_gap_s:
+                    stay = self.stays_[key] = [time_s, time_s, False]
+                stay[1] = time_s
+                inside_s = time_s - stay[0]
+                if stay[2] or inside_s < self.min_inside_s:
+                    continue
+                speed = None
+                if self.require_stop:
+                    v = self.paths_.velocity(tid, self.min_inside_s)
+                    speed = None if v is None else float(np.hypot(*v))
+                    if speed is None or speed > self.still_m_s:
+                        continue
+                stay[2] = True
+                found.append(_event(self.kind, frame_index, time_s, 1.0, zone, [tid], inside_s,
+                                    entered_s=round(stay[0], 3),
+                                    speed_m_s=None if speed is None else round(speed, 3)))
+        return found
+
+
+# =========================================================================== wrong way
+
+
+class WrongWayDetector:
+    """Sustained movement against the expected flow of a corridor.
+
+    A track goes the wrong way when its velocity over ``window_s`` points
+    against its zone's flow (``flows``: zone -> direction, default the
+    scene's ``flows`` or ``flow_direction``; cosine below ``max_cosine``) at walking pace
+    or more; the alarm needs ``min_duration_s`` of it in a row and
+    ``min_distance_m`` covered, so a step back or a turn is not flagged.
+    """
+
+    kind = "wrong_way"
+
+    def __init__(self, scene: dict, flows: dict | None = None, min_speed_m_s: float = 0.6,
+                 max_cosine: float = -0.7, window_s: float = 1.0, min_duration_s: float = 1.5,
+                 min_distance_m: float = 3.0):
+        self.scene = scene
+        self.flows = flows
+        self.min_speed_m_s = min_speed_m_s
+        self.max_cosine = max_cosine
+        self.window_s = window_s
+        self.min_duration_s = min_duration_s
+        self.min_distance_m = min_distance_m
+        if flows is None:  # a camera's YAML gives one flow per corridor; a scripted scene one for all
+            flows = scene.get("flows") or ({scene.get("flow_zone"): scene["flow_direction"]}
+                                           if scene.get("flow_direction") is not None else {})
+        self.flows_ = {}
+        for zone, vec in flows.items():
+            vec = np.asarray(vec, float)
+            if vec.shape != (2,) or not np.isfinite(vec).all() or np.hypot(*vec) == 0:
+                raise ValueError(f"flow of zone {zone!r} must be a non-zero 2-vector, got {vec.tolist()}")
+            self.flows_[zone] = vec / np.hypot(*vec)
+        self.polygons_ = _zones(scene, [z for z in self.flows_ if z is not None])
+        self.runs_ = {}   # track_id -> [start_s, distance_m, last_s, fired]
+        self.paths_ = _Paths(keep_s=2 * window_s + 1)
+
+    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
+        people = _people(tracks)
+        self.paths_.add(time_s, people)
+        found = []
+        feet = _feet(people)
+        for k, tid in enumerate(people["track_id"]):
+            zone = self._zone(feet[k])
+            if zone is False:
+                continue
+            flow = self.flows_[zone]
+            v = self.paths_.velocity(tid, self.window_s)
+            run = self.runs_.get(int(tid))
+            speed = 0.0 if v is None else float(np.hypot(*v))
+            cosine = float(np.dot(v, flow) / speed) if speed > 0 else 0.0
+            if speed < self.min_speed_m_s or cosine > self.max_cosine:
+                if run is not None and not run[3]:
+                    del self.runs_[int(tid)]
+                continue
+            if run is None:
+                run = self.runs_[int(tid)] = [time_s, 0.0, time_s, False]
+            run[1] += speed * (time_s - run[2])
+            run[2] = time_s
+            duration = time_s - run[0]
+            if not run[3] and duration >= self.min_duration_s and run[1] >= self.min_distance_m:
+                run[3] = True
+                found.append(_event(self.kind, frame_index, time_s, -cosine, zone, [tid], duration,
+                                    speed_m_s=round(speed, 2), cosine=round(cosine, 3),
+                                    distance_m=round(run[1], 2)))
+        return found
+
+    def _zone(self, point):
+        """The corridor the point is in (None: the flow of the whole view), or False: no flow here."""
+        for name, poly in self.polygons_.items():
+            if shapely.contains_xy(poly, *point):
+                return name
+        return None if None in self.flows_ else False
+
+
+# =========================================================================== person on the ground
+
+
+class PersonOnGroundDetector:
+    """A fall: a person's box turns wide and low, then stays still for ``still_s``.
+
+    The box is "down" when its width exceeds ``min_aspect`` times its height
+    (an upright person is about 0.4). ``require_upright`` asks to have seen
+    the same track upright in the ``fall_window_s`` before, which is what
+    separates a fall from, say, a bench the detector calls a person.
+    """
+
+    kind = "person_on_ground"
+
+    def __init__(self, scene: dict, min_aspect: float = 1.3, still_s: float = 2.0,
+                 still_m_s: float = 0.3, require_upright: bool = True, fall_window_s: float = 5.0,
+                 classes=("person", "object")):
+        self.scene = scene
+        self.min_aspect = min_aspect
+        self.still_s = still_s
+        self.still_m_s = still_m_s
+        self.require_upright = require_upright
+        self.fall_window_s = fall_window_s
+        self.classes = classes
+        self.upright_ = {}   # track_id -> last time seen upright, and its height (px)
+        self.down_ = {}      # track_id -> [since_s, x, y, fired]
+
+    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
+        if tracks is None or tracks.empty:
+            return []
+        found = []
+        rows = tracks[tracks["cls"].isin(self.classes)]
+        for tid, x, y, w, h, cls in zip(rows["track_id"], rows["x"], rows["y"], rows["w"], rows["h"],
+                                         rows["cls"]):
+            tid = int(tid)
+            if cls == "person" and h > 1.5 * w:
+                self.upright_[tid] = (time_s, float(h))
+                self.down_.pop(tid, None)
+                continue
+            if w < self.min_aspect * h:
+                self.down_.pop(tid, None)
+                continue
+            seen = self.upright_.get(tid)
+            if self.require_upright and (seen is None or time_s - seen[0] > self.fall_window_s):
+                continue
+            cx, cy = x + w / 2, y + h / 2
+            down = self.down_.get(tid)
+            scale = PERSON_HEIGHT_M / (seen[1] if seen else max(w, 1.0))
+            if down is None or np.hypot(cx - down[1], cy - down[2]) * scale > self.still_m_s * self.still_s:
+                self.down_[tid] = [time_s, cx, cy, False] if down is None or not down[3] else \
+                    [time_s, cx, cy, True]
+                continue
+            lying = time_s - down[0]
+            if not down[3] and lying >= self.still_s:
+                down[3] = True
+                found.append(_event(self.kind, frame_index, time_s, min(1.0, (w / h) / 3), None,
+                                    [tid], lying, aspect=round(float(w / h), 2),
+                                    fell_s=round(down[0], 3)))
+        return found
+
+
+# =========================================================================== abandoned object
+
+
+class AbandonedObjectDetector:
+    """A new static object with nobody standing by it for ``limit_s``.
+
+    Objects come from the tracker (``cls == 'object'``). An object counts as
+    static when its centre stays within ``still_px`` of where it was first
+    seen; it is attended while a person stands (slower than ``still_m_s``)
+    within ``owner_radius_m``: its owner, or whoever waits beside it. People
+    walking past do not attend it, or a busy street would hide every bag.
+    The person nearest the object when it appeared is reported as its likely
+    owner (an anonymous track id).
+    """
+
+    kind = "abandoned_object"
+
+    def __init__(self, scene: dict, limit_s: float | None = None, owner_radius_m: float = 1.5,
+                 still_m_s: float = 0.4, still_px: float = 6.0, min_static_s: float = 1.0):
+        self.scene = scene
+        self.limit_s = float(limit_s if limit_s is not None else scene.get("abandon_limit_s", 30.0))
+        self.owner_radius_m = owner_radius_m
+        self.still_m_s = still_m_s
+        self.still_px = still_px
+        self.min_static_s = min_static_s
+        self.objects_ = {}   # track_id -> dict(first_s, x, y, alone_since, fired, owner)
+        self.paths_ = _Paths(keep_s=2.0)
+
+    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
+        if tracks is None or tracks.empty:
+            return []
+        found = []
+        people = _people(tracks)
+        self.paths_.add(time_s, people)
+        feet = _feet(people)
+        mpp = _metres_per_pixel(people["h"].to_numpy(float)) if len(people) else np.zeros(0)
+        standing = np.array([self._standing(t) for t in people["track_id"]], bool)
+        objects = tracks[tracks["cls"] == "object"]
+        for tid, (cx, cy) in zip(objects["track_id"], _feet(objects)):
+            tid = int(tid)
+            obj = self.objects_.get(tid)
+            if obj is None or np.hypot(cx - obj["x"], cy - obj["y"]) > self.still_px:
+                self.objects_[tid] = obj = {"first_s": time_s, "x": cx, "y": cy, "alone_since": None,
+                                            "fired": False, "owner": self._nearest(people, feet, cx, cy)}
+            dist_m = np.hypot(feet[:, 0] - cx, feet[:, 1] - cy) * mpp if len(feet) else np.zeros(0)
+            attended = bool(((dist_m <= self.owner_radius_m) & standing).any())
+            if attended or time_s - obj["first_s"] < self.min_static_s:
+                obj["alone_since"] = None
+                continue
+            if obj["alone_since"] is None:
+                obj["alone_since"] = time_s
+            alone = time_s - obj["alone_since"]
+            if not obj["fired"] and alone >= self.limit_s:
+                obj["fired"] = True
+                ids = [tid] + ([obj["owner"]] if obj["owner"] is not None else [])
+                found.append(_event(self.kind, frame_index, time_s, min(1.0, alone / (2 * self.limit_s)) + 0.5,
+                                    None, ids, time_s - obj["first_s"], unattended_s=round(alone, 2),
+                                    limit_s=self.limit_s, position_px=[round(cx, 1), round(cy, 1)]))
+        return found
+
+    def _standing(self, track_id) -> bool:
+        v = self.paths_.velocity(track_id, 1.0)
+        return v is None or float(np.hypot(*v)) <= self.still_m_s
+
+    @staticmethod
+    def _nearest(people, feet, cx, cy):
+        if not len(feet):
+            return None
+        return int(people["track_id"].iloc[int(np.argmin(np.hypot(feet[:, 0] - cx, feet[:, 1] - cy)))])
+
+
+# =========================================================================== density
+
+
+class ExcessiveDensityDetector:
+    """People per square metre in a zone over its limit, held for ``min_duration_s``.
+
+    A zone's area in m² comes from ``pixels_per_metre`` (one scale for the
+    whole view: right near the middle of the image, rough elsewhere; a
+    homography in the scene is better and is used when present). Where the
+    scene gives ``max_people`` for a zone, that count is the limit instead.
+    The count is the median over ``smooth_s`` so a tracker's one-frame
+    misses and duplicates do not toggle the alarm; an episode ends after
+    ``min_duration_s`` back under the limit.
+    """
+
+    kind = "excessive_density"
+
+    def __init__(self, scene: dict, limit_per_m2: float | None = None, max_people: dict | None = None,
+                 zones=None, smooth_s: float = 1.0, min_duration_s: float = 1.0):
+        self.scene = scene
+        self.limit_per_m2 = float(limit_per_m2 if limit_per_m2 is not None
+                                  else scene.get("density_limit_per_m2", 2.0))
+        self.max_people = dict(max_people if max_people is not None else scene.get("max_people") or {})
+        self.zones = zones
+        self.smooth_s = smooth_s
+        self.min_duration_s = min_duration_s
+        forbidden = set(scene.get("forbidden_zones") or [])
+        names = zones if zones is not None else [z for z in scene.get("zones", {}) if z not in forbidden]
+        self.polygons_ = _zones(scene, names)
+        self.area_m2_ = {z: _area_m2(p, scene) for z, p in self.polygons_.items()}
+        self.counts_ = defaultdict(deque)
+        self.state_ = {z: {"over_since": None, "under_since": None, "active": False}
+                       for z in self.polygons_}
+
+    def limit(self, zone: str) -> float:
+        """The most people the zone may hold."""
+        if zone in self.max_people:
+            return float(self.max_people[zone])
+        return self.limit_per_m2 * self.area_m2_[zone]
+
+    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
+        people = _people(tracks)
+        feet = _feet(people)
+        found = []
+        for zone, poly in self.polygons_.items():
+            n = int(shapely.contains_xy(poly, feet[:, 0], feet[:, 1]).sum()) if len(feet) else 0
+            q = self.counts_[zone]
+            q.append((time_s, n))
+            while q[0][0] < time_s - self.smooth_s:
+                q.popleft()
+            count = float(np.median([c for _, c in q]))
+            st, limit = self.state_[zone], self.limit(zone)
+            if count > limit:
+                st["under_since"] = None
+                st["over_since"] = st["over_since"] if st["over_since"] is not None else time_s
+                held = time_s - st["over_since"]
+                if not st["active"] and held >= self.min_duration_s:
+                    st["active"] = True
+                    ids = people["track_id"].to_numpy()[shapely.contains_xy(poly, feet[:, 0], feet[:, 1])]
+                    found.append(_event(self.kind, frame_index, time_s, min(1.0, count / (2 * limit)) + 0.5,
+                                        zone, ids, held, people=count, limit_people=round(limit, 2),
+                                        density_per_m2=round(count / self.area_m2_[zone], 3),
+                                        area_m2=round(self.area_m2_[zone], 2)))
+            else:
+                st["over_since"] = None
+                st["under_since"] = st["under_since"] if st["under_since"] is not None else time_s
+                if st["active"] and time_s - st["under_since"] >= self.min_duration_s:
+                    st["active"] = False
+        return found
+
+
+def _area_m2(poly: shapely.Polygon, scene: dict) -> float:
+    hom = scene.get("homography") or scene.get("image_to_ground")
+    if hom is not None:
+        pts = np.asarray(poly.exterior.coords, np.float64)[None]
+        return float(shapely.Polygon(cv2.perspectiveTransform(pts, np.asarray(hom, float))[0]).area)
+    ppm = scene.get("pixels_per_metre")
+    if not ppm:
+        raise ValueError("scene has neither 'homography' nor 'pixels_per_metre': a zone's area is unknown")
+    return float(poly.area) / float(ppm) ** 2
+
+
+# =========================================================================== crowd movement
+
+
+class CrowdMovementDetector:
+    """Sudden convergence or dispersal: many tracks moving towards, or away from, a common centre.
+
+    Each frame, the moving people (over ``min_speed_m_s``) are taken with
+    their velocity over ``window_s``; the centre is their mean position; a
+    person converges when their velocity points at the centre (cosine below
+    ``-min_cosine``) and disperses when it points away. An episode starts
+    when at least ``min_people`` move and ``min_share`` of them agree for
+    ``min_duration_s``, and ends after ``min_duration_s`` without.
+    People streaming past in one direction split half towards, half away
+    from their mean, so ordinary flow never reaches the share.
+    """
+
+    kind = "crowd_movement"
+
+    def __init__(self, scene: dict, min_people: int = 6, min_share: float = 0.7,
+                 min_speed_m_s: float = 0.5, min_cosine: float = 0.5, window_s: float = 1.0,
+                 min_duration_s: float = 1.0):
+        self.scene = scene
+        self.min_people = min_people
+        self.min_share = min_share
+        self.min_speed_m_s = min_speed_m_s
+        self.min_cosine = min_cosine
+        self.window_s = window_s
+        self.min_duration_s = min_duration_s
+        self.paths_ = _Paths(keep_s=2 * window_s + 1)
+        self.state_ = {"direction": None, "since": None, "quiet_since": None, "active": None}
+
+    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
+        people = _people(tracks)
+        self.paths_.add(time_s, people)
+        feet = _feet(people)
+        ids, pos, vel = [], [], []
+        for k, tid in enumerate(people["track_id"]):
+            v = self.paths_.velocity(tid, self.window_s)
+            if v is not None and np.hypot(*v) >= self.min_speed_m_s:
+                ids.append(int(tid))
+                pos.append(feet[k])
+                vel.append(v)
+        direction, share, speed = None, 0.0, 0.0
+        if len(ids) >= self.min_people:
+            pos, vel = np.asarray(pos), np.asarray(vel)
+            out = pos - pos.mean(0)
+            cos = (out * vel).sum(1) / np.maximum(np.hypot(*out.T) * np.hypot(*vel.T), 1e-9)
+            towards, away = (cos < -self.min_cosine).mean(), (cos > self.min_cosine).mean()
+            share = max(towards, away)
+            speed = float(np.hypot(*vel.T).mean())
+            if share >= self.min_share:
+                direction = "convergence" if towards > away else "dispersal"
+        return self._episode(frame_index, time_s, direction, share, ids, speed)
+
+    def _episode(self, frame_index, time_s, direction, share, ids, speed) -> list[dict]:
+        st = self.state_
+        if direction is None:
+            st["direction"] = st["since"] = None
+            st["quiet_since"] = st["quiet_since"] if st["quiet_since"] is not None else time_s
+            if st["active"] and time_s - st["quiet_since"] >= self.min_duration_s:
+                st["active"] = None
+            return []
+        st["quiet_since"] = None
+        if direction != st["direction"]:
+            st["direction"], st["since"] = direction, time_s
+        held = time_s - st["since"]
+        if st["active"] == direction or held < self.min_duration_s:
+            return []
+        st["active"] = direction
+        return [_event(self.kind, frame_index, time_s, share, None, ids, held, direction=direction,
+                       people_moving=len(ids), share=round(float(share), 3),
+                       mean_speed_m_s=round(speed, 2))]
+
+
+# =========================================================================== fire
+
+
+class FireDetector:
+    """Flames from the pixels: fire colours that flicker in place and persist.
+
+    A pixel is flame-coloured when red is bright (``min_red``), red >= green
+    > blue and the colour is saturated (the rule of Chen et al., ICIP 2004).
+    Painted signs and clothes can pass that rule, so the pixel must also
+    *flicker*: switch in and out of the flame colour at least
+    ``min_switches`` times over ``window_s`` (a person walking by switches it
+    twice at most). Flickering pixels are grouped into blobs; an alarm needs
+    a blob of ``min_area_px`` (at 480 px wide) for ``min_duration_s``. The
+    growth of the blob is reported as evidence.
+    """
+
+    kind = "fire"
+
+    def __init__(self, scene: dict, min_red: int = 220, min_saturation: float = 0.55,
+                 window_s: float = 2.0, min_switches: int = 3, min_area_px: int = 40,
+                 min_duration_s: float = 1.0):
+        self.scene = scene
+        self.min_red = min_red
+        self.min_saturation = min_saturation
+        self.window_s = window_s
+        self.min_switches = min_switches
+        self.min_area_px = min_area_px
+        self.min_duration_s = min_duration_s
+        self.fps_ = float(scene.get("fps") or 10.0)
+        self.switches_ = deque(maxlen=max(3, int(round(window_s * self.fps_))))
+        self.last_mask_ = None
+        self.count_ = None
+        self.since_ = None
+        self.first_area_ = None
+        self.active_ = False
+
+    def flame_mask(self, image: np.ndarray) -> np.ndarray:
+        """Boolean mask of flame-coloured pixels."""
+        b, g, r = (image[..., k].astype(np.int16) for k in range(3))
+        sat = 1.0 - np.minimum(np.minimum(b, g), r) / np.maximum(r, 1)
+        return (r >= self.min_red) & (r >= g) & (g > b) & (sat >= self.min_saturation)
+
+    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
+        if image is None:
+            return []
+        scale = min(1.0, 480.0 / image.shape[1])  # areas are counted at 480 px wide
+        small = image if scale == 1 else cv2.resize(image, None, fx=scale, fy=scale,
+                                                    interpolation=cv2.INTER_AREA)
+        mask = self.flame_mask(small)
+        if self.last_mask_ is None or self.last_mask_.shape != mask.shape:
+            self.last_mask_, self.count_ = mask, np.zeros(mask.shape, np.int16)
+            self.switches_.clear()
+            return []
+        if len(self.switches_) == self.switches_.maxlen:  # a running count over the window
+            self.count_ -= self.switches_[0]
+        switch = (mask != self.last_mask_).astype(np.int16)
+        self.switches_.append(switch)
+        self.count_ += switch
+        self.last_mask_ = mask
+        if len(self.switches_) < self.switches_.maxlen:
+            return []
+        flicker = (self.count_ >= self.min_switches).astype(np.uint8)
+        flicker = cv2.morphologyEx(flicker, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+        n, _, stats, centroids = cv2.connectedComponentsWithStats(flicker)
+        area = int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
+        if area < self.min_area_px:  # the episode ends once nothing flickers any more
+            self.since_ = None
+            self.active_ = self.active_ and area > 0
+            return []
+        if self.since_ is None:
+            self.since_, self.first_area_ = time_s, area
+        held = time_s - self.since_
+        if self.active_ or held < self.min_duration_s:
+            return []
+        self.active_ = True
+        k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        x, y, w, h = (int(stats[k, c] / scale) for c in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP,
+                                                          cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
+        return [_event(self.kind, frame_index, time_s, min(1.0, area / (4 * self.min_area_px)), None, [],
+                       held, area_px=area, growth=round(area / max(self.first_area_, 1), 2),
+                       box_px=[x, y, w, h])]
+
+
+# =========================================================================== weapons
+
+
+class WeaponDetector:
+    """The weapons plug-in point: a user's own ONNX model run through ``cv2.dnn``; none ships.
+
+    safecity does not ship, train or recommend a weapon model; an
+    installation that has one (and the legal basis to use it) passes its
+    path. Building without one fails with a message saying so. Detections of
+    the classes in ``weapon_classes`` over ``min_confidence`` become
+    ``weapon`` events (one per frame in which they are seen: there are no
+    weapon tracks).
+    """
+
+    kind = "weapon"
+
+    def __init__(self, scene: dict, model_path: str | os.PathLike | None = None,
+                 classes: tuple[str, ...] = ("weapon",), weapon_classes=None,
+                 min_confidence: float = 0.5, input_size=(640, 640)):
+        self.scene = scene
+        self.model_path = model_path
+        self.classes = tuple(classes)
+        self.weapon_classes = tuple(weapon_classes or classes)
+        self.min_confidence = min_confidence
+        self.input_size = input_size
+        if model_path is None:
+            raise ValueError("WeaponDetector needs model_path: no weapon model ships with safecity; "
+                             "pass the path of your own ONNX detection model (see safecity.video.detect."
+                             "OnnxDetector for the input and output it must have)")
+        if not Path(model_path).is_file():
+            raise FileNotFoundError(f"weapon model {model_path}: no such file")
+        from safecity.video.detect import OnnxDetector
+
+        self.model_ = OnnxDetector(model_path, input_size=input_size, classes=self.classes,
+                                   confidence=min_confidence, kind="weapons")
+
+    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
+        if image is None:
+            return []
+        det = self.model_.detect(image)
+        names = det.data.get("class_name", [None] * len(det))
+        return [_event(self.kind, frame_index, time_s, float(c), None, [], 0.0, class_name=str(n),
+                       box_px=[round(float(v), 1) for v in box])
+                for box, c, n in zip(det.xyxy, det.confidence, names)
+                if n in self.weapon_classes and c >= self.min_confidence]
+
+
+# =========================================================================== building and rows
+
+DETECTORS = {
+    "loitering": LoiteringDetector, "forbidden_zone": ForbiddenZoneDetector,
+    "wrong_way": WrongWayDetector, "person_on_ground": PersonOnGroundDetector,
+    "abandoned_object": AbandonedObjectDetector, "excessive_density": ExcessiveDensityDetector,
+    "crowd_movement": CrowdMovementDetector, "fire": FireDetector, "weapon": WeaponDetector,
+}
+
+
+def make_detectors(scene: dict, kinds=None, **options) -> list:
+    """One detector per kind, set from the scene; ``options[kind]`` (a dict) overrides settings.
+
+    ``kinds`` defaults to the scene's ``detectors`` list (a camera's YAML)
+    or ``KINDS``; kinds that other modules handle (``repeated_presence``) are
+    left out. ``weapon`` is built only from a plug-in of kind ``weapon...``
+    in ``scene['plugins']`` (or ``options['weapon']['model_path']``).
+    """
+    asked = list(kinds if kinds is not None else scene.get("detectors") or KINDS)
+    unknown = [k for k in asked if k not in DETECTORS and k != "repeated_presence"]
+    if unknown:
+        raise ValueError(f"unknown event kind {unknown}; choose from {', '.join(DETECTORS)}")
+    built = []
+    for kind in asked:
+        if kind not in DETECTORS:
+            continue
+        settings = dict(options.get(kind, {}))
+        if kind == "weapon" and "model_path" not in settings:
+            plugin = next((p for p in scene.get("plugins") or [] if str(p.get("kind", "")).startswith("weapon")),
+                          None)
+            if plugin is not None:
+                settings.update(model_path=plugin["path"], classes=tuple(plugin.get("classes", ("weapon",))),
+                                input_size=tuple(plugin.get("input_size", (640, 640))),
+                                min_confidence=plugin.get("confidence", 0.5))
+        built.append(DETECTORS[kind](scene, **settings))
+    return built
+
+
+def run_detectors(detectors: list, frames, tracks: pd.DataFrame, fps: float,
+                  foregrounds=None) -> list[dict]:
+    """Feed a whole clip frame by frame (the live loop, replayed); every event found."""
+    by_frame = dict(tuple(tracks.groupby("frame"))) if len(tracks) else {}
+    empty = tracks.iloc[:0]
+    found = []
+    for f, image in enumerate(frames):
+        fg = foregrounds[f] if foregrounds is not None else None
+        rows = by_frame.get(f, empty)
+        for det in detectors:
+            found.extend(det.update(f, f / fps, image, rows, fg))
+    return found
+
+
+def to_event_rows(found: list[dict], camera_id: str, start_ts, lon: float | None = None,
+                  lat: float | None = None) -> pd.DataFrame:
+    """``events`` rows (``safecity.schema``) from detector output; ``start_ts`` is the clip's frame 0."""
+    from safecity.schema import empty, validate
+
+    if not found:
+        return empty("events")
+    start = pd.Timestamp(start_ts)
+    start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
+    rows = []
+    for k, ev in enumerate(found):
+        missing = [c for c in ("kind", "frame", "time_s", "score") if c not in ev]
+        if missing:
+            raise ValueError(f"event {k} from camera {camera_id} lacks {missing}: {ev}")
+        ts = start + pd.Timedelta(seconds=float(ev["time_s"]))
+        details = {c: v for c, v in ev.items() if c not in ("kind", "score")}
+        rows.append({"event_id": f"{ev['kind']}-{SOURCE}-{camera_id}-{ts:%Y%m%dT%H%M%S.%fZ}-{k}",
+                     "ts": ts, "kind": ev["kind"], "sensor_id": str(camera_id),
+                     "lon": np.nan if lon is None else lon, "lat": np.nan if lat is None else lat,
+                     "score": ev["score"], "source": SOURCE,
+                     "details": json.dumps(details, default=_plain)})
+    return validate(pd.DataFrame(rows), "events")
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} into event details")
+
+
+# =========================================================================== evaluation
+
+#: How early (seconds) an event may come before its scripted episode and still count.
+TOLERANCE_S = 1.0
+
+
+def truth_tracks(clip) -> pd.DataFrame:
+    """The simulator's exact boxes in the tracks contract (bags are ``object``): a perfect tracker."""
+    fps = clip.scene["fps"]
+    t = clip.tracks
+    return pd.DataFrame({"frame": t["frame"], "time_s": t["frame"] / fps, "track_id": t["track_id"],
+                         "x": t["x"], "y": t["y"], "w": t["w"], "h": t["h"],
+                         "cls": t["cls"].replace({"bag": "object"}), "confidence": 1.0})
+
+
+def clip_events(clip, tracker: str = "real", kinds=None) -> tuple[list[dict], pd.DataFrame]:
+    """Run the detectors over one rendered clip: (events found, tracks used).
+
+    ``tracker='real'`` detects and tracks the rendered pixels
+    (``safecity.video.track.track_frames``), end to end; ``'truth'`` uses the
+    simulator's boxes, to tell a detector's errors from the tracker's.
+    """
+    fps = clip.scene["fps"]
+    if tracker == "truth":
+        tracks = truth_tracks(clip)
+    elif tracker == "real":
+        from safecity.video.track import track_frames
+
+        tracks = track_frames(clip.frames, clip.scene, fps)
+    else:
+        raise ValueError(f"tracker must be 'real' or 'truth', got {tracker!r}")
+    return run_detectors(make_detectors(clip.scene, kinds), clip.frames, tracks, fps), tracks
+
+
+def match_events(found: list[dict], truth: pd.DataFrame, fps: float,
+                 tolerance_s: float = TOLERANCE_S) -> tuple[list[bool], list[bool]]:
+    """(is each event a true positive, is each truth episode found).
+
+    An event matches an episode of its kind when its frame lies in
+    ``[start_frame - tolerance, end_frame]``.
+    """
+    tol = int(round(tolerance_s * fps))
+    hit_event, hit_truth = [], [False] * len(truth)
+    for ev in found:
+        ok = False
+        for i, ep in enumerate(truth.itertuples(index=False)):
+            if ep.kind == ev["kind"] and ep.start_frame - tol <= ev["frame"] <= ep.end_frame:
+                ok = hit_truth[i] = True
+        hit_event.append(ok)
+    return hit_event, hit_truth
+
+
+def evaluate_clips(seeds=(0,), scenarios=None, tracker: str = "real", kinds=KINDS,
+                   tolerance_s: float = TOLERANCE_S, progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Precision and recall of each detector over the scripted clips of ``seeds``.
+
+    Precision = true-positive events / events of that kind over ALL clips
+    (firing on another scenario's clip is a false alarm); recall = scripted
+    episodes found / episodes. Returns (table per kind, every event with
+    its clip and verdict).
+    """
+    from safecity.synthetic_video import SCENARIOS, render_clip
+
+    records, episodes = [], []
+    for seed in seeds:
+        for scenario in scenarios or SCENARIOS:
+            clip = render_clip(scenario, seed=seed)
+            found, _ = clip_events(clip, tracker, kinds)
+            fps = clip.scene["fps"]
+            hit_event, hit_truth = match_events(found, clip.truth, fps, tolerance_s)
+            for ev, ok in zip(found, hit_event):
+                records.append({"seed": seed, "scenario": scenario, "kind": ev["kind"],
+                                "frame": ev["frame"], "true_positive": ok,
+                                "track_ids": ev["track_ids"]})
+            for ep, ok in zip(clip.truth.itertuples(index=False), hit_truth):
+                episodes.append({"seed": seed, "scenario": scenario, "kind": ep.kind, "found": ok})
+            if progress is not None:
+                progress(f"seed {seed} {scenario}: {len(found)} events")
+    events = pd.DataFrame(records, columns=["seed", "scenario", "kind", "frame", "true_positive",
+                                            "track_ids"])
+    truth = pd.DataFrame(episodes, columns=["seed", "scenario", "kind", "found"])
+    rows = []
+    for kind in kinds:
+        ev, ep = events[events["kind"] == kind], truth[truth["kind"] == kind]
+        rows.append({"kind": kind,
+                     "precision": round(ev["true_positive"].mean(), 3) if len(ev) else np.nan,
+                     "recall": round(ep["found"].mean(), 3) if len(ep) else np.nan,
+                     "events": len(ev), "true_positives": int(ev["true_positive"].sum()),
+                     "episodes": len(ep), "seeds": ",".join(str(s) for s in seeds)})
+    return pd.DataFrame(rows), events
