@@ -37,7 +37,7 @@ UPPER_BODY, LOWER_BODY = (0.20, 0.55), (0.55, 0.95)
 BINS = (8, 3, 3)
 
 
-def _refuse_pickling(obj):
+def _refuse_pickling(obj, *_protocol):
     raise TypeError(f"{type(obj).__name__} holds appearance signatures, which must never leave "
                     "memory: it cannot be pickled, copied or saved")
 
