@@ -76,6 +76,7 @@ def test_example_installation_loads_with_the_scene_keys_of_the_simulator():
         assert scene["privacy"] == {"blur": True, "reason": ""}
     quay = installation.camera("quai-du-port-1")
     assert np.asarray(quay.scene()["homography"]).shape == (3, 3)
+    assert (quay.scene()["lon"], quay.scene()["lat"]) == (quay.position.lon, quay.position.lat)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -258,6 +259,8 @@ def test_enabled_repeated_presence_and_a_plug_in(tmp_path):
     scene = camera.scene()
     assert scene["detectors"] == ["forbidden_zone", "weapon", "repeated_presence"]
     assert scene["repeat_enabled"] and scene["repeat_ttl_s"] == 3600
+    # The section as a dict, ready for video.repeat.RepeatedPresence(scene, **settings).
+    assert scene["repeated_presence"] == {"enabled": True, "ttl_s": 3600, "count": 3, "window_s": 3600}
     assert scene["plugins"][0]["path"] == str(tmp_path / "guns.onnx")
 
 

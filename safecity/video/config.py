@@ -335,8 +335,10 @@ class CameraConfig(_Strict):
         Added beside those: ``camera_id``, ``source``, ``homography`` (3x3
         list or None), ``flow_zone`` and ``flows`` (every corridor's unit
         vector; ``flow_direction`` is the first one), ``repeat_enabled``,
-        ``repeat_ttl_s``, ``privacy``, ``detectors``, ``plugins``,
-        ``position``, ``start``. ``size`` is present only when declared.
+        ``repeat_ttl_s``, ``repeated_presence`` (the section as a dict),
+        ``privacy``, ``detectors``, ``plugins``, ``position`` and ``lon``,
+        ``lat`` (the camera's, or None), ``start``. ``size`` is present only
+        when declared.
         """
         flows = {name: list(vec) for name, vec in self.flow.items()}
         first = next(iter(flows), None)
@@ -356,6 +358,7 @@ class CameraConfig(_Strict):
             "repeat_window_s": self.repeated_presence.window_s,
             "repeat_enabled": self.repeated_presence.enabled,
             "repeat_ttl_s": self.repeated_presence.ttl_s,
+            "repeated_presence": self.repeated_presence.model_dump(),
             "density_limit_per_m2": self.density_limit_per_m2,
             "max_people": dict(self.max_people),
             "pixels_per_metre": self._scale(),
@@ -365,6 +368,8 @@ class CameraConfig(_Strict):
             "detectors": self.enabled_detectors,
             "plugins": [p.model_dump(mode="json") for p in self.plugins],
             "position": None if self.position is None else [self.position.lon, self.position.lat],
+            "lon": None if self.position is None else self.position.lon,
+            "lat": None if self.position is None else self.position.lat,
             "start": None if self.start is None else self.start.isoformat(),
         }
         if self.size is not None:
@@ -388,10 +393,11 @@ class CameraConfig(_Strict):
             "max_people": scene.get("max_people") or {},
             "pixels_per_metre": scene.get("pixels_per_metre"),
             "fire_region": scene.get("fire_region"),
-            "repeated_presence": {"enabled": bool(scene.get("repeat_enabled", False)),
-                                  "ttl_s": scene.get("repeat_ttl_s", 86_400.0),
-                                  "count": scene.get("repeat_count", 3),
-                                  "window_s": scene.get("repeat_window_s", 3_600.0)},
+            "repeated_presence": scene.get("repeated_presence") or {
+                "enabled": bool(scene.get("repeat_enabled", False)),
+                "ttl_s": scene.get("repeat_ttl_s", 86_400.0),
+                "count": scene.get("repeat_count", 3),
+                "window_s": scene.get("repeat_window_s", 3_600.0)},
         }
         if scene.get("size") is not None:
             data["size"] = scene["size"]
