@@ -123,12 +123,14 @@ def test_absent_device_fails_after_its_retries():
 
 class MjpegServer:
     """A camera's HTTP MJPEG stream (``multipart/x-mixed-replace``) that hangs up
-    after ``per_connection`` frames, as flaky cameras and proxies do."""
+    after ``per_connection`` frames, as flaky cameras and proxies do (or, with
+    ``freeze_s``, keeps the connection open without sending, as a frozen camera does)."""
 
-    def __init__(self, per_connection: int = 6):
+    def __init__(self, per_connection: int = 6, freeze_s: float = 0.0):
         self.frames = [cv2.imencode(".jpg", np.full((120, 160, 3), 20 * (k + 1), np.uint8))[1].tobytes()
                        for k in range(per_connection)]
         self.connections = 0
+        self.freeze_s = freeze_s
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -141,6 +143,7 @@ class MjpegServer:
                     self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"
                                      b"Content-Length: %d\r\n\r\n" % len(jpg) + jpg + b"\r\n")
                     time.sleep(0.01)
+                time.sleep(server.freeze_s)
 
             def log_message(self, *args):
                 pass
@@ -204,3 +207,21 @@ def test_close_stops_a_source_waiting_to_reconnect():
     threading.Timer(0.3, source.close).start()
     assert list(source) == []  # returns at close(), not after the 60 s wait
     assert source.health().status == "ended"
+
+
+def test_frozen_stream_times_out_and_is_reopened():
+    server = MjpegServer(per_connection=4, freeze_s=30)
+    source = VideoSource(server.url, retry_delay_s=0.05, timeout_s=1)
+    frames = []
+    try:
+        for frame in source:
+            frames.append((frame, source.health().reconnects))
+            if len(frames) == 10:
+                break
+    finally:
+        server.shut_down()
+    seen = [r for _, r in frames]
+    assert seen == sorted(seen) and seen[-1] >= 2  # a reconnect after each freeze
+    assert all(seen.count(r) <= 4 for r in set(seen))  # never more frames than a connection sent
+    assert server.connections == seen[-1] + 1
+    assert "stream stopped" in source.health().last_error
