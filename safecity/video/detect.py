@@ -426,7 +426,8 @@ class Detector:
 
     def detect(self, image: np.ndarray) -> tuple[sv.Detections, np.ndarray]:
         small = self.background.apply_small(image)
-        det = self.blobs.detect(small, small.shape[1] / image.shape[1])
+        self.small_, self.scale_ = small, small.shape[1] / image.shape[1]
+        det = self.blobs.detect(small, self.scale_)
         if self._hog is not None and self._n % self.hog_every == 0 and len(det):
             det = self._split_with_hog(image, det)
         for model in self.onnx:

@@ -1,0 +1,506 @@
+"""The per-camera pipeline: one loop of small stages from frames to observations and events.
+
+For every frame::
+
+    detections, foreground = detector.detect(image)         # detect
+    tracked = tracker.update(detections, index)            # track
+    tracks = table + ground speed + zone membership        # measure
+    events = [d.update(...) for d in event detectors]      # flag
+    features.add(...)                                      # aggregate per bin
+
+``CameraPipeline.process(frame)`` runs one frame and returns a ``FrameResult``
+(inspectable in a notebook); ``run(source, store)`` loops over a source and
+appends ``observations`` (per zone and time bin: ``people_count``,
+``occupancy``, ``mean_speed``, ``flow_dir_0..7``; sensor ``"{camera}:{zone}"``)
+and ``events`` to a ``Store`` in batches, one batch per closed bin.
+``display(frame, result)`` is the only way a frame leaves: people blurred
+(``privacy``), boxes, ids, zones and events drawn.
+
+The event detectors (``events``), repeated presence (``repeat``) and the blur
+(``privacy``) are separate modules loaded when present, so the pipeline runs
+with whatever stages an installation has.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import pandas as pd
+import supervision as sv
+
+from safecity.video.detect import Detector
+from safecity.video.track import TRACK_COLUMNS, Tracker, ground_points, to_table
+
+#: Sectors of the flow-direction histogram: 0 = towards +x (image right), counter-clockwise
+#: as seen on screen (2 = up the image, 4 = left, 6 = down).
+FLOW_SECTORS = 8
+
+#: Below this ground speed (m/s) a person is standing: no direction for the flow histogram.
+MOVING_M_S = 0.3
+
+
+def _optional(module: str):
+    """A sibling stage module, or None while it does not exist in this installation."""
+    try:
+        return importlib.import_module(f"safecity.video.{module}")
+    except ImportError:
+        return None
+
+
+def _scene_and_id(camera, camera_id: str | None) -> tuple[dict, str]:
+    """Accept a scene dict or a ``config.CameraConfig`` (anything with ``scene()``)."""
+    if hasattr(camera, "scene") and callable(camera.scene):
+        scene = dict(camera.scene())
+        cid = camera_id or getattr(camera, "camera_id", None) or getattr(camera, "id", None)
+    elif isinstance(camera, dict):
+        scene = dict(camera)
+        cid = camera_id
+    else:
+        raise TypeError(f"CameraPipeline needs a scene dict or a CameraConfig, got {type(camera).__name__}")
+    cid = cid or scene.get("camera_id") or scene.get("camera") or scene.get("scenario") or "camera"
+    scene.setdefault("camera_id", str(cid))
+    return scene, str(cid)
+
+
+@dataclass
+class FrameResult:
+    """What one frame gave: tracks (contract columns + ``speed_mps``, ``dir_x``, ``dir_y``),
+    events found, the foreground mask, people per zone and dwell seconds per (track, zone)."""
+
+    index: int
+    time_s: float
+    ts: pd.Timestamp | None
+    tracks: pd.DataFrame
+    events: list[dict]
+    foreground: np.ndarray
+    zone_counts: dict[str, float] = field(default_factory=dict)
+    dwell: dict[tuple[int, str], float] = field(default_factory=dict)
+
+
+# =========================================================================== motion
+
+
+class Motion:
+    """Ground speed and image direction of each track, over a sliding window of about a second.
+
+    Over a second rather than frame to frame, because a blob's box jitters by a
+    pixel or two, a large share of a walker's step at 10 fps.
+    """
+
+    def __init__(self, scene: dict, window_s: float = 1.0, forget_s: float = 5.0):
+        self.scene = scene
+        self.window_s = window_s
+        self.forget_s = forget_s
+        self._paths: dict[int, deque] = defaultdict(deque)
+        self._metric = bool(scene.get("homography") or scene.get("image_to_ground") or scene.get("pixels_per_metre"))
+
+    def update(self, time_s: float, tracks: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(speed m/s per row, unit direction per row in image axes); NaN speed without calibration."""
+        n = len(tracks)
+        speed, direction = np.zeros(n), np.zeros((n, 2))
+        if n:
+            feet = np.c_[tracks["x"].to_numpy() + tracks["w"].to_numpy() / 2,
+                         tracks["y"].to_numpy() + tracks["h"].to_numpy()]
+            ground = ground_points(feet, self.scene) if self._metric else feet
+            for k, tid in enumerate(tracks["track_id"].to_numpy()):
+                path = self._paths[int(tid)]
+                path.append((time_s, feet[k], ground[k]))
+                while path and path[0][0] < time_s - self.window_s - 1e-9:
+                    path.popleft()
+                t0, f0, g0 = path[0]
+                if time_s > t0:
+                    speed[k] = float(np.hypot(*(ground[k] - g0))) / (time_s - t0)
+                    d = feet[k] - f0
+                    norm = float(np.hypot(*d))
+                    direction[k] = d / norm if norm > 0 else 0.0
+            if not self._metric:
+                speed[:] = np.nan
+        for tid in [t for t, p in self._paths.items() if p and p[-1][0] < time_s - self.forget_s]:
+            del self._paths[tid]
+        return speed, direction
+
+
+# =========================================================================== counting
+
+
+class ZoneCounter:
+    """People in each zone from the foreground, corrected for perspective and occlusion.
+
+    Tracks undercount a crowd: people one behind the other merge into one
+    blob. Here every foreground pixel counts as ``1 / a(y)`` of a person,
+    ``a(y)`` being the area a person covers on row ``y`` (``fill`` of a box
+    ``aspect`` times as wide as the person height the detector expects
+    there), and the share ``c`` of the zone so covered is turned into a count
+    with the occlusion law of randomly placed people, ``n = -N ln(1 - c)``
+    (``N``: how many people would tile the zone). People bunched in one
+    part of the zone hide more of each other than that law assumes, so a
+    dense crowd is still undercounted; the pipeline reports the larger of
+    this count and the tracked people. A fitted ``counting.CrowdCounter`` is
+    the better tool where labelled frames exist (``CameraPipeline(counter=)``).
+    """
+
+    def __init__(self, zones: dict[str, np.ndarray], fill: float = 0.6, aspect: float = 0.4,
+                 max_cover: float = 0.95):
+        self.zones = zones
+        self.fill = fill
+        self.aspect = aspect
+        self.max_cover = max_cover
+        self._key = None
+
+    def count(self, small_fg: np.ndarray, scale: float, size_model) -> dict[str, float]:
+        key = (small_fg.shape, getattr(size_model, "intercept_", None), getattr(size_model, "slope_", None))
+        if key != self._key:
+            self._weights(small_fg.shape, scale, size_model)
+            self._key = key
+        fg = small_fg > 0
+        out = {}
+        for name, (w, capacity) in self._w.items():
+            cover = min(float(w[fg].sum()) / capacity, self.max_cover) if capacity > 0 else 0.0
+            out[name] = -capacity * math.log1p(-cover)
+        return out
+
+    def _weights(self, shape, scale, size_model) -> None:
+        rows = (np.arange(shape[0]) + 0.5) / scale
+        person_h = size_model.height(rows) * scale
+        per_row = 1.0 / (self.fill * self.aspect * person_h**2)
+        self._w = {}
+        for name, poly in self.zones.items():
+            m = np.zeros(shape, np.uint8)
+            cv2.fillPoly(m, [np.round(np.asarray(poly, float) * scale).astype(np.int32)], 1)
+            w = m * per_row[:, None]
+            self._w[name] = (w, float(w.sum()))
+
+
+# =========================================================================== features
+
+
+class BinFeatures:
+    """Per zone and time bin: people count (mean over the bin's frames), occupancy, mean speed,
+    flow-direction histogram; ``add`` returns the rows of the bins it closed."""
+
+    def __init__(self, camera_id: str, zones: dict[str, np.ndarray], size: tuple[int, int],
+                 bin_s: float = 60.0, scale: float = 0.25):
+        self.camera_id = camera_id
+        self.zones = zones
+        self.bin_s = bin_s
+        self.scale = scale
+        w, h = size
+        self._shape = (max(1, round(h * scale)), max(1, round(w * scale)))
+        self._masks = {}
+        for name, poly in zones.items():
+            m = np.zeros(self._shape, np.uint8)
+            cv2.fillPoly(m, [np.round(np.asarray(poly, float) * scale).astype(np.int32)], 1)
+            self._masks[name] = m.astype(bool)
+        self._bin = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._frames = 0
+        self._count = defaultdict(float)
+        self._occupancy = defaultdict(float)
+        self._speeds = defaultdict(list)
+        self._flow = defaultdict(lambda: np.zeros(FLOW_SECTORS))
+
+    def add(self, ts: pd.Timestamp, people: pd.DataFrame, inside: dict[str, np.ndarray],
+            counts: dict[str, float]) -> pd.DataFrame:
+        """Account one frame: ``people`` rows (with ``speed_mps``, ``dir_x``, ``dir_y``), each
+        zone's boolean mask over those rows, and the people counted in each zone."""
+        start = ts.floor(f"{int(round(self.bin_s * 1000))}ms")
+        out = self.flush() if self._bin is not None and start != self._bin else None
+        self._bin = start
+        self._frames += 1
+        cover = np.zeros(self._shape, bool)
+        s = self.scale
+        for x, y, w, h in people[["x", "y", "w", "h"]].to_numpy(float):
+            cover[max(0, int(y * s)):int(math.ceil((y + h) * s)), max(0, int(x * s)):int(math.ceil((x + w) * s))] = True
+        speed = people["speed_mps"].to_numpy(float)
+        angle = np.arctan2(-people["dir_y"].to_numpy(float), people["dir_x"].to_numpy(float))
+        sector = np.round(angle / (2 * np.pi / FLOW_SECTORS)).astype(int) % FLOW_SECTORS
+        for name, mask in self._masks.items():
+            sel = inside[name]
+            self._count[name] += float(counts.get(name, sel.sum()))
+            self._occupancy[name] += float((cover & mask).sum()) / max(int(mask.sum()), 1)
+            ok = sel & np.isfinite(speed)
+            self._speeds[name].extend(speed[ok].tolist())
+            moving = ok & (speed >= MOVING_M_S)
+            np.add.at(self._flow[name], sector[moving], 1.0)
+        return out if out is not None else _empty_observations()
+
+    def flush(self) -> pd.DataFrame:
+        """The rows of the bin in progress (empty if none), and start afresh."""
+        if self._bin is None or not self._frames:
+            return _empty_observations()
+        rows = []
+        for name in self._masks:
+            sid = f"{self.camera_id}:{name}"
+            rows.append((sid, "people_count", self._count[name] / self._frames))
+            rows.append((sid, "occupancy", min(1.0, self._occupancy[name] / self._frames)))
+            if self._speeds[name]:
+                rows.append((sid, "mean_speed", float(np.mean(self._speeds[name]))))
+            flow = self._flow[name]
+            share = flow / flow.sum() if flow.sum() else flow
+            rows.extend((sid, f"flow_dir_{k}", float(share[k])) for k in range(FLOW_SECTORS))
+        out = pd.DataFrame(rows, columns=["sensor_id", "metric", "value"])
+        out.insert(0, "ts", self._bin)
+        self._bin = None
+        self._reset()
+        return out
+
+
+def _empty_observations() -> pd.DataFrame:
+    return pd.DataFrame({"ts": pd.Series(dtype="datetime64[ns, UTC]"), "sensor_id": pd.Series(dtype=object),
+                         "metric": pd.Series(dtype=object), "value": pd.Series(dtype=float)})
+
+
+# =========================================================================== pipeline
+
+
+class CameraPipeline:
+    """One camera, frame by frame: detect, track, measure, flag, aggregate.
+
+    ``camera``: a scene dict (``synthetic_video.scene_for`` shape) or a
+    ``config.CameraConfig``. ``detectors``: event detectors (objects with
+    ``update(frame_index, time_s, image, tracks, foreground)``); ``None``
+    builds ``events.make_detectors(scene)`` when that module is installed,
+    ``[]`` runs none. ``bin_s``: the feature bin in seconds. ``fps``: the
+    frame rate used when frames carry no timestamps. ``start``: the time of
+    frame 0 for such frames. ``audit``: where turning the blur off or
+    enabling repeated presence is recorded (``Store(...).state``).
+    """
+
+    def __init__(self, camera, detectors: list | None = None, *, camera_id: str | None = None,
+                 bin_s: float = 60.0, fps: float | None = None, start=None,
+                 detector: Detector | None = None, tracker: Tracker | None = None,
+                 audit=None, batch_bins: int = 1, counter=None, count_every: int = 5):
+        self.scene, self.camera_id = _scene_and_id(camera, camera_id)
+        self.bin_s = bin_s
+        self.fps = float(fps or self.scene.get("fps") or 10.0)
+        start = pd.Timestamp(start if start is not None else "1970-01-01")
+        self.start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
+        self.audit = audit
+        self.batch_bins = batch_bins
+        self.counter = counter
+        self.count_every = count_every
+        self.detector = detector or Detector(self.scene)
+        self.tracker = tracker or Tracker()
+        self.detectors = self._default_detectors() if detectors is None else list(detectors)
+        self.motion = Motion(self.scene)
+        zones = self.scene.get("zones") or {}
+        self.zones = {name: sv.PolygonZone(np.round(np.asarray(poly, float)).astype(np.int64))
+                      for name, poly in zones.items()}
+        self._zone_polys = {name: np.asarray(poly, float) for name, poly in zones.items()}
+        self.zone_counter = ZoneCounter(self._zone_polys)
+        self._crowd: dict[str, float] = {}
+        self.features: BinFeatures | None = None
+        self._entered: dict[tuple[int, str], float] = {}
+        self._t0: pd.Timestamp | None = None
+        self._policy = None
+        self._closed = _empty_observations()
+
+    def _default_detectors(self) -> list:
+        found = []
+        events = _optional("events")
+        if events is not None:
+            found.extend(events.make_detectors(self.scene))
+        repeat = _optional("repeat")
+        settings = self.scene.get("repeated_presence")
+        if repeat is not None and isinstance(settings, dict) and settings.get("enabled"):
+            found.append(repeat.RepeatedPresence(self.scene, audit=self.audit, **settings))
+        return found
+
+    # ------------------------------------------------------------------ one frame
+
+    def process(self, frame) -> FrameResult:
+        """Run every stage on one frame: a ``sources.Frame`` (index, ts, image) or a bare image."""
+        index, ts, image = self._unpack(frame)
+        if self._t0 is None:
+            self._t0 = ts
+            h, w = image.shape[:2]
+            self.features = BinFeatures(self.camera_id, self._zone_polys, (w, h), self.bin_s)
+        time_s = (ts - self._t0).total_seconds()
+
+        detections, foreground = self.detector.detect(image)
+        tracked = self.tracker.update(detections, index)
+        tracks = to_table(tracked, index, time_s)
+        speed, direction = self.motion.update(time_s, tracks)
+        tracks["speed_mps"], tracks["dir_x"], tracks["dir_y"] = speed, direction[:, 0], direction[:, 1]
+        inside = {name: zone.trigger(tracked) if len(tracked) else np.zeros(0, bool)
+                  for name, zone in self.zones.items()}
+        dwell = self._dwell(time_s, tracks, inside)
+        events = []
+        for det in self.detectors:
+            events.extend(det.update(index, time_s, image, tracks, foreground))
+        people = tracks["cls"].to_numpy() == "person"
+        counts = self._count(index, image, {name: int((m & people).sum()) for name, m in inside.items()})
+        self._closed = self.features.add(ts, tracks[people], {k: v[people] for k, v in inside.items()}, counts)
+        return FrameResult(index, time_s, ts, tracks, events, foreground, counts, dwell)
+
+    def _count(self, index: int, image: np.ndarray, tracked: dict[str, int]) -> dict[str, float]:
+        """People per zone: a fitted crowd counter every ``count_every`` frames if given, else the
+        larger of the tracked people and the occlusion-corrected foreground estimate."""
+        if self.counter is not None:
+            if index % self.count_every == 0 or not self._crowd:
+                self._crowd = self.counter.count_zones(image, self._zone_polys)
+            return {name: float(self._crowd.get(name, 0.0)) for name in tracked}
+        crowd = self.zone_counter.count(self.detector.small_, self.detector.scale_, self.detector.blobs.size_)
+        return {name: max(float(n), crowd.get(name, 0.0)) for name, n in tracked.items()}
+
+    def _unpack(self, frame) -> tuple[int, pd.Timestamp, np.ndarray]:
+        if isinstance(frame, np.ndarray):
+            index = getattr(self, "_next", 0)
+            ts = self.start + pd.Timedelta(seconds=index / self.fps)
+        else:
+            index, ts, image = frame
+            frame = image
+            ts = pd.Timestamp(ts)
+            ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts
+        if frame is None or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"camera '{self.camera_id}': frame {index} is not a BGR image "
+                             f"(shape {getattr(frame, 'shape', None)})")
+        self._next = int(index) + 1
+        return int(index), ts, frame
+
+    def _dwell(self, time_s: float, tracks: pd.DataFrame, inside: dict) -> dict:
+        """Seconds each track has spent in each zone since it last entered it."""
+        now = set()
+        for name, mask in inside.items():
+            for tid in tracks["track_id"].to_numpy()[mask]:
+                key = (int(tid), name)
+                self._entered.setdefault(key, time_s)
+                now.add(key)
+        for key in [k for k in self._entered if k not in now]:
+            del self._entered[key]
+        return {key: time_s - self._entered[key] for key in now}
+
+    # ------------------------------------------------------------------ a whole source
+
+    def run(self, source, store=None, max_frames: int | None = None) -> dict:
+        """Process a source (a ``VideoSource``, a path, or an iterable of frames) to its end.
+
+        Observations and events are appended to ``store`` bin by bin (and the
+        last, partial bin at the end). Returns a summary: frames, tracks,
+        observations and events written, and the processing rate.
+        """
+        frames = self._open(source)
+        obs_parts, event_parts = [], []
+        n_frames, n_obs, n_events, ids = 0, 0, 0, set()
+        bins = 0
+        t0 = time.perf_counter()
+        for frame in frames:
+            if max_frames is not None and n_frames >= max_frames:
+                break
+            result = self.process(frame)
+            n_frames += 1
+            ids.update(result.tracks["track_id"].tolist())
+            if result.events:
+                event_parts.append(self.event_rows(result.events))
+            if len(self._closed):
+                obs_parts.append(self._closed)
+                bins += 1
+            if bins >= self.batch_bins:
+                n_obs, n_events = self._write(store, obs_parts, event_parts, n_obs, n_events)
+                obs_parts, event_parts, bins = [], [], 0
+        if self.features is not None:
+            obs_parts.append(self.features.flush())
+        n_obs, n_events = self._write(store, obs_parts, event_parts, n_obs, n_events)
+        elapsed = time.perf_counter() - t0
+        close = getattr(frames, "close", None)
+        if callable(close) and frames is not source:
+            close()
+        return {"camera_id": self.camera_id, "frames": n_frames, "track_ids": len(ids),
+                "observations": n_obs, "events": n_events,
+                "fps": n_frames / elapsed if elapsed > 0 else float("nan")}
+
+    def _open(self, source):
+        if isinstance(source, (str, int)) or hasattr(source, "__fspath__"):
+            sources = _optional("sources")
+            if sources is None:
+                from safecity.vad import read_frames
+
+                return iter(read_frames(source))
+            return sources.open_source(source, self.camera_id, fps=self.scene.get("fps"))
+        return source
+
+    def _write(self, store, obs_parts, event_parts, n_obs, n_events) -> tuple[int, int]:
+        from safecity.schema import validate
+
+        obs = [p for p in obs_parts if len(p)]
+        evs = [p for p in event_parts if len(p)]
+        if obs:
+            table = validate(pd.concat(obs, ignore_index=True), "observations")
+            n_obs += len(table)
+            if store is not None:
+                store.append("observations", table)
+        if evs:
+            table = validate(pd.concat(evs, ignore_index=True), "events")
+            n_events += len(table)
+            if store is not None:
+                store.append("events", table)
+        return n_obs, n_events
+
+    def event_rows(self, found: list[dict]) -> pd.DataFrame:
+        """``events`` rows for what the detectors found (details: track ids, zone, duration, score)."""
+        events = _optional("events")
+        lon, lat = self.scene.get("lon"), self.scene.get("lat")
+        if events is not None:
+            return events.to_event_rows(found, self.camera_id, self._t0, lon=lon, lat=lat)
+        raise RuntimeError("event detectors ran but safecity.video.events is not installed to write their rows")
+
+    # ------------------------------------------------------------------ output frames
+
+    def display(self, image: np.ndarray, result: FrameResult) -> np.ndarray:
+        """The frame as it may leave the pipeline: people blurred, then boxes, ids, zones, events drawn.
+
+        Without the privacy module nothing is shown at all: a frame of people
+        never leaves unblurred by default.
+        """
+        privacy = _optional("privacy")
+        if privacy is None:
+            raise RuntimeError("safecity.video.privacy is not installed: frames cannot leave the pipeline unblurred")
+        if self._policy is None:
+            self._policy = privacy.privacy_policy(self.scene, audit=self.audit)
+        people = result.tracks[result.tracks["cls"] == "person"]
+        out = privacy.protect(image, people[["x", "y", "w", "h"]], self._policy)
+        return draw(out, result, self._zone_polys)
+
+
+def draw(image: np.ndarray, result: FrameResult, zones: dict) -> np.ndarray:
+    """Zones, boxes with track ids, and the names of this frame's events, drawn in place."""
+    for name, poly in zones.items():
+        pts = np.round(poly).astype(np.int32)
+        cv2.polylines(image, [pts], True, (0, 200, 255), 1)
+        cv2.putText(image, name, tuple(int(v) for v in pts[0] + [3, 12]), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (0, 200, 255), 1, cv2.LINE_AA)
+    for r in result.tracks.itertuples(index=False):
+        colour = (0, 255, 0) if r.cls == "person" else (255, 128, 0)
+        p0, p1 = (int(r.x), int(r.y)), (int(r.x + r.w), int(r.y + r.h))
+        cv2.rectangle(image, p0, p1, colour, 1)
+        cv2.putText(image, str(r.track_id), (p0[0], max(10, p0[1] - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    colour, 1, cv2.LINE_AA)
+    for k, ev in enumerate(result.events):
+        cv2.putText(image, f"{ev.get('kind')} {ev.get('zone') or ''}", (5, 15 + 15 * k),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 255), 1, cv2.LINE_AA)
+    return image
+
+
+def observations_for(camera, frames: Iterable, bin_s: float = 60.0, **kwargs) -> pd.DataFrame:
+    """Every observations row of a list of frames (all bins, the last one partial), in memory."""
+    pipe = CameraPipeline(camera, detectors=[], bin_s=bin_s, **kwargs)
+    parts = []
+    for frame in frames:
+        pipe.process(frame)
+        parts.append(pipe._closed)
+    if pipe.features is not None:
+        parts.append(pipe.features.flush())
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else _empty_observations()
+
+
+__all__ = ["CameraPipeline", "FrameResult", "BinFeatures", "Motion", "draw", "observations_for",
+           "TRACK_COLUMNS", "FLOW_SECTORS"]
