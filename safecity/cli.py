@@ -823,5 +823,38 @@ def dispatch_inputs(network_path, city_dir, synthetic_calls, n_calls, days, per_
                            "units_out": units_out}))
 
 
+@main.group("count")
+def count_group() -> None:
+    """Crowd counting per frame and per zone, calibrated with the scene's perspective."""
+
+
+@count_group.command("eval")
+@click.option("--frames", "frames_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder holding the frames named in --counts.")
+@click.option("--counts", "counts_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="CSV frame_file,count: the labelled frames, in time order.")
+@click.option("--train", "n_train", required=True, type=int,
+              help="Fit on the first N rows of --counts, test on the rest.")
+@click.option("--heads", "heads_path", type=click.Path(exists=True, dir_okay=False),
+              help="CSV frame_file,x,y: one row per annotated head (teaches where people are).")
+@click.option("--perspective", "perspective_path", type=click.Path(exists=True, dir_okay=False),
+              help=".mat file with the perspective map pMapN (and optionally roi), e.g. Mall's perspective_roi.mat.")
+def count_eval(frames_dir, counts_path, n_train, heads_path, perspective_path) -> None:
+    """Fit the crowd counter and the ridge baseline on the first N frames; errors on the rest, as JSON.
+
+    Keys: mae, mse (people per frame), fps (prediction frames per second on
+    one core, decoding included), baseline_mae, baseline_mse, baseline_fps,
+    bias, n_train, n_test, ...
+    """
+    from .video.counting import CountingDataError, evaluate
+
+    try:
+        result = evaluate(frames_dir, counts_path, n_train, heads_path=heads_path,
+                          perspective_path=perspective_path)
+    except (CountingDataError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(json.dumps(result, indent=1))
+
+
 if __name__ == "__main__":
     main()
