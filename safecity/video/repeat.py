@@ -99,15 +99,17 @@ class RepeatedPresence:
         self._close_gone(time_s)
         self.forget_expired(time_s)
         events = []
-        people = _people_rows(tracks, self.camera_)
-        hidden = _overlapped(people[["x", "y", "w", "h"]].to_numpy(float))
-        for row, covered in zip(people.itertuples(index=False), hidden):
+        ids, boxes = _people(tracks, self.camera_)
+        hidden = _overlapped(boxes)
+        feet_x, feet_y = boxes[:, 0] + boxes[:, 2] / 2, boxes[:, 1] + boxes[:, 3]
+        inside = {name: shapely.contains_xy(poly, feet_x, feet_y) for name, poly in self.zones_.items()}
+        for k, track_id in enumerate(ids):
             # A box overlapping another mixes two people's colours: keep it out of the signature.
-            signature = None if covered else _signature(image, (row.x, row.y, row.w, row.h), foreground)
-            track = self._tracks.get(row.track_id)
+            signature = None if hidden[k] else _signature(image, boxes[k], foreground)
+            track = self._tracks.get(track_id)
             if track is None:
-                track = self._tracks[row.track_id] = _Track(row.track_id, time_s)
-            track.add(signature, time_s, self._zones_at(row.x + row.w / 2, row.y + row.h))
+                track = self._tracks[track_id] = _Track(track_id, time_s)
+            track.add(signature, time_s, frozenset(name for name, ok in inside.items() if ok[k]))
             if track.person is None and track.frames >= self.min_frames:
                 self._link(track)
             if track.person is not None:
@@ -139,10 +141,6 @@ class RepeatedPresence:
     __reduce__ = __reduce_ex__ = __getstate__ = _refuse_pickling
 
     # ------------------------------------------------------------------ steps
-
-    def _zones_at(self, x: float, y: float) -> frozenset:
-        """Names of the zones holding the point (a person's feet)."""
-        return frozenset(name for name, poly in self.zones_.items() if shapely.contains_xy(poly, x, y))
 
     def _close_gone(self, now: float) -> None:
         """Fold tracks unseen for ``track_gap_s`` into their person, then drop them."""
@@ -178,6 +176,7 @@ class RepeatedPresence:
         """An event if the person has ``count_`` visits to one zone within the window."""
         if person.fired_at is not None and now - person.fired_at < self.window_s_:
             return None
+        person.visits = [v for v in person.visits if v.end >= now - self.window_s_]  # older: irrelevant
         recent = [v for v in person.visits if v.start >= now - self.window_s_]
         qualifying = []
         for zone in frozenset().union(*(v.zones for v in recent)):
@@ -192,7 +191,8 @@ class RepeatedPresence:
             "kind": "repeated_presence",
             "frame": int(frame_index),
             "time_s": now,
-            "score": round(float(np.mean([1.0 - v.distance for v in visits])), 4),
+            # How alike the returns looked to the person first seen (1 = the same colours).
+            "score": round(float(np.mean([1.0 - v.distance for v in visits[1:]])), 4),
             "zone": zone,
             "track_ids": sorted({int(t) for v in visits for t in v.track_ids}),
             "duration_s": round(now - visits[0].start, 3),
@@ -347,11 +347,11 @@ def _zones(scene: dict) -> dict:
     return {name: shapely.Polygon(points) for name, points in zones.items()}
 
 
-def _people_rows(tracks: pd.DataFrame, camera: str) -> pd.DataFrame:
-    """The rows of people (all rows when there is no ``cls`` column)."""
+def _people(tracks: pd.DataFrame, camera: str) -> tuple[np.ndarray, np.ndarray]:
+    """Track ids and boxes (x, y, w, h) of the people in a frame's tracks (all rows without ``cls``)."""
     missing = [c for c in ("track_id", "x", "y", "w", "h") if c not in tracks.columns]
     if missing:
         raise ValueError(f"camera '{camera}': tracks table lacks column(s) {', '.join(missing)}")
-    if "cls" in tracks.columns:
-        tracks = tracks[tracks["cls"] == "person"]
-    return tracks
+    keep = tracks["cls"].to_numpy() == "person" if "cls" in tracks.columns else slice(None)
+    boxes = np.column_stack([tracks[c].to_numpy(float) for c in ("x", "y", "w", "h")]).reshape(-1, 4)
+    return tracks["track_id"].to_numpy()[keep].tolist(), boxes[keep]
