@@ -101,6 +101,11 @@ class _Paths:
         for tid in [t for t, q in self.rows.items() if q and q[-1][0] < time_s - self.keep_s]:
             del self.rows[tid]
 
+    def since(self, track_id: int, window_s: float) -> float:
+        """The time of the oldest position within ``window_s`` of the newest."""
+        q = self.rows[int(track_id)]
+        return next(r[0] for r in q if r[0] >= q[-1][0] - window_s)
+
     def velocity(self, track_id: int, window_s: float):
         """(vx, vy) in metres per second over the last ``window_s``, or None if too short a history."""
         q = self.rows.get(int(track_id))
@@ -113,6 +118,39 @@ class _Paths:
             return None
         mpp = PERSON_HEIGHT_M / max(np.median([r[4] for r in q]), 1.0)
         return (x1 - old[1]) / dt * mpp, (y1 - old[2]) / dt * mpp
+
+
+class _Episodes:
+    """Tracks already alarmed on, so that a tracker's change of id does not raise a second alarm.
+
+    A tracker that loses a person behind another often gives them a new id a
+    moment later; a new alarm of the same kind, within ``gap_s`` of an
+    alarmed track's last sighting and within ``reach`` of its box heights
+    from where it was last seen, is taken as the same episode continuing.
+    """
+
+    def __init__(self, gap_s: float = 2.0, reach: float = 1.5):
+        self.gap_s = gap_s
+        self.reach = reach
+        self.last_ = {}   # alarmed track_id -> (time_s, fx, fy, box_h)
+
+    def see(self, time_s: float, tracks: pd.DataFrame) -> None:
+        """Follow the alarmed tracks present in this frame."""
+        for tid, (fx, fy), h in zip(tracks["track_id"], _feet(tracks), tracks["h"]):
+            if int(tid) in self.last_:
+                self.last_[int(tid)] = (time_s, fx, fy, float(h))
+        for tid in [t for t, v in self.last_.items() if time_s - v[0] > self.gap_s]:
+            del self.last_[tid]
+
+    def known(self, track_id) -> bool:
+        return int(track_id) in self.last_
+
+    def add(self, track_id, time_s, fx, fy, box_h) -> bool:
+        """Record an alarm; False when it continues an episode already alarmed on (no new event)."""
+        new = not any(np.hypot(fx - x, fy - y) <= self.reach * max(h, box_h)
+                      for t, x, y, h in self.last_.values())
+        self.last_[int(track_id)] = (time_s, fx, fy, float(box_h))
+        return new
 
 
 # =========================================================================== loitering
@@ -147,12 +185,14 @@ class LoiteringDetector:
         self.polygons_ = dict(sorted(_zones(scene, names).items(), key=lambda kv: kv[1].area))
         self.stays_ = {}   # (track_id, zone) -> [first_s, last_s]
         self.fired_ = set()
+        self.episodes_ = _Episodes()
         self.paths_ = _Paths(keep_s=self.limit_s + 1.0)
 
     def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
         people = _people(tracks)
         people = people[people["h"] > people["w"]]  # someone lying down is PersonOnGround's
         self.paths_.add(time_s, people)
+        self.episodes_.see(time_s, people)
         feet = _feet(people)
         where = {}  # track -> the smallest zone it is in: the one its loitering is judged in
         for zone, poly in self.polygons_.items():
@@ -171,6 +211,9 @@ class LoiteringDetector:
             travel = self._travel(tid)
             if travel is not None and travel <= self.max_travel_m:
                 self.fired_.add(tid)
+                q = self.paths_.rows[tid][-1]
+                if not self.episodes_.add(tid, time_s, q[1], q[2], q[4]):
+                    continue
                 found.append(_event(self.kind, frame_index, time_s,
                                     min(1.0, dwell / (2 * self.limit_s)) + 0.5, zone, [tid],
                                     dwell, limit_s=self.limit_s, travel_m=round(travel, 2)))
@@ -213,10 +256,12 @@ class ForbiddenZoneDetector:
         self.polygons_ = _zones(scene, names)
         self.stays_ = {}
         self.paths_ = _Paths(keep_s=max(2.0, 2 * min_inside_s))
+        self.episodes_ = _Episodes()
 
     def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
         people = _people(tracks)
         self.paths_.add(time_s, people)
+        self.episodes_.see(time_s, people)
         found = []
         feet = _feet(people)
         for zone, poly in self.polygons_.items():
@@ -239,6 +284,9 @@ class ForbiddenZoneDetector:
                     if speed is None or speed > self.still_m_s:
                         continue
                 stay[2] = True
+                q = self.paths_.rows[int(tid)][-1]
+                if not self.episodes_.add(tid, time_s, q[1], q[2], q[4]):
+                    continue
                 found.append(_event(self.kind, frame_index, time_s, 1.0, zone, [tid], inside_s,
                                     entered_s=round(stay[0], 3),
                                     speed_m_s=None if speed is None else round(speed, 3)))
@@ -261,8 +309,8 @@ class WrongWayDetector:
     kind = "wrong_way"
 
     def __init__(self, scene: dict, flows: dict | None = None, min_speed_m_s: float = 0.6,
-                 max_cosine: float = -0.7, window_s: float = 1.0, min_duration_s: float = 1.5,
-                 min_distance_m: float = 3.0):
+                 max_cosine: float = -0.7, window_s: float = 1.0, min_duration_s: float = 1.0,
+                 min_distance_m: float = 2.5):
         self.scene = scene
         self.flows = flows
         self.min_speed_m_s = min_speed_m_s
@@ -282,10 +330,12 @@ class WrongWayDetector:
         self.polygons_ = _zones(scene, [z for z in self.flows_ if z is not None])
         self.runs_ = {}   # track_id -> [start_s, distance_m, last_s, fired]
         self.paths_ = _Paths(keep_s=2 * window_s + 1)
+        self.episodes_ = _Episodes()
 
     def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
         people = _people(tracks)
         self.paths_.add(time_s, people)
+        self.episodes_.see(time_s, people)
         found = []
         feet = _feet(people)
         for k, tid in enumerate(people["track_id"]):
@@ -301,13 +351,16 @@ class WrongWayDetector:
                 if run is not None and not run[3]:
                     del self.runs_[int(tid)]
                 continue
-            if run is None:
-                run = self.runs_[int(tid)] = [time_s, 0.0, time_s, False]
+            if run is None:  # the movement began when the velocity's window did
+                since = self.paths_.since(tid, self.window_s)
+                run = self.runs_[int(tid)] = [since, speed * (time_s - since), time_s, False]
             run[1] += speed * (time_s - run[2])
             run[2] = time_s
             duration = time_s - run[0]
             if not run[3] and duration >= self.min_duration_s and run[1] >= self.min_distance_m:
                 run[3] = True
+                if not self.episodes_.add(tid, time_s, *feet[k], float(people["h"].iloc[k])):
+                    continue
                 found.append(_event(self.kind, frame_index, time_s, -cosine, zone, [tid], duration,
                                     speed_m_s=round(speed, 2), cosine=round(cosine, 3),
                                     distance_m=round(run[1], 2)))
@@ -389,44 +442,62 @@ class AbandonedObjectDetector:
     """A new static object with nobody standing by it for ``limit_s``.
 
     Objects come from the tracker (``cls == 'object'``). An object counts as
-    static when its centre stays within ``still_px`` of where it was first
-    seen; it is attended while a person stands (slower than ``still_m_s``)
-    within ``owner_radius_m``: its owner, or whoever waits beside it. People
-    walking past do not attend it, or a busy street would hide every bag.
-    The person nearest the object when it appeared is reported as its likely
-    owner (an anonymous track id).
+    static when its feet point stays within ``still_px`` of where it was
+    first seen for ``min_static_s``; it is attended while a person stands
+    (slower than ``still_m_s``) within ``owner_radius_m``: its owner, or
+    whoever waits beside it. People walking past do not attend it, or a busy
+    street would hide every bag. The person nearest the object when it
+    appeared is reported as its likely owner (an anonymous track id).
+
+    A background model soon learns a bag that does not move, and the tracker
+    then loses it, exactly when it matters. So once static, the object's
+    look (a grey patch) is kept, and while the tracker no longer reports it
+    the patch is compared with the frame: still there if the normalised
+    correlation is at least ``min_match`` (undecided while a person covers
+    it). The patch is of the object only, in memory, never stored.
     """
 
     kind = "abandoned_object"
 
     def __init__(self, scene: dict, limit_s: float | None = None, owner_radius_m: float = 1.5,
-                 still_m_s: float = 0.4, still_px: float = 6.0, min_static_s: float = 1.0):
+                 still_m_s: float = 0.4, still_px: float = 6.0, min_static_s: float = 1.0,
+                 min_match: float = 0.6):
         self.scene = scene
         self.limit_s = float(limit_s if limit_s is not None else scene.get("abandon_limit_s", 30.0))
         self.owner_radius_m = owner_radius_m
         self.still_m_s = still_m_s
         self.still_px = still_px
         self.min_static_s = min_static_s
-        self.objects_ = {}   # track_id -> dict(first_s, x, y, alone_since, fired, owner)
+        self.min_match = min_match
+        self.objects_ = {}   # track_id -> dict(first_s, x, y, box, patch, alone_since, fired, owner)
         self.paths_ = _Paths(keep_s=2.0)
 
     def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
-        if tracks is None or tracks.empty:
-            return []
-        found = []
+        tracks = tracks if tracks is not None else pd.DataFrame(columns=["track_id", "x", "y", "w", "h", "cls"])
         people = _people(tracks)
         self.paths_.add(time_s, people)
         feet = _feet(people)
+        gray = None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        objects = tracks[tracks["cls"] == "object"]
+        seen = set()
+        for tid, x, y, w, h in zip(objects["track_id"], objects["x"], objects["y"], objects["w"], objects["h"]):
+            tid, (fx, fy) = int(tid), (x + w / 2, y + h)
+            seen.add(tid)
+            obj = self.objects_.get(tid)
+            if obj is None or np.hypot(fx - obj["x"], fy - obj["y"]) > self.still_px:
+                self.objects_[tid] = {"first_s": time_s, "x": fx, "y": fy, "box": (x, y, w, h),
+                                      "patch": None, "alone_since": None, "fired": False,
+                                      "owner": _nearest(people, feet, fx, fy)}
+            elif obj["patch"] is None and gray is not None and time_s - obj["first_s"] >= self.min_static_s:
+                obj["box"], obj["patch"] = (x, y, w, h), _patch(gray, (x, y, w, h))
+        for tid in list(self.objects_):
+            if tid not in seen and not self._still_there(self.objects_[tid], gray, people):
+                del self.objects_[tid]
         mpp = _metres_per_pixel(people["h"].to_numpy(float)) if len(people) else np.zeros(0)
         standing = np.array([self._standing(t) for t in people["track_id"]], bool)
-        objects = tracks[tracks["cls"] == "object"]
-        for tid, (cx, cy) in zip(objects["track_id"], _feet(objects)):
-            tid = int(tid)
-            obj = self.objects_.get(tid)
-            if obj is None or np.hypot(cx - obj["x"], cy - obj["y"]) > self.still_px:
-                self.objects_[tid] = obj = {"first_s": time_s, "x": cx, "y": cy, "alone_since": None,
-                                            "fired": False, "owner": self._nearest(people, feet, cx, cy)}
-            dist_m = np.hypot(feet[:, 0] - cx, feet[:, 1] - cy) * mpp if len(feet) else np.zeros(0)
+        found = []
+        for tid, obj in self.objects_.items():
+            dist_m = np.hypot(feet[:, 0] - obj["x"], feet[:, 1] - obj["y"]) * mpp if len(feet) else np.zeros(0)
             attended = bool(((dist_m <= self.owner_radius_m) & standing).any())
             if attended or time_s - obj["first_s"] < self.min_static_s:
                 obj["alone_since"] = None
@@ -439,18 +510,40 @@ class AbandonedObjectDetector:
                 ids = [tid] + ([obj["owner"]] if obj["owner"] is not None else [])
                 found.append(_event(self.kind, frame_index, time_s, min(1.0, alone / (2 * self.limit_s)) + 0.5,
                                     None, ids, time_s - obj["first_s"], unattended_s=round(alone, 2),
-                                    limit_s=self.limit_s, position_px=[round(cx, 1), round(cy, 1)]))
+                                    limit_s=self.limit_s,
+                                    position_px=[round(float(obj["x"]), 1), round(float(obj["y"]), 1)],
+                                    tracked=tid in seen))
         return found
 
     def _standing(self, track_id) -> bool:
         v = self.paths_.velocity(track_id, 1.0)
         return v is None or float(np.hypot(*v)) <= self.still_m_s
 
-    @staticmethod
-    def _nearest(people, feet, cx, cy):
-        if not len(feet):
-            return None
-        return int(people["track_id"].iloc[int(np.argmin(np.hypot(feet[:, 0] - cx, feet[:, 1] - cy)))])
+    def _still_there(self, obj, gray, people) -> bool:
+        """An object the tracker lost: is its patch still in the frame (or hidden by someone)?"""
+        if obj["patch"] is None or gray is None:
+            return False
+        x, y, w, h = obj["box"]
+        for px, py, pw, ph in zip(people["x"], people["y"], people["w"], people["h"]):
+            if px < x + w and x < px + pw and py < y + h and y < py + ph:
+                return True  # covered by a person: cannot tell, keep it
+        now = _patch(gray, obj["box"])
+        if now is None or now.shape != obj["patch"].shape or now.std() < 1 or obj["patch"].std() < 1:
+            return False
+        return float(cv2.matchTemplate(now, obj["patch"], cv2.TM_CCOEFF_NORMED)[0, 0]) >= self.min_match
+
+
+def _patch(gray: np.ndarray, box, pad: int = 2):
+    x, y, w, h = (int(round(v)) for v in box)
+    x0, y0 = max(x - pad, 0), max(y - pad, 0)
+    x1, y1 = min(x + w + pad, gray.shape[1]), min(y + h + pad, gray.shape[0])
+    return gray[y0:y1, x0:x1].astype(np.float32).copy() if x1 - x0 >= 3 and y1 - y0 >= 3 else None
+
+
+def _nearest(people, feet, fx, fy):
+    if not len(feet):
+        return None
+    return int(people["track_id"].iloc[int(np.argmin(np.hypot(feet[:, 0] - fx, feet[:, 1] - fy)))])
 
 
 # =========================================================================== density
@@ -459,19 +552,33 @@ class AbandonedObjectDetector:
 class ExcessiveDensityDetector:
     """People per square metre in a zone over its limit, held for ``min_duration_s``.
 
-    A zone's area in m² comes from ``pixels_per_metre`` (one scale for the
-    whole view: right near the middle of the image, rough elsewhere; a
-    homography in the scene is better and is used when present). Where the
-    scene gives ``max_people`` for a zone, that count is the limit instead.
-    The count is the median over ``smooth_s`` so a tracker's one-frame
-    misses and duplicates do not toggle the alarm; an episode ends after
-    ``min_duration_s`` back under the limit.
+    A zone's area in m² comes from the scene's homography, else from
+    ``pixels_per_metre`` (one scale for the whole view: right near the
+    middle of the image, rough elsewhere). Where the scene gives
+    ``max_people`` for a zone, that count is the limit instead.
+
+    A tracker cannot count a dense crowd: people hide each other and their
+    blobs merge, which is exactly when density matters. So the count is the
+    larger of the tracked people standing in the zone and a pixel estimate:
+    the foreground pixels inside the zone, each divided by the area one
+    person covers at that row. That area is learnt from the camera's own
+    tracks (with ``use_foreground``): the height of upright people by row
+    (a straight line, as perspective gives) and the share of their box that
+    is foreground, measured on people standing apart. People in a crowd
+    hide each other, so the covered share ``c`` of the zone (in person
+    areas ``A``) is turned into a count as if people were dropped at random,
+    ``n = -A ln(1 - c)`` (the coverage of a Poisson process of shapes): the
+    same as ``c A`` for a few people, more and more above it as the zone
+    fills, capped at ``max_cover``. The count is the
+    median over ``smooth_s``; an episode ends after ``min_duration_s``
+    back under the limit.
     """
 
     kind = "excessive_density"
 
     def __init__(self, scene: dict, limit_per_m2: float | None = None, max_people: dict | None = None,
-                 zones=None, smooth_s: float = 1.0, min_duration_s: float = 1.0):
+                 zones=None, smooth_s: float = 1.0, min_duration_s: float = 1.0, use_foreground: bool = True,
+                 min_samples: int = 30, max_cover: float = 0.95):
         self.scene = scene
         self.limit_per_m2 = float(limit_per_m2 if limit_per_m2 is not None
                                   else scene.get("density_limit_per_m2", 2.0))
@@ -479,6 +586,9 @@ class ExcessiveDensityDetector:
         self.zones = zones
         self.smooth_s = smooth_s
         self.min_duration_s = min_duration_s
+        self.use_foreground = use_foreground
+        self.min_samples = min_samples
+        self.max_cover = max_cover
         forbidden = set(scene.get("forbidden_zones") or [])
         names = zones if zones is not None else [z for z in scene.get("zones", {}) if z not in forbidden]
         self.polygons_ = _zones(scene, names)
@@ -486,6 +596,10 @@ class ExcessiveDensityDetector:
         self.counts_ = defaultdict(deque)
         self.state_ = {z: {"over_since": None, "under_since": None, "active": False}
                        for z in self.polygons_}
+        self.heights_ = deque(maxlen=2000)   # (feet_y, box_h) of upright people
+        self.fills_ = deque(maxlen=500)      # foreground share of lone people's boxes
+        self.masks_ = {}
+        self.weights_ = None
 
     def limit(self, zone: str) -> float:
         """The most people the zone may hold."""
@@ -496,11 +610,13 @@ class ExcessiveDensityDetector:
     def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
         people = _people(tracks)
         feet = _feet(people)
+        estimate = self._pixel_counts(frame_index, people, foreground) if self.use_foreground else {}
         found = []
         for zone, poly in self.polygons_.items():
-            n = int(shapely.contains_xy(poly, feet[:, 0], feet[:, 1]).sum()) if len(feet) else 0
+            inside = shapely.contains_xy(poly, feet[:, 0], feet[:, 1]) if len(feet) else np.zeros(0, bool)
+            tracked = int(inside.sum())
             q = self.counts_[zone]
-            q.append((time_s, n))
+            q.append((time_s, max(tracked, estimate.get(zone, 0.0))))
             while q[0][0] < time_s - self.smooth_s:
                 q.popleft()
             count = float(np.median([c for _, c in q]))
@@ -511,9 +627,11 @@ class ExcessiveDensityDetector:
                 held = time_s - st["over_since"]
                 if not st["active"] and held >= self.min_duration_s:
                     st["active"] = True
-                    ids = people["track_id"].to_numpy()[shapely.contains_xy(poly, feet[:, 0], feet[:, 1])]
                     found.append(_event(self.kind, frame_index, time_s, min(1.0, count / (2 * limit)) + 0.5,
-                                        zone, ids, held, people=count, limit_people=round(limit, 2),
+                                        zone, people["track_id"].to_numpy()[inside], held,
+                                        people=round(count, 1), tracked_people=tracked,
+                                        pixel_estimate=round(float(estimate.get(zone, np.nan)), 1),
+                                        limit_people=round(limit, 2),
                                         density_per_m2=round(count / self.area_m2_[zone], 3),
                                         area_m2=round(self.area_m2_[zone], 2)))
             else:
@@ -522,6 +640,52 @@ class ExcessiveDensityDetector:
                 if st["active"] and time_s - st["under_since"] >= self.min_duration_s:
                     st["active"] = False
         return found
+
+    def _pixel_counts(self, frame_index, people, foreground) -> dict[str, float]:
+        """People per zone from foreground pixels, once person size is learnt; {} before."""
+        if foreground is None:
+            return {}
+        fg = np.asarray(foreground) > 0
+        self._learn(people, fg)
+        if len(self.heights_) < self.min_samples or len(self.fills_) < self.min_samples // 3:
+            return {}
+        if self.weights_ is None or frame_index % 50 == 0:
+            self.weights_ = self._row_weights(fg.shape[0])
+        if not self.masks_:
+            for zone, poly in self.polygons_.items():
+                mask = np.zeros(fg.shape, np.uint8)
+                cv2.fillPoly(mask, [np.round(np.asarray(poly.exterior.coords)).astype(np.int32)], 1)
+                self.masks_[zone] = mask.astype(bool)
+        counts = {}
+        for zone, mask in self.masks_.items():
+            capacity = float(mask.sum(1) @ self.weights_)   # person-areas the zone's pixels hold
+            covered = float((fg & mask).sum(1) @ self.weights_)
+            share = min(covered / capacity, self.max_cover) if capacity > 0 else 0.0
+            counts[zone] = -capacity * np.log1p(-share)
+        return counts
+
+    def _learn(self, people, fg) -> None:
+        boxes = people[["x", "y", "w", "h"]].to_numpy(float) if len(people) else np.zeros((0, 4))
+        for k, (x, y, w, h) in enumerate(boxes):
+            if h < 1.5 * w or h < 8:
+                continue
+            self.heights_.append((y + h, h))
+            others = np.delete(boxes, k, 0)
+            apart = not ((others[:, 0] < x + w + 4) & (x - 4 < others[:, 0] + others[:, 2])
+                         & (others[:, 1] < y + h + 4) & (y - 4 < others[:, 1] + others[:, 3])).any()
+            x0, y0 = max(int(x), 0), max(int(y), 0)
+            if apart and x0 + w < fg.shape[1] and y0 + h < fg.shape[0]:
+                self.fills_.append(fg[y0:int(y + h), x0:int(x + w)].sum() / (h * h))
+
+    def _row_weights(self, n_rows: int) -> np.ndarray:
+        """1 / (pixels one person covers) for a pixel on each row: perspective from the tracks."""
+        y, h = np.asarray(self.heights_, float).T
+        slope, intercept = np.polyfit(y, h, 1) if np.ptp(y) > 10 else (0.0, float(np.median(h)))
+        slope = max(slope, 0.0)
+        rows = np.arange(n_rows, dtype=float)
+        height = np.maximum(intercept + slope * rows, 4.0)
+        height = np.maximum(intercept + slope * (rows + height / 2), 4.0)  # a body pixel is above its feet
+        return 1.0 / (float(np.median(self.fills_)) * height ** 2)
 
 
 def _area_m2(poly: shapely.Polygon, scene: dict) -> float:
@@ -620,7 +784,10 @@ class FireDetector:
     Painted signs and clothes can pass that rule, so the pixel must also
     *flicker*: switch in and out of the flame colour at least
     ``min_switches`` times over ``window_s`` (a person walking by switches it
-    twice at most). Flickering pixels are grouped into blobs; an alarm needs
+    twice at most), and must not be flame-coloured paint: a pixel that has
+    been flame-coloured most of the last ``paint_s`` (a yellow hatched area,
+    a sign) flickers whenever people walk over it, so it is left out.
+    Flickering pixels are grouped into blobs; an alarm needs
     a blob of ``min_area_px`` (at 480 px wide) for ``min_duration_s``. The
     growth of the blob is reported as evidence.
     """
@@ -629,8 +796,10 @@ class FireDetector:
 
     def __init__(self, scene: dict, min_red: int = 220, min_saturation: float = 0.55,
                  window_s: float = 2.0, min_switches: int = 3, min_area_px: int = 40,
-                 min_duration_s: float = 1.0):
+                 min_duration_s: float = 1.0, paint_s: float = 10.0, paint_share: float = 0.8):
         self.scene = scene
+        self.paint_s = paint_s
+        self.paint_share = paint_share
         self.min_red = min_red
         self.min_saturation = min_saturation
         self.window_s = window_s
@@ -660,6 +829,7 @@ class FireDetector:
         mask = self.flame_mask(small)
         if self.last_mask_ is None or self.last_mask_.shape != mask.shape:
             self.last_mask_, self.count_ = mask, np.zeros(mask.shape, np.int16)
+            self.paint_ = mask.astype(np.float32)
             self.switches_.clear()
             return []
         if len(self.switches_) == self.switches_.maxlen:  # a running count over the window
@@ -668,9 +838,10 @@ class FireDetector:
         self.switches_.append(switch)
         self.count_ += switch
         self.last_mask_ = mask
+        cv2.accumulateWeighted(mask.astype(np.float32), self.paint_, 1.0 / (self.paint_s * self.fps_))
         if len(self.switches_) < self.switches_.maxlen:
             return []
-        flicker = (self.count_ >= self.min_switches).astype(np.uint8)
+        flicker = ((self.count_ >= self.min_switches) & (self.paint_ < self.paint_share)).astype(np.uint8)
         flicker = cv2.morphologyEx(flicker, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
         n, _, stats, centroids = cv2.connectedComponentsWithStats(flicker)
         area = int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
@@ -838,23 +1009,41 @@ def truth_tracks(clip) -> pd.DataFrame:
                          "cls": t["cls"].replace({"bag": "object"}), "confidence": 1.0})
 
 
+def track_clip(frames, scene: dict, fps: float) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """Detect and track every frame as the live pipeline does: (tracks table, foreground masks)."""
+    from safecity.video.detect import Detector
+    from safecity.video.track import TRACK_COLUMNS, Tracker, to_table
+
+    detector, tracker = Detector(scene), Tracker()
+    parts, masks = [], []
+    for f, image in enumerate(frames):
+        det, fg = detector.detect(image)
+        tracked = tracker.update(det, f)
+        masks.append(fg)
+        if len(tracked):
+            parts.append(to_table(tracked, f, f / fps))
+    tracks = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TRACK_COLUMNS)
+    return tracks, masks
+
+
 def clip_events(clip, tracker: str = "real", kinds=None) -> tuple[list[dict], pd.DataFrame]:
     """Run the detectors over one rendered clip: (events found, tracks used).
 
-    ``tracker='real'`` detects and tracks the rendered pixels
-    (``safecity.video.track.track_frames``), end to end; ``'truth'`` uses the
-    simulator's boxes, to tell a detector's errors from the tracker's.
+    ``tracker='real'`` detects and tracks the rendered pixels (the
+    background model, blob detector and tracker of ``safecity.video``), end
+    to end, and hands the foreground masks on; ``'truth'`` uses the
+    simulator's boxes and no foreground, to tell a detector's errors from the
+    tracker's.
     """
     fps = clip.scene["fps"]
     if tracker == "truth":
-        tracks = truth_tracks(clip)
+        tracks, masks = truth_tracks(clip), None
     elif tracker == "real":
-        from safecity.video.track import track_frames
-
-        tracks = track_frames(clip.frames, clip.scene, fps)
+        tracks, masks = track_clip(clip.frames, clip.scene, fps)
     else:
         raise ValueError(f"tracker must be 'real' or 'truth', got {tracker!r}")
-    return run_detectors(make_detectors(clip.scene, kinds), clip.frames, tracks, fps), tracks
+    detectors = make_detectors(clip.scene, kinds if kinds is not None else KINDS)
+    return run_detectors(detectors, clip.frames, tracks, fps, masks), tracks
 
 
 def match_events(found: list[dict], truth: pd.DataFrame, fps: float,
