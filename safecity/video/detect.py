@@ -54,14 +54,16 @@ class BackgroundModel:
     whole image by a few grey levels over seconds, which MOG2 would report
     as foreground all over a smooth facade.
     ``background_ratio`` sets how long a new still object stays foreground:
-    about ``-ln(background_ratio) * history`` frames, so 0.7 and 500 keep a
-    bag visible for some 18 s (an abandoned object must outlast its limit)
-    while lighting changes still fade in. Shadows (MOG2 marks them grey) are
+    about ``-ln(background_ratio) * history`` frames, so 0.5 and 500 keep a
+    bag or a fallen person visible for some 35 s at 10 fps (an abandoned
+    object must outlast its limit) while lighting changes still fade in. A
+    young model learns faster (OpenCV uses ``1 / frames seen`` until
+    ``history`` frames), so in the first minute the hold is shorter. Shadows (MOG2 marks them grey) are
     not foreground.
     """
 
     def __init__(self, scale: float = 0.5, history: int = 500, var_threshold: float = 16.0,
-                 background_ratio: float = 0.7, open_px: int = 3, close_px: int = 5,
+                 background_ratio: float = 0.5, open_px: int = 3, close_px: int = 5,
                  normalise: bool = True):
         self.scale = scale
         self.normalise = normalise

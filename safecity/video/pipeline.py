@@ -454,8 +454,9 @@ class CameraPipeline:
 
     # ------------------------------------------------------------------ output frames
 
-    def display(self, image: np.ndarray, result: FrameResult) -> np.ndarray:
-        """The frame as it may leave the pipeline: people blurred, then boxes, ids, zones, events drawn.
+    def display(self, image: np.ndarray, result: FrameResult, annotate: bool = True) -> np.ndarray:
+        """The frame as it may leave the pipeline: people blurred, then (``annotate``) boxes, ids,
+        zones and events drawn.
 
         Without the privacy module nothing is shown at all: a frame of people
         never leaves unblurred by default.
@@ -467,7 +468,7 @@ class CameraPipeline:
             self._policy = privacy.privacy_policy(self.scene, audit=self.audit)
         people = result.tracks[result.tracks["cls"] == "person"]
         out = privacy.protect(image, people[["x", "y", "w", "h"]], self._policy)
-        return draw(out, result, self._zone_polys)
+        return draw(out, result, self._zone_polys) if annotate else out
 
 
 def draw(image: np.ndarray, result: FrameResult, zones: dict) -> np.ndarray:

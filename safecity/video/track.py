@@ -60,6 +60,24 @@ def _assign(tracks: list, boxes: np.ndarray, min_iou: float) -> tuple[list, list
             [c for c in range(len(boxes)) if c not in used_c])
 
 
+def _assign_near(tracks: list, boxes: np.ndarray, max_distance: float) -> tuple[list, list, list]:
+    """Hungarian matching on centre distance in track heights, among boxes of a similar size."""
+    if not tracks or not len(boxes):
+        return [], list(range(len(tracks))), list(range(len(boxes)))
+    pred = np.array([t.predicted for t in tracks])
+    pc, bc = (pred[:, :2] + pred[:, 2:]) / 2, (boxes[:, :2] + boxes[:, 2:]) / 2
+    ph = np.maximum(pred[:, 3] - pred[:, 1], 1.0)
+    dist = np.hypot(*(pc[:, None, :] - bc[None, :, :]).transpose(2, 0, 1)) / ph[:, None]
+    size = (boxes[None, :, 3] - boxes[None, :, 1]) / ph[:, None]
+    dist = np.where((size > 0.6) & (size < 1.6), dist, np.inf)
+    cost = np.where(np.isfinite(dist), dist, 1e6)
+    rows, cols = linear_sum_assignment(cost)
+    pairs = [(r, c) for r, c in zip(rows, cols) if dist[r, c] <= max_distance]
+    used_r, used_c = {r for r, _ in pairs}, {c for _, c in pairs}
+    return (pairs, [r for r in range(len(tracks)) if r not in used_r],
+            [c for c in range(len(boxes)) if c not in used_c])
+
+
 class _Track:
     """One object's state: its box, its velocity (pixels per frame), its history."""
 
@@ -101,7 +119,9 @@ class Tracker:
 
     Detections at or above ``high`` confidence are matched first (IoU >=
     ``match_iou``); the rest, down to ``low``, are matched to the confirmed
-    tracks left over (IoU >= ``low_match_iou``). Unmatched confident detections
+    tracks left over (IoU >= ``low_match_iou``); confirmed tracks still unmatched
+    take a confident detection of similar height whose centre lies within
+    ``max_distance`` track heights of their prediction. Unmatched confident detections
     start tentative tracks (``new_track`` or more), confirmed after
     ``min_hits`` frames. ``smoothing`` weighs the old velocity against the
     newest step.
@@ -109,7 +129,7 @@ class Tracker:
 
     def __init__(self, high: float = 0.6, low: float = 0.1, new_track: float = 0.6,
                  match_iou: float = 0.2, low_match_iou: float = 0.4, min_hits: int = 3,
-                 max_lost: int = 15, smoothing: float = 0.7):
+                 max_lost: int = 15, smoothing: float = 0.7, max_distance: float = 0.5):
         self.high = high
         self.low = low
         self.new_track = new_track
@@ -118,6 +138,7 @@ class Tracker:
         self.min_hits = min_hits
         self.max_lost = max_lost
         self.smoothing = smoothing
+        self.max_distance = max_distance
         self.tracks_: list[_Track] = []
         self.next_id_ = 1
 
@@ -141,6 +162,14 @@ class Tracker:
         for r, c in pairs:
             matched[low[c]] = left[r]
         unmatched_high = high[rest_d]
+        # Third pass: a confirmed track whose box no longer overlaps its prediction (it crossed
+        # someone, or coasted) takes a nearby detection of a similar size before a new id is made.
+        taken = {id(t) for t in matched.values()}
+        orphans = [t for t in confirmed if id(t) not in taken]
+        pairs, _, rest_far = _assign_near(orphans, boxes[unmatched_high], self.max_distance)
+        for r, c in pairs:
+            matched[unmatched_high[c]] = orphans[r]
+        unmatched_high = unmatched_high[rest_far]
         pairs, _, rest_new = _assign(tentative, boxes[unmatched_high], self.match_iou)
         for r, c in pairs:
             matched[unmatched_high[c]] = tentative[r]
