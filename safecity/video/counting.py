@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+import shapely
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import Ridge
@@ -402,10 +403,17 @@ class CrowdCounter(RegressorMixin, BaseEstimator):
             pts = np.asarray(polygon, dtype=float)
             if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
                 raise ValueError(f"zone '{name}': a polygon needs at least 3 [x, y] points")
-            mask = np.zeros(self.shape_, dtype=np.uint8)
-            cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
-            out[name] = _per_cell(mask.astype(np.float32), self.grid_, self.cell)
+            zone = shapely.make_valid(shapely.Polygon(pts))
+            # Exact areas (not rasterised pixels) so that zones sharing a border
+            # split its cells instead of both counting them.
+            out[name] = (shapely.area(shapely.intersection(self._cells(), zone)) / self.cell**2
+                         ).reshape(self.grid_)
         return out
+
+    def _cells(self) -> np.ndarray:
+        rows, cols = np.mgrid[0:self.grid_[0], 0:self.grid_[1]]
+        x0, y0 = (cols * self.cell).ravel(), (rows * self.cell).ravel()
+        return shapely.box(x0, y0, x0 + self.cell, y0 + self.cell)
 
     def count_zones(self, frame: np.ndarray, zones: dict[str, Sequence]) -> dict[str, float]:
         """People in each zone of one frame: the density summed over the zone's share of each cell.
