@@ -378,61 +378,79 @@ class WrongWayDetector:
 
 
 class PersonOnGroundDetector:
-    """A fall: a person's box turns wide and low, then stays still for ``still_s``.
+    """A fall: a box turns wide and low where a person stood, then stays still for ``still_s``.
 
-    The box is "down" when its width exceeds ``min_aspect`` times its height
-    (an upright person is about 0.4). ``require_upright`` asks to have seen
-    the same track upright in the ``fall_window_s`` before, which is what
-    separates a fall from, say, a bench the detector calls a person.
+    A box is "down" when its width exceeds ``min_aspect`` times its height
+    (an upright person is about 0.4). ``require_upright`` asks for an
+    upright person to have stood at that spot (feet within ``reach`` of
+    their heights) in the last ``fall_window_s``: that is what tells a fall
+    from a bench or a parked scooter. The spot, not the track id, is what
+    links the two, because a tracker often gives the body on the ground a
+    new id (and may call it an object: ``classes`` takes both).
     """
 
     kind = "person_on_ground"
 
     def __init__(self, scene: dict, min_aspect: float = 1.3, still_s: float = 2.0,
                  still_m_s: float = 0.3, require_upright: bool = True, fall_window_s: float = 5.0,
-                 classes=("person", "object")):
+                 reach: float = 1.0, classes=("person", "object")):
         self.scene = scene
         self.min_aspect = min_aspect
         self.still_s = still_s
         self.still_m_s = still_m_s
         self.require_upright = require_upright
         self.fall_window_s = fall_window_s
+        self.reach = reach
         self.classes = classes
-        self.upright_ = {}   # track_id -> last time seen upright, and its height (px)
-        self.down_ = {}      # track_id -> [since_s, x, y, fired]
+        self.upright_ = deque()   # (time_s, track_id, feet x, feet y, box_h) of upright people
+        self.down_ = {}           # track_id -> [since_s, cx, cy, fired, upright track id]
+        self.episodes_ = _Episodes(gap_s=fall_window_s)
 
     def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
         if tracks is None or tracks.empty:
             return []
+        self.episodes_.see(time_s, tracks)
+        while self.upright_ and self.upright_[0][0] < time_s - self.fall_window_s:
+            self.upright_.popleft()
         found = []
         rows = tracks[tracks["cls"].isin(self.classes)]
         for tid, x, y, w, h, cls in zip(rows["track_id"], rows["x"], rows["y"], rows["w"], rows["h"],
                                          rows["cls"]):
             tid = int(tid)
             if cls == "person" and h > 1.5 * w:
-                self.upright_[tid] = (time_s, float(h))
+                self.upright_.append((time_s, tid, x + w / 2, y + h, float(h)))
                 self.down_.pop(tid, None)
                 continue
             if w < self.min_aspect * h:
                 self.down_.pop(tid, None)
                 continue
-            seen = self.upright_.get(tid)
-            if self.require_upright and (seen is None or time_s - seen[0] > self.fall_window_s):
-                continue
-            cx, cy = x + w / 2, y + h / 2
+            stood = self._stood_here(x + w / 2, y + h, tid)
             down = self.down_.get(tid)
-            scale = PERSON_HEIGHT_M / (seen[1] if seen else max(w, 1.0))
-            if down is None or np.hypot(cx - down[1], cy - down[2]) * scale > self.still_m_s * self.still_s:
-                self.down_[tid] = [time_s, cx, cy, False] if down is None or not down[3] else \
-                    [time_s, cx, cy, True]
+            if down is None:
+                if self.require_upright and stood is None:
+                    continue
+                self.down_[tid] = [time_s, x + w / 2, y + h / 2, False, stood]
+                continue
+            scale = PERSON_HEIGHT_M / max(w, 1.0)  # lying, the box's width is about a body's length
+            if np.hypot(x + w / 2 - down[1], y + h / 2 - down[2]) * scale > self.still_m_s * self.still_s:
+                down[0], down[1], down[2] = time_s, x + w / 2, y + h / 2
                 continue
             lying = time_s - down[0]
             if not down[3] and lying >= self.still_s:
                 down[3] = True
+                if not self.episodes_.add(tid, time_s, x + w / 2, y + h, w):
+                    continue
+                ids = [tid] + ([down[4]] if down[4] is not None and down[4] != tid else [])
                 found.append(_event(self.kind, frame_index, time_s, min(1.0, (w / h) / 3), None,
-                                    [tid], lying, aspect=round(float(w / h), 2),
-                                    fell_s=round(down[0], 3)))
+                                    ids, lying, aspect=round(float(w / h), 2), fell_s=round(down[0], 3)))
         return found
+
+    def _stood_here(self, fx, fy, track_id):
+        """The id of an upright person recently standing where this low box lies, or None."""
+        for t, tid, ux, uy, uh in reversed(self.upright_):
+            if abs(fx - ux) <= self.reach * uh and abs(fy - uy) <= 0.5 * uh:
+                return tid
+        return None
 
 
 # =========================================================================== abandoned object
@@ -718,8 +736,8 @@ class CrowdMovementDetector:
     kind = "crowd_movement"
 
     def __init__(self, scene: dict, min_people: int = 6, min_share: float = 0.7,
-                 min_speed_m_s: float = 0.5, min_cosine: float = 0.5, window_s: float = 1.0,
-                 min_duration_s: float = 1.0):
+                 min_speed_m_s: float = 0.5, min_cosine: float = 0.5, window_s: float = 0.5,
+                 min_duration_s: float = 0.5):
         self.scene = scene
         self.min_people = min_people
         self.min_share = min_share
@@ -795,7 +813,7 @@ class FireDetector:
     kind = "fire"
 
     def __init__(self, scene: dict, min_red: int = 220, min_saturation: float = 0.55,
-                 window_s: float = 2.0, min_switches: int = 3, min_area_px: int = 40,
+                 window_s: float = 2.0, min_switches: int = 3, min_area_px: int = 250,
                  min_duration_s: float = 1.0, paint_s: float = 10.0, paint_share: float = 0.8):
         self.scene = scene
         self.paint_s = paint_s
