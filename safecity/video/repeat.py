@@ -155,13 +155,10 @@ class RepeatedPresence:
     def _link(self, track: "_Track") -> None:
         """Attach a track to the remembered person it looks like, or to a new anonymous one."""
         mean = track.mean()
-        # A person on another track at the same time as this one is someone else.
-        busy = {t.person for t in self._tracks.values()
-                if t.person is not None and t is not track and t.last >= track.first}
+        # Two tracks at once may be one person (a tracker's duplicate) or two people dressed
+        # alike; either way their time together counts as one visit (``_Person.visit``).
         best, best_d = None, self.max_distance
         for person in self._people.values():
-            if person in busy:
-                continue
             d = _distance(mean, person.signature)
             if d < best_d:
                 best, best_d = person, d
