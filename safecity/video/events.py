@@ -1120,3 +1120,37 @@ def evaluate_clips(seeds=(0,), scenarios=None, tracker: str = "real", kinds=KIND
                      "events": len(ev), "true_positives": int(ev["true_positive"].sum()),
                      "episodes": len(ep), "seeds": ",".join(str(s) for s in seeds)})
     return pd.DataFrame(rows), events
+
+
+def false_alarms(events: pd.DataFrame) -> pd.DataFrame:
+    """Where the false alarms of each kind fired: a kind x scenario count table."""
+    wrong = events[~events["true_positive"].astype(bool)]
+    return wrong.pivot_table(index="kind", columns="scenario", values="frame", aggfunc="size", fill_value=0)
+
+
+def main(argv=None) -> None:
+    """``python -m safecity.video.events --seeds 10,11,12``: the precision/recall table as Markdown."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--seeds", default="0,1", help="comma-separated clip seeds (default 0,1)")
+    parser.add_argument("--tracker", default="real", choices=("real", "truth"))
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    table, events = evaluate_clips(seeds=seeds, tracker=args.tracker,
+                                   progress=lambda m: print(m, file=sys.stderr))
+    print(_markdown(table))
+    print()
+    print(_markdown(false_alarms(events).reset_index()))
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    """A Markdown table (without the optional ``tabulate`` dependency)."""
+    cells = [[str(c) for c in df.columns]] + [["" if pd.isna(v) else str(v) for v in row]
+                                               for row in df.itertuples(index=False)]
+    return "\n".join("| " + " | ".join(r) + " |" for r in [cells[0], ["---"] * len(cells[0]), *cells[1:]])
+
+
+if __name__ == "__main__":
+    main()
