@@ -171,7 +171,8 @@ class BlobDetector:
 
     A blob at least ``person_min`` of a person's expected height is a person;
     a smaller one at least ``object_min_px`` tall is an object; smaller still
-    is noise, and one taller than ``person_max`` people is a lighting change. A person blob wider than ``split_width`` person widths is cut
+    is noise, and one taller than ``person_max`` people is a lighting change.
+    No person is shorter than ``min_person_px`` (full-frame pixels). A person blob wider than ``split_width`` person widths is cut
     into person-wide boxes along the valleys of its column profile.
     ``confidence`` is how much of the box the foreground fills, so ragged
     blobs go to the tracker's low-confidence second pass.
@@ -180,13 +181,14 @@ class BlobDetector:
     """
 
     def __init__(self, pixels_per_metre: float | None = None, person_min: float = 0.45, person_max: float = 4.0,
-                 stacked: float = 1.5,
+                 stacked: float = 1.5, min_person_px: float = 16.0,
                  object_min_px: float = 4.0, min_area_px: float = 24.0, split_width: float = 1.6,
                  refit: int = 100, aspect: float = 0.4):
         self.pixels_per_metre = pixels_per_metre
         self.person_min = person_min
         self.person_max = person_max
         self.stacked = stacked
+        self.min_person_px = min_person_px
         self.object_min_px = object_min_px
         self.min_area_px = min_area_px
         self.split_width = split_width
@@ -210,7 +212,7 @@ class BlobDetector:
         inv = 1.0 / scale
         for i in np.nonzero(keep)[0]:
             x0, y0, x1, y1 = x[i] * inv, y[i] * inv, (x[i] + w[i]) * inv, (y[i] + h[i]) * inv
-            expected = float(self.size_.height(y1))
+            expected = self._expected(y1)
             bh = y1 - y0
             if bh > self.person_max * expected:
                 continue  # far taller than anyone there: a lighting change, not an object
@@ -235,8 +237,16 @@ class BlobDetector:
             return empty_detections()
         det = sv.Detections(xyxy=np.array(boxes, np.float32), confidence=np.array(conf, np.float32),
                             class_id=np.array(cls, int))
-        self._learn(det.xyxy[det.class_id == PERSON])
+        # Learn the size by row from person-shaped, well-filled blobs only (not crowd pieces).
+        wh = det.xyxy[:, 2:] - det.xyxy[:, :2]
+        shaped = (det.class_id == PERSON) & (wh[:, 0] >= 0.2 * wh[:, 1]) & (wh[:, 0] <= 0.8 * wh[:, 1]) \
+            & (det.confidence >= 0.35 + 0.4)
+        self._learn(det.xyxy[shaped])
         return det
+
+    def _expected(self, feet_y: float) -> float:
+        """A person's height with feet on this row, never below what a person can be seen at."""
+        return max(float(self.size_.height(feet_y)), self.min_person_px / self.person_min)
 
     def _split(self, labels, label, stat, scale, expected) -> list[tuple[float, float]]:
         """Cut a wide blob at the emptiest columns, about one person width apart."""
@@ -261,7 +271,7 @@ class BlobDetector:
         out = []
         bottom = h
         while bottom > 0:
-            eh = float(self.size_.height((y + bottom) / scale)) * scale
+            eh = self._expected((y + bottom) / scale) * scale
             top = max(0, int(round(bottom - eh)))
             band = mine[top:bottom]
             cols = np.nonzero(band.any(0))[0]
@@ -287,7 +297,8 @@ class BlobDetector:
         for x0, y0, x1, y1 in person_boxes:
             self._seen.append((y1, y1 - y0))
         self._seen = self._seen[-5000:]
-        if self._n % self.refit == 0 and self._seen:
+        first = not hasattr(self.size_, "intercept_") and len(self._seen) >= 50
+        if (first or self._n % self.refit == 0) and self._seen:
             ys, hs = np.array(self._seen).T
             self.size_ = PersonSize(None).fit(ys, hs)
 
@@ -437,6 +448,7 @@ class Detector:
             if len(extra):
                 det = sv.Detections.merge([_plain(det), _plain(extra)])
         self._n += 1
+        self.last_ = det
         h, w = image.shape[:2]
         fg = small if small.shape[:2] == (h, w) else cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
         return det, fg

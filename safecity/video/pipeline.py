@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import supervision as sv
 
-from safecity.video.detect import Detector
+from safecity.video.detect import PERSON_HEIGHT_M, Detector
 from safecity.video.track import TRACK_COLUMNS, Tracker, ground_points, to_table
 
 #: Sectors of the flow-direction histogram: 0 = towards +x (image right), counter-clockwise
@@ -43,6 +43,10 @@ FLOW_SECTORS = 8
 
 #: Below this ground speed (m/s) a person is standing: no direction for the flow histogram.
 MOVING_M_S = 0.3
+
+#: Above this (m/s, a sprint) a "person" speed is a tracking glitch (a box hopping to a
+#: neighbour, a blob splitting), left out of the mean speed and the flow.
+MAX_PERSON_M_S = 8.0
 
 
 def _optional(module: str):
@@ -90,13 +94,17 @@ class Motion:
     """Ground speed and image direction of each track, over a sliding window of about a second.
 
     Over a second rather than frame to frame, because a blob's box jitters by a
-    pixel or two, a large share of a walker's step at 10 fps.
+    pixel or two, a large share of a walker's step at 10 fps. Metres come from
+    the scene's homography or ``pixels_per_metre``; a scene with neither is
+    measured in people heights (``person_height(feet_row)`` pixels = 1.7 m),
+    the scale the detector learns from the people it sees.
     """
 
-    def __init__(self, scene: dict, window_s: float = 1.0, forget_s: float = 5.0):
+    def __init__(self, scene: dict, window_s: float = 1.0, forget_s: float = 5.0, person_height=None):
         self.scene = scene
         self.window_s = window_s
         self.forget_s = forget_s
+        self.person_height = person_height
         self._paths: dict[int, deque] = defaultdict(deque)
         self._metric = bool(scene.get("homography") or scene.get("image_to_ground") or scene.get("pixels_per_metre"))
 
@@ -107,7 +115,12 @@ class Motion:
         if n:
             feet = np.c_[tracks["x"].to_numpy() + tracks["w"].to_numpy() / 2,
                          tracks["y"].to_numpy() + tracks["h"].to_numpy()]
-            ground = ground_points(feet, self.scene) if self._metric else feet
+            if self._metric:
+                ground = ground_points(feet, self.scene)
+            elif self.person_height is not None:  # local metres: feet rows scaled by a person's height
+                ground = feet / (np.asarray(self.person_height(feet[:, 1]), float)[:, None] / PERSON_HEIGHT_M)
+            else:
+                ground = feet
             for k, tid in enumerate(tracks["track_id"].to_numpy()):
                 path = self._paths[int(tid)]
                 path.append((time_s, feet[k], ground[k]))
@@ -119,7 +132,7 @@ class Motion:
                     d = feet[k] - f0
                     norm = float(np.hypot(*d))
                     direction[k] = d / norm if norm > 0 else 0.0
-            if not self._metric:
+            if not self._metric and self.person_height is None:
                 speed[:] = np.nan
         for tid in [t for t, p in self._paths.items() if p and p[-1][0] < time_s - self.forget_s]:
             del self._paths[tid]
@@ -146,19 +159,28 @@ class ZoneCounter:
     """
 
     def __init__(self, zones: dict[str, np.ndarray], fill: float = 0.6, aspect: float = 0.4,
-                 max_cover: float = 0.95):
+                 max_cover: float = 0.95, min_height_px: float = 16.0):
         self.zones = zones
         self.fill = fill
         self.aspect = aspect
         self.max_cover = max_cover
+        self.min_height_px = min_height_px
         self._key = None
 
-    def count(self, small_fg: np.ndarray, scale: float, size_model) -> dict[str, float]:
+    def count(self, small_fg: np.ndarray, scale: float, size_model, people_xyxy=None) -> dict[str, float]:
+        """People per zone from a working-resolution foreground; only the foreground inside
+        ``people_xyxy`` (full-frame boxes of detected people) counts, so that a lighting change
+        or a bag is not counted as people."""
         key = (small_fg.shape, getattr(size_model, "intercept_", None), getattr(size_model, "slope_", None))
         if key != self._key:
             self._weights(small_fg.shape, scale, size_model)
             self._key = key
         fg = small_fg > 0
+        if people_xyxy is not None:
+            keep = np.zeros_like(fg)
+            for x0, y0, x1, y1 in np.asarray(people_xyxy, float) * scale:
+                keep[max(0, int(y0)):int(math.ceil(y1)), max(0, int(x0)):int(math.ceil(x1))] = True
+            fg &= keep
         out = {}
         for name, (w, capacity) in self._w.items():
             cover = min(float(w[fg].sum()) / capacity, self.max_cover) if capacity > 0 else 0.0
@@ -167,7 +189,7 @@ class ZoneCounter:
 
     def _weights(self, shape, scale, size_model) -> None:
         rows = (np.arange(shape[0]) + 0.5) / scale
-        person_h = size_model.height(rows) * scale
+        person_h = np.maximum(size_model.height(rows), self.min_height_px) * scale
         per_row = 1.0 / (self.fill * self.aspect * person_h**2)
         self._w = {}
         for name, poly in self.zones.items():
@@ -226,7 +248,7 @@ class BinFeatures:
             sel = inside[name]
             self._count[name] += float(counts.get(name, sel.sum()))
             self._occupancy[name] += float((cover & mask).sum()) / max(int(mask.sum()), 1)
-            ok = sel & np.isfinite(speed)
+            ok = sel & np.isfinite(speed) & (speed <= MAX_PERSON_M_S)
             self._speeds[name].extend(speed[ok].tolist())
             moving = ok & (speed >= MOVING_M_S)
             np.add.at(self._flow[name], sector[moving], 1.0)
@@ -290,7 +312,7 @@ class CameraPipeline:
         self.detector = detector or Detector(self.scene)
         self.tracker = tracker or Tracker()
         self.detectors = self._default_detectors() if detectors is None else list(detectors)
-        self.motion = Motion(self.scene)
+        self.motion = Motion(self.scene, person_height=lambda y: self.detector.blobs.size_.height(y))
         zones = self.scene.get("zones") or {}
         self.zones = {name: sv.PolygonZone(np.round(np.asarray(poly, float)).astype(np.int64))
                       for name, poly in zones.items()}
@@ -322,6 +344,10 @@ class CameraPipeline:
         if self._t0 is None:
             self._t0 = ts
             h, w = image.shape[:2]
+            if not self.zones:  # no zones configured: the whole image is one zone, "all"
+                self._zone_polys = {"all": np.array([[0, 0], [w, 0], [w, h], [0, h]], float)}
+                self.zones = {"all": sv.PolygonZone(self._zone_polys["all"].astype(np.int64))}
+                self.zone_counter = ZoneCounter(self._zone_polys)
             self.features = BinFeatures(self.camera_id, self._zone_polys, (w, h), self.bin_s)
         time_s = (ts - self._t0).total_seconds()
 
@@ -348,7 +374,9 @@ class CameraPipeline:
             if index % self.count_every == 0 or not self._crowd:
                 self._crowd = self.counter.count_zones(image, self._zone_polys)
             return {name: float(self._crowd.get(name, 0.0)) for name in tracked}
-        crowd = self.zone_counter.count(self.detector.small_, self.detector.scale_, self.detector.blobs.size_)
+        det = self.detector.last_
+        crowd = self.zone_counter.count(self.detector.small_, self.detector.scale_, self.detector.blobs.size_,
+                                        det.xyxy[det.class_id == 0])
         return {name: max(float(n), crowd.get(name, 0.0)) for name, n in tracked.items()}
 
     def _unpack(self, frame) -> tuple[int, pd.Timestamp, np.ndarray]:
