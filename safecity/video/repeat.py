@@ -55,13 +55,16 @@ class RepeatedPresence:
     which two signatures count as one person), ``min_frames`` (frames of a
     track before it is compared), ``min_gap_s`` (a return sooner than this is
     the same visit, for example a track the tracker lost for a moment),
-    ``track_gap_s`` (absence after which a track counts as gone).
+    ``track_gap_s`` (absence after which a track counts as gone),
+    ``min_travel`` (how far, in body heights, a track must move before it
+    counts as a visit: someone who comes back walks in, while a flickering
+    light or a fire taken for a person stays where it is).
     """
 
     def __init__(self, scene: dict, enabled: bool = False, ttl_s: float = 86400.0,
                  count: int | None = None, window_s: float | None = None, audit=None,
                  actor: str = "system", max_distance: float = 0.25, min_frames: int = 5,
-                 min_gap_s: float = 2.0, track_gap_s: float = 1.0):
+                 min_gap_s: float = 2.0, track_gap_s: float = 1.0, min_travel: float = 0.5):
         self.scene = scene
         self.enabled = enabled
         self.ttl_s = ttl_s
@@ -73,6 +76,7 @@ class RepeatedPresence:
         self.min_frames = min_frames
         self.min_gap_s = min_gap_s
         self.track_gap_s = track_gap_s
+        self.min_travel = min_travel
         self.camera_ = camera_name(scene)
         self.count_ = int(scene["repeat_count"] if count is None else count)
         self.window_s_ = float(scene["repeat_window_s"] if window_s is None else window_s)
@@ -109,8 +113,9 @@ class RepeatedPresence:
             track = self._tracks.get(track_id)
             if track is None:
                 track = self._tracks[track_id] = _Track(track_id, time_s)
-            track.add(signature, time_s, frozenset(name for name, ok in inside.items() if ok[k]))
-            if track.person is None and track.frames >= self.min_frames:
+            track.add(signature, time_s, frozenset(name for name, ok in inside.items() if ok[k]),
+                      feet_x[k], feet_y[k], boxes[k, 3])
+            if track.person is None and self._ready(track):
                 self._link(track)
             if track.person is not None:
                 track.person.last_seen = time_s
@@ -146,11 +151,15 @@ class RepeatedPresence:
         """Fold tracks unseen for ``track_gap_s`` into their person, then drop them."""
         for tid in [t for t, tr in self._tracks.items() if now - tr.last > self.track_gap_s]:
             track = self._tracks.pop(tid)
-            if track.person is None and track.frames >= self.min_frames:
+            if track.person is None and self._ready(track):
                 self._link(track)
             if track.person is not None:
                 track.person.absorb(track)
             track.erase()
+
+    def _ready(self, track: "_Track") -> bool:
+        """Whether a track has shown enough of a person, and moved enough, to count as a visit."""
+        return track.frames >= self.min_frames and track.travel >= self.min_travel * track.height
 
     def _link(self, track: "_Track") -> None:
         """Attach a track to the remembered person it looks like, or to a new anonymous one."""
@@ -214,7 +223,8 @@ class _Visit:
 class _Track:
     """A track being watched: its summed signature, its zones, its time span."""
 
-    __slots__ = ("track_id", "first", "last", "frames", "_sum", "zones", "person", "visit")
+    __slots__ = ("track_id", "first", "last", "frames", "_sum", "zones", "person", "visit",
+                 "origin", "travel", "height")
 
     def __init__(self, track_id, now: float):
         self.track_id, self.first, self.last, self.frames = track_id, now, now, 0
@@ -222,9 +232,15 @@ class _Track:
         self.zones: frozenset = frozenset()
         self.person: _Person | None = None
         self.visit: _Visit | None = None
+        self.origin, self.travel, self.height = None, 0.0, 0.0
 
-    def add(self, signature: np.ndarray | None, now: float, zones: frozenset) -> None:
-        """One more frame of the track; ``frames`` counts those that gave a signature."""
+    def add(self, signature: np.ndarray | None, now: float, zones: frozenset, x: float, y: float,
+            height: float) -> None:
+        """One more frame of the track (feet at ``x, y``); ``frames`` counts those with a signature."""
+        if self.origin is None:
+            self.origin = (x, y)
+        self.travel = max(self.travel, float(np.hypot(x - self.origin[0], y - self.origin[1])))
+        self.height = float(height)
         if signature is not None:
             self._sum = signature.copy() if self._sum is None else self._sum + signature
             self.frames += 1
