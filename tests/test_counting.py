@@ -15,7 +15,7 @@ from conftest import shared_data
 from safecity.cli import main
 from safecity.synthetic_video import render_clip
 from safecity.video import counting
-from safecity.video.counting import CountingDataError, CrowdCounter, ForegroundEdgeRidge
+from safecity.video.counting import CrowdCounter, ForegroundEdgeRidge
 
 MALL = "video/mall"
 

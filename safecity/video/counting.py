@@ -187,16 +187,6 @@ def cell_features(frame: np.ndarray, background: np.ndarray, weight: np.ndarray,
     return np.stack([m.ravel() for m in base + pooled + [rows, cols, weight]], axis=1)
 
 
-def heads_per_cell(points: np.ndarray, grid: tuple[int, int], cell: int) -> np.ndarray:
-    """How many head points (x, y in pixels) fall in each cell of the grid."""
-    out = np.zeros(grid, dtype=np.float32)
-    if len(points):
-        r = np.clip((points[:, 1] // cell).astype(int), 0, grid[0] - 1)
-        c = np.clip((points[:, 0] // cell).astype(int), 0, grid[1] - 1)
-        np.add.at(out, (r, c), 1.0)
-    return out
-
-
 def smooth_counts(counts: np.ndarray, window: int) -> np.ndarray:
     """A causal moving average over the last ``window`` frames (the first frames average what exists).
 
