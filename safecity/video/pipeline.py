@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import supervision as sv
 
-from safecity.video.detect import PERSON_HEIGHT_M, Detector
+from safecity.video.detect import PERSON, PERSON_HEIGHT_M, Detector
 from safecity.video.track import TRACK_COLUMNS, Tracker, ground_points, to_table
 
 #: Sectors of the flow-direction histogram: 0 = towards +x (image right), counter-clockwise
@@ -108,20 +108,19 @@ class Motion:
         self._paths: dict[int, deque] = defaultdict(deque)
         self._metric = bool(scene.get("homography") or scene.get("image_to_ground") or scene.get("pixels_per_metre"))
 
-    def update(self, time_s: float, tracks: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(speed m/s per row, unit direction per row in image axes); NaN speed without calibration."""
-        n = len(tracks)
+    def update(self, time_s: float, track_ids: np.ndarray, xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(speed m/s per box, unit direction per box in image axes); NaN speed without calibration."""
+        n = len(track_ids)
         speed, direction = np.zeros(n), np.zeros((n, 2))
         if n:
-            feet = np.c_[tracks["x"].to_numpy() + tracks["w"].to_numpy() / 2,
-                         tracks["y"].to_numpy() + tracks["h"].to_numpy()]
+            feet = np.c_[(xyxy[:, 0] + xyxy[:, 2]) / 2, xyxy[:, 3]].astype(float)
             if self._metric:
                 ground = ground_points(feet, self.scene)
             elif self.person_height is not None:  # local metres: feet rows scaled by a person's height
                 ground = feet / (np.asarray(self.person_height(feet[:, 1]), float)[:, None] / PERSON_HEIGHT_M)
             else:
                 ground = feet
-            for k, tid in enumerate(tracks["track_id"].to_numpy()):
+            for k, tid in enumerate(track_ids):
                 path = self._paths[int(tid)]
                 path.append((time_s, feet[k], ground[k]))
                 while path and path[0][0] < time_s - self.window_s - 1e-9:
@@ -204,7 +203,7 @@ class ZoneCounter:
 
 class BinFeatures:
     """Per zone and time bin: people count (mean over the bin's frames), occupancy, mean speed,
-    flow-direction histogram; ``add`` returns the rows of the bins it closed."""
+    flow-direction histogram; ``add`` returns the rows of the bin it closed (None while open)."""
 
     def __init__(self, camera_id: str, zones: dict[str, np.ndarray], size: tuple[int, int],
                  bin_s: float = 60.0, scale: float = 0.25):
@@ -229,20 +228,20 @@ class BinFeatures:
         self._speeds = defaultdict(list)
         self._flow = defaultdict(lambda: np.zeros(FLOW_SECTORS))
 
-    def add(self, ts: pd.Timestamp, people: pd.DataFrame, inside: dict[str, np.ndarray],
-            counts: dict[str, float]) -> pd.DataFrame:
-        """Account one frame: ``people`` rows (with ``speed_mps``, ``dir_x``, ``dir_y``), each
-        zone's boolean mask over those rows, and the people counted in each zone."""
-        start = ts.floor(f"{int(round(self.bin_s * 1000))}ms")
+    def add(self, ts: pd.Timestamp, xyxy: np.ndarray, speed: np.ndarray, direction: np.ndarray,
+            inside: dict[str, np.ndarray], counts: dict[str, float]) -> pd.DataFrame | None:
+        """Account one frame: the people's boxes, ground speeds and image directions, each
+        zone's boolean mask over them, and the people counted in each zone."""
+        step = int(round(self.bin_s * 1e9))
+        start = ts.value // step * step  # nanoseconds since the epoch, cheaper than Timestamp.floor
         out = self.flush() if self._bin is not None and start != self._bin else None
         self._bin = start
         self._frames += 1
         cover = np.zeros(self._shape, bool)
         s = self.scale
-        for x, y, w, h in people[["x", "y", "w", "h"]].to_numpy(float):
-            cover[max(0, int(y * s)):int(math.ceil((y + h) * s)), max(0, int(x * s)):int(math.ceil((x + w) * s))] = True
-        speed = people["speed_mps"].to_numpy(float)
-        angle = np.arctan2(-people["dir_y"].to_numpy(float), people["dir_x"].to_numpy(float))
+        for x0, y0, x1, y1 in np.asarray(xyxy, float) * s:
+            cover[max(0, int(y0)):int(math.ceil(y1)), max(0, int(x0)):int(math.ceil(x1))] = True
+        angle = np.arctan2(-direction[:, 1], direction[:, 0])
         sector = np.round(angle / (2 * np.pi / FLOW_SECTORS)).astype(int) % FLOW_SECTORS
         for name, mask in self._masks.items():
             sel = inside[name]
@@ -252,7 +251,7 @@ class BinFeatures:
             self._speeds[name].extend(speed[ok].tolist())
             moving = ok & (speed >= MOVING_M_S)
             np.add.at(self._flow[name], sector[moving], 1.0)
-        return out if out is not None else _empty_observations()
+        return out
 
     def flush(self) -> pd.DataFrame:
         """The rows of the bin in progress (empty if none), and start afresh."""
@@ -269,7 +268,7 @@ class BinFeatures:
             share = flow / flow.sum() if flow.sum() else flow
             rows.extend((sid, f"flow_dir_{k}", float(share[k])) for k in range(FLOW_SECTORS))
         out = pd.DataFrame(rows, columns=["sensor_id", "metric", "value"])
-        out.insert(0, "ts", self._bin)
+        out.insert(0, "ts", pd.Timestamp(self._bin, tz="UTC"))
         self._bin = None
         self._reset()
         return out
@@ -323,7 +322,7 @@ class CameraPipeline:
         self._entered: dict[tuple[int, str], float] = {}
         self._t0: pd.Timestamp | None = None
         self._policy = None
-        self._closed = _empty_observations()
+        self._closed: pd.DataFrame | None = None
 
     def _default_detectors(self) -> list:
         found = []
@@ -353,18 +352,20 @@ class CameraPipeline:
 
         detections, foreground = self.detector.detect(image)
         tracked = self.tracker.update(detections, index)
+        ids = np.asarray(tracked.tracker_id, int)
+        speed, direction = self.motion.update(time_s, ids, tracked.xyxy)
         tracks = to_table(tracked, index, time_s)
-        speed, direction = self.motion.update(time_s, tracks)
         tracks["speed_mps"], tracks["dir_x"], tracks["dir_y"] = speed, direction[:, 0], direction[:, 1]
         inside = {name: zone.trigger(tracked) if len(tracked) else np.zeros(0, bool)
                   for name, zone in self.zones.items()}
-        dwell = self._dwell(time_s, tracks, inside)
+        dwell = self._dwell(time_s, ids, inside)
         events = []
         for det in self.detectors:
             events.extend(det.update(index, time_s, image, tracks, foreground))
-        people = tracks["cls"].to_numpy() == "person"
+        people = tracked.class_id == PERSON
         counts = self._count(index, image, {name: int((m & people).sum()) for name, m in inside.items()})
-        self._closed = self.features.add(ts, tracks[people], {k: v[people] for k, v in inside.items()}, counts)
+        self._closed = self.features.add(ts, tracked.xyxy[people], speed[people], direction[people],
+                                         {k: v[people] for k, v in inside.items()}, counts)
         return FrameResult(index, time_s, ts, tracks, events, foreground, counts, dwell)
 
     def _count(self, index: int, image: np.ndarray, tracked: dict[str, int]) -> dict[str, float]:
@@ -394,11 +395,11 @@ class CameraPipeline:
         self._next = int(index) + 1
         return int(index), ts, frame
 
-    def _dwell(self, time_s: float, tracks: pd.DataFrame, inside: dict) -> dict:
+    def _dwell(self, time_s: float, ids: np.ndarray, inside: dict) -> dict:
         """Seconds each track has spent in each zone since it last entered it."""
         now = set()
         for name, mask in inside.items():
-            for tid in tracks["track_id"].to_numpy()[mask]:
+            for tid in ids[mask]:
                 key = (int(tid), name)
                 self._entered.setdefault(key, time_s)
                 now.add(key)
@@ -428,7 +429,7 @@ class CameraPipeline:
             ids.update(result.tracks["track_id"].tolist())
             if result.events:
                 event_parts.append(self.event_rows(result.events))
-            if len(self._closed):
+            if self._closed is not None and len(self._closed):
                 obs_parts.append(self._closed)
                 bins += 1
             if bins >= self.batch_bins:
@@ -524,7 +525,8 @@ def observations_for(camera, frames: Iterable, bin_s: float = 60.0, **kwargs) ->
     parts = []
     for frame in frames:
         pipe.process(frame)
-        parts.append(pipe._closed)
+        if pipe._closed is not None:
+            parts.append(pipe._closed)
     if pipe.features is not None:
         parts.append(pipe.features.flush())
     parts = [p for p in parts if len(p)]
