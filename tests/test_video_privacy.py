@@ -10,7 +10,7 @@ import pytest
 from safecity.store import Store
 from safecity.synthetic_video import render_clip
 from safecity.video.privacy import PrivacyPolicy, blur_people, privacy_policy, protect
-from tests.conftest import shared_data
+from conftest import shared_data
 
 #: How much sharper a person's box must be before blurring than after.
 SHARPNESS_DROP = 20
