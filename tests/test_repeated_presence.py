@@ -7,7 +7,6 @@ import copy
 import json
 import logging
 import pickle
-import uuid
 
 import numpy as np
 import pandas as pd
@@ -15,6 +14,7 @@ import pytest
 
 from safecity.store import Store
 from safecity.synthetic_video import RETURNING_PERSON, SCENARIOS, render_clip
+from safecity.video.events import to_event_rows
 from safecity.video.repeat import RepeatedPresence
 
 START = pd.Timestamp("2026-06-01 08:00", tz="UTC")
@@ -29,16 +29,6 @@ def run(detector: RepeatedPresence, clip, frames=None, time_offset: float = 0.0)
     for f in frames if frames is not None else range(len(clip.frames)):
         events += detector.update(f, time_offset + f / fps, clip.frames[f], by_frame.get(f, empty), None)
     return events
-
-
-def as_event_rows(events: list[dict], camera: str) -> pd.DataFrame:
-    """Detector output as rows of the ``events`` table (evidence in ``details``)."""
-    return pd.DataFrame([{
-        "event_id": uuid.uuid4().hex, "ts": START + pd.Timedelta(seconds=e["time_s"]),
-        "kind": e["kind"], "sensor_id": camera, "lon": None, "lat": None, "score": e["score"],
-        "source": "video", "details": json.dumps({k: e[k] for k in
-                                                  ("frame", "zone", "track_ids", "duration_s", "visits")}),
-    } for e in events])
 
 
 def returning_visits(clip) -> dict[int, np.ndarray]:
@@ -148,7 +138,7 @@ def test_signatures_never_reach_disk_logs_or_pickles(tmp_path, caplog, capsys):
     detector = RepeatedPresence({**clip.scene, "camera_id": "cam-7"}, enabled=True, audit=store.state)
     events = run(detector, clip)
     assert events
-    store.append("events", as_event_rows(events, "cam-7"))
+    store.append("events", to_event_rows(events, "cam-7", START))  # the pipeline's own conversion
     print(detector, events)  # what a careless notebook would show
     logging.getLogger("safecity").info("repeated presence: %r %s", detector, events)
 
@@ -177,6 +167,33 @@ def test_signatures_never_reach_disk_logs_or_pickles(tmp_path, caplog, capsys):
             pickle.dumps(obj)
         with pytest.raises(TypeError, match="never leave memory"):
             copy.deepcopy(obj)
+
+
+def test_through_the_camera_pipeline_signatures_stay_off_disk(tmp_path):
+    """The real path: configuration -> CameraPipeline (detector, tracker, events) -> Store."""
+    from safecity.video.pipeline import CameraPipeline
+
+    clip = render_clip("repeated_presence", seed=1)
+    scene = {**clip.scene, "camera_id": "cam-1",
+             "repeated_presence": {"enabled": True, "ttl_s": 86400.0, "count": 3, "window_s": 60.0}}
+    store = Store(tmp_path)
+    pipeline = CameraPipeline(scene, audit=store.state, start=START)
+    [detector] = [d for d in pipeline.detectors if isinstance(d, RepeatedPresence)]
+    pipeline.run(clip.frames, store=store)
+
+    audit = store.read("audit_log")
+    assert audit["action"].tolist() == ["enable_repeated_presence"]
+    found = store.read("events")
+    found = found[found["kind"] == "repeated_presence"]
+    truth = clip.truth.iloc[0]
+    assert len(found) == 1
+    assert truth["start_frame"] <= json.loads(found["details"].iloc[0])["frame"] <= truth["end_frame"]
+    arrays = [p.signature.copy() for p in detector._people.values()]
+    assert arrays
+    forms = signature_forms(arrays)
+    for path in (p for p in tmp_path.rglob("*") if p.is_file()):
+        content = path.read_bytes()
+        assert not any(form in content for form in forms), f"a signature reached {path.name}"
 
 
 def test_forgetting_erases_the_signature_in_memory():
