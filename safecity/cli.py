@@ -856,5 +856,108 @@ def count_eval(frames_dir, counts_path, n_train, heads_path, perspective_path) -
     click.echo(json.dumps(result, indent=1))
 
 
+# --------------------------------------------------------------------------- video pipeline
+
+
+@main.group("video")
+def video_group() -> None:
+    """Per-camera video analytics: tracks, per-bin observations and events, blurred output."""
+
+
+def _video_cameras(config_path, camera_ids):
+    from .video.config import ConfigError, load_cameras
+
+    try:
+        cameras = load_cameras(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if camera_ids:
+        known = {c.id for c in cameras}
+        missing = [c for c in camera_ids if c not in known]
+        if missing:
+            raise click.ClickException(f"{config_path}: no camera {missing}; cameras: {', '.join(sorted(known))}")
+        cameras = [c for c in cameras if c.id in camera_ids]
+    return cameras
+
+
+@video_group.command("run")
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The installation's cameras (YAML, see safecity/data/cameras.example.yml).")
+@click.option("--data-dir", type=click.Path(file_okay=False), required=True,
+              help="Store receiving observations, events and audit records.")
+@click.option("--camera", "camera_ids", multiple=True, help="Only this camera id (repeatable; default all).")
+@click.option("--max-frames", type=click.IntRange(1), default=None,
+              help="Stop each camera after this many frames (a live stream never ends by itself).")
+@click.option("--bin", "bin_s", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Feature bin in seconds.")
+def video_run(config_path, data_dir, camera_ids, max_frames, bin_s) -> None:
+    """Process each camera's source (one after the other) and write its results to the store.
+
+    Prints one JSON line per camera: frames, track ids, observations and
+    events written, frames per second, and the source's health.
+    """
+    from .store import Store
+    from .video.pipeline import CameraPipeline
+
+    store = Store(data_dir)
+    for camera in _video_cameras(config_path, camera_ids):
+        try:
+            pipe = CameraPipeline(camera, bin_s=bin_s, audit=store.state)
+            summary = pipe.run(None, store=store, max_frames=max_frames)
+        except (ValueError, FileNotFoundError) as exc:
+            raise click.ClickException(f"camera '{camera.id}': {exc}") from None
+        click.echo(json.dumps(summary, default=str))
+
+
+@video_group.command("annotate")
+@click.argument("source")
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Annotated copy to write (.mp4 or .avi).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Cameras YAML: zones and event detectors of the camera (without it: tracks only).")
+@click.option("--camera", "camera_id", default=None, help="Camera id in --config (default: the first).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Store for audit records (needed only if the camera's privacy settings turn the blur off).")
+@click.option("--max-frames", type=click.IntRange(1), default=None)
+def video_annotate(source, out_path, config_path, camera_id, data_dir, max_frames) -> None:
+    """Write a blurred copy of SOURCE with boxes, track ids, zones and events drawn."""
+    import cv2
+
+    from .store import Store
+    from .video.pipeline import CameraPipeline
+
+    audit = Store(data_dir).state if data_dir else None
+    if config_path:
+        cameras = _video_cameras(config_path, [camera_id] if camera_id else [])
+        pipe = CameraPipeline(cameras[0], audit=audit)
+    else:
+        pipe = CameraPipeline({"camera_id": camera_id or Path(source).stem}, detectors=[], audit=audit)
+    fourcc = "mp4v" if out_path.lower().endswith((".mp4", ".m4v", ".mov")) else "MJPG"
+    writer, n, events = None, 0, 0
+    try:
+        for frame in pipe._open(source):
+            if max_frames is not None and n >= max_frames:
+                break
+            result = pipe.process(frame)
+            image = pipe.display(frame.image if hasattr(frame, "image") else frame, result)
+            if writer is None:
+                h, w = image.shape[:2]
+                writer = cv2.VideoWriter(out_path, cv2.VideoWriter_fourcc(*fourcc), pipe.fps, (w, h))
+                if not writer.isOpened():
+                    raise click.ClickException(f"{out_path}: OpenCV cannot write this file ({fourcc})")
+            writer.write(image)
+            n += 1
+            events += len(result.events)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        raise click.ClickException(f"{source}: {exc}") from None
+    finally:
+        if writer is not None:
+            writer.release()
+    if not n:
+        raise click.ClickException(f"{source}: no frame could be read")
+    blurred = pipe._policy.blur if pipe._policy is not None else True
+    click.echo(json.dumps({"out": out_path, "frames": n, "events": events, "blurred": blurred}))
+
+
 if __name__ == "__main__":
     main()

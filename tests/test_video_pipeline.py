@@ -280,3 +280,81 @@ def test_onnx_plugin_errors_name_the_model(tmp_path):
     _tiny_onnx(path, np.zeros((1, 3, 9)))
     with pytest.raises(ValueError, match="wrong.onnx.*5 \\+ 1 classes"):
         OnnxDetector(path, input_size=(64, 64), classes=("person",)).detect(np.zeros((64, 64, 3), np.uint8))
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.fixture(scope="module")
+def installation(tmp_path_factory):
+    """A clip written to disk and a one-camera installation file pointing at it."""
+    from safecity.synthetic_video import write_clips
+
+    folder = tmp_path_factory.mktemp("install")
+    (video,) = write_clips(folder, scenarios=["forbidden_zone"], n_frames=150)
+    scene = json.loads((folder / "forbidden_zone_scene.json").read_text())
+    zones = "\n".join(f"      {k}: {v}" for k, v in scene["zones"].items())
+    (folder / "cameras.yml").write_text(f"""name: test-site
+cameras:
+  - id: street-1
+    source: {video.name}
+    fps: 10
+    start: 2026-06-01T08:00:00Z
+    size: [480, 360]
+    zones:
+{zones}
+    forbidden_zones: [forbidden]
+    pixels_per_metre: {scene["pixels_per_metre"]}
+    detectors: [forbidden_zone]
+""")
+    return folder, video
+
+
+def test_cli_video_run_writes_the_store(installation, tmp_path):
+    from click.testing import CliRunner
+
+    from safecity.cli import main
+
+    folder, _ = installation
+    result = CliRunner().invoke(main, ["video", "run", "--config", str(folder / "cameras.yml"),
+                                       "--data-dir", str(tmp_path), "--bin", "5"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["camera_id"] == "street-1" and summary["frames"] == 150
+    assert summary["health"]["frames_dropped"] == 0
+    store = Store(tmp_path)
+    obs = store.read("observations")
+    assert len(obs) == summary["observations"] and obs["sensor_id"].str.startswith("street-1:").all()
+    assert obs["ts"].min() == pd.Timestamp("2026-06-01T08:00:00Z")
+    events = store.read("events")
+    assert len(events) == summary["events"] and set(events["kind"]) <= {"forbidden_zone"}
+
+
+def test_cli_video_run_names_an_unknown_camera(installation, tmp_path):
+    from click.testing import CliRunner
+
+    from safecity.cli import main
+
+    folder, _ = installation
+    result = CliRunner().invoke(main, ["video", "run", "--config", str(folder / "cameras.yml"),
+                                       "--data-dir", str(tmp_path), "--camera", "nope"])
+    assert result.exit_code != 0 and "nope" in result.output and "street-1" in result.output
+
+
+def test_cli_video_annotate_writes_a_blurred_copy(installation, tmp_path):
+    import cv2
+    from click.testing import CliRunner
+
+    from safecity.cli import main
+
+    folder, video = installation
+    out = tmp_path / "annotated.mp4"
+    result = CliRunner().invoke(main, ["video", "annotate", str(video), "-o", str(out),
+                                       "--config", str(folder / "cameras.yml"), "--max-frames", "60"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["blurred"] is True
+    cap = cv2.VideoCapture(str(out))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, first = cap.read()
+    cap.release()
+    assert ok and first.shape == (360, 480, 3) and n == 60

@@ -300,15 +300,16 @@ class CameraPipeline:
                  detector: Detector | None = None, tracker: Tracker | None = None,
                  audit=None, batch_bins: int = 1, counter=None, count_every: int = 5):
         self.scene, self.camera_id = _scene_and_id(camera, camera_id)
+        self.camera = camera
         self.bin_s = bin_s
         self.fps = float(fps or self.scene.get("fps") or 10.0)
-        start = pd.Timestamp(start if start is not None else "1970-01-01")
+        start = pd.Timestamp(start if start is not None else self.scene.get("start") or "1970-01-01")
         self.start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
         self.audit = audit
         self.batch_bins = batch_bins
         self.counter = counter
         self.count_every = count_every
-        self.detector = detector or Detector(self.scene)
+        self.detector = detector or Detector(self.scene, onnx=_plugins(self.scene))
         self.tracker = tracker or Tracker()
         self.detectors = self._default_detectors() if detectors is None else list(detectors)
         self.motion = Motion(self.scene, person_height=lambda y: self.detector.blobs.size_.height(y))
@@ -325,6 +326,8 @@ class CameraPipeline:
         self._closed: pd.DataFrame | None = None
 
     def _default_detectors(self) -> list:
+        """The event detectors the scene asks for (all kinds if it does not say), from the modules
+        installed; repeated presence only when the scene enables it (opt-in, audited)."""
         found = []
         events = _optional("events")
         if events is not None:
@@ -409,8 +412,9 @@ class CameraPipeline:
 
     # ------------------------------------------------------------------ a whole source
 
-    def run(self, source, store=None, max_frames: int | None = None) -> dict:
-        """Process a source (a ``VideoSource``, a path, or an iterable of frames) to its end.
+    def run(self, source=None, store=None, max_frames: int | None = None) -> dict:
+        """Process a source (a ``VideoSource``, a path, or an iterable of frames) to its end;
+        ``None``: the camera configuration's own source.
 
         Observations and events are appended to ``store`` bin by bin (and the
         last, partial bin at the end). Returns a summary: frames, tracks,
@@ -442,11 +446,23 @@ class CameraPipeline:
         close = getattr(frames, "close", None)
         if callable(close) and frames is not source:
             close()
-        return {"camera_id": self.camera_id, "frames": n_frames, "track_ids": len(ids),
-                "observations": n_obs, "events": n_events,
-                "fps": n_frames / elapsed if elapsed > 0 else float("nan")}
+        summary = {"camera_id": self.camera_id, "frames": n_frames, "track_ids": len(ids),
+                   "observations": n_obs, "events": n_events,
+                   "fps": n_frames / elapsed if elapsed > 0 else float("nan")}
+        health = getattr(frames, "health", None)
+        if callable(health):
+            h = health()
+            summary["health"] = {"frames_received": h.frames_received, "frames_dropped": h.frames_dropped,
+                                 "reconnects": h.reconnects, "status": h.status, "last_error": h.last_error}
+        return summary
 
     def _open(self, source):
+        if source is None:
+            if hasattr(self.camera, "video_source"):
+                return self.camera.video_source()
+            source = self.scene.get("source")
+            if source is None:
+                raise ValueError(f"camera '{self.camera_id}': no source given and none in its configuration")
         if isinstance(source, (str, int)) or hasattr(source, "__fspath__"):
             sources = _optional("sources")
             if sources is None:
@@ -498,6 +514,21 @@ class CameraPipeline:
         people = result.tracks[result.tracks["cls"] == "person"]
         out = privacy.protect(image, people[["x", "y", "w", "h"]], self._policy)
         return draw(out, result, self._zone_polys) if annotate else out
+
+
+def _plugins(scene: dict) -> list:
+    """The user's own ONNX detectors of people or objects declared for the camera (weapon
+    models go to the ``weapon`` event detector instead)."""
+    from safecity.video.detect import OnnxDetector
+
+    out = []
+    for p in scene.get("plugins") or []:
+        if str(p.get("kind", "")).startswith("weapon"):
+            continue
+        out.append(OnnxDetector(p["path"], input_size=tuple(p.get("input_size", (640, 640))),
+                                classes=tuple(p.get("classes", ("person",))),
+                                confidence=float(p.get("confidence", 0.4)), kind=p.get("kind", "person")))
+    return out
 
 
 def draw(image: np.ndarray, result: FrameResult, zones: dict) -> np.ndarray:
