@@ -17,7 +17,7 @@ from conftest import shared_data
 from safecity.schema import validate
 from safecity.store import Store
 from safecity.video.pipeline import CameraPipeline
-from safecity.video.track import iou_matrix
+from safecity.video.track import covered_share
 
 SCALE = 480 / 768  # the MOT boxes are in the original 768x576 frame
 
@@ -29,21 +29,6 @@ def read_mot_detections(path) -> pd.DataFrame:
     det[["x", "y", "w", "h"]] *= SCALE
     det["frame"] -= 1
     return det
-
-
-def covered_share(tracks: pd.DataFrame, det: pd.DataFrame, min_iou: float = 0.3) -> float:
-    hits = 0
-    by_frame = dict(tuple(tracks.groupby("frame")))
-    for f, g in det.groupby("frame"):
-        t = by_frame.get(f)
-        if t is None:
-            continue
-        a = g[["x", "y", "w", "h"]].to_numpy(float).copy()
-        b = t[["x", "y", "w", "h"]].to_numpy(float).copy()
-        a[:, 2:] += a[:, :2]
-        b[:, 2:] += b[:, :2]
-        hits += int((iou_matrix(a, b).max(1) >= min_iou).sum())
-    return hits / len(det)
 
 
 @pytest.fixture(scope="module")

@@ -236,6 +236,25 @@ def track_frames(frames: Iterable[np.ndarray], scene: dict | None = None, fps: f
     return pd.concat(parts, ignore_index=True)
 
 
+def covered_share(tracks: pd.DataFrame, reference: pd.DataFrame, min_iou: float = 0.3) -> float:
+    """Share of ``reference`` boxes (``frame, x, y, w, h``) overlapped at IoU >= ``min_iou`` by a
+    track of the same frame: how an evaluation against labelled or public detections reads."""
+    if not len(reference):
+        return float("nan")
+    hits = 0
+    by_frame = dict(tuple(tracks.groupby("frame"))) if len(tracks) else {}
+    for f, g in reference.groupby("frame"):
+        t = by_frame.get(f)
+        if t is None:
+            continue
+        a = g[["x", "y", "w", "h"]].to_numpy(float).copy()
+        b = t[["x", "y", "w", "h"]].to_numpy(float).copy()
+        a[:, 2:] += a[:, :2]
+        b[:, 2:] += b[:, :2]
+        hits += int((iou_matrix(a, b).max(1) >= min_iou).sum())
+    return hits / len(reference)
+
+
 # =========================================================================== ground motion
 
 
