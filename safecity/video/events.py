@@ -173,7 +173,7 @@ class LoiteringDetector:
     kind = "loitering"
 
     def __init__(self, scene: dict, limit_s: float | None = None, zones=None,
-                 max_travel_m: float = 6.0, max_gap_s: float = 1.0):
+                 max_travel_m: float = 4.0, max_gap_s: float = 1.0):
         self.scene = scene
         self.limit_s = float(limit_s if limit_s is not None else scene.get("loitering_limit_s", 60.0))
         self.zones = zones
@@ -239,7 +239,9 @@ class ForbiddenZoneDetector:
     default asks for the person to stand still (below ``still_m_s`` over
     ``min_inside_s``) at some moment inside, so that someone cutting across
     the edge of a hatched area is not an alarm; set it to False where any
-    entry matters (a track bed, a roof).
+    entry matters (a track bed, a roof). Only upright boxes count: the
+    bottom centre of a body lying down is not where its feet are (and a
+    person on the ground is ``PersonOnGroundDetector``'s).
     """
 
     kind = "forbidden_zone"
@@ -260,6 +262,7 @@ class ForbiddenZoneDetector:
 
     def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
         people = _people(tracks)
+        people = people[people["h"] >= people["w"]]  # a body lying down has no feet point
         self.paths_.add(time_s, people)
         self.episodes_.see(time_s, people)
         found = []
@@ -802,9 +805,12 @@ class FireDetector:
     Painted signs and clothes can pass that rule, so the pixel must also
     *flicker*: switch in and out of the flame colour at least
     ``min_switches`` times over ``window_s`` (a person walking by switches it
-    twice at most), and must not be flame-coloured paint: a pixel that has
-    been flame-coloured most of the last ``paint_s`` (a yellow hatched area,
-    a sign) flickers whenever people walk over it, so it is left out.
+    twice at most), while being flame-coloured in at least ``min_presence``
+    of the window's frames (fire stays in place; a person in an orange coat
+    walking by covers a pixel only briefly), and must not be flame-coloured paint: a pixel that has
+    been flame-coloured for most of some ``paint_s`` (a yellow hatched area,
+    a sign; from the first frame on) flickers whenever people walk over it,
+    so it is left out for good.
     Flickering pixels are grouped into blobs; an alarm needs
     a blob of ``min_area_px`` (at 480 px wide) for ``min_duration_s``. The
     growth of the blob is reported as evidence.
@@ -813,7 +819,8 @@ class FireDetector:
     kind = "fire"
 
     def __init__(self, scene: dict, min_red: int = 220, min_saturation: float = 0.55,
-                 window_s: float = 2.0, min_switches: int = 3, min_area_px: int = 250,
+                 window_s: float = 2.0, min_switches: int = 3, min_presence: float = 0.3,
+                 min_area_px: int = 150,
                  min_duration_s: float = 1.0, paint_s: float = 10.0, paint_share: float = 0.8):
         self.scene = scene
         self.paint_s = paint_s
@@ -822,10 +829,12 @@ class FireDetector:
         self.min_saturation = min_saturation
         self.window_s = window_s
         self.min_switches = min_switches
+        self.min_presence = min_presence
         self.min_area_px = min_area_px
         self.min_duration_s = min_duration_s
         self.fps_ = float(scene.get("fps") or 10.0)
         self.switches_ = deque(maxlen=max(3, int(round(window_s * self.fps_))))
+        self.masks_ = deque(maxlen=self.switches_.maxlen)
         self.last_mask_ = None
         self.count_ = None
         self.since_ = None
@@ -848,18 +857,27 @@ class FireDetector:
         if self.last_mask_ is None or self.last_mask_.shape != mask.shape:
             self.last_mask_, self.count_ = mask, np.zeros(mask.shape, np.int16)
             self.paint_ = mask.astype(np.float32)
+            self.is_paint_ = mask.copy()
+            self.masks_.clear()
+            self.presence_ = np.zeros(mask.shape, np.int16)
             self.switches_.clear()
             return []
         if len(self.switches_) == self.switches_.maxlen:  # a running count over the window
             self.count_ -= self.switches_[0]
+        if len(self.masks_) == self.masks_.maxlen:
+            self.presence_ -= self.masks_[0]
+        self.masks_.append(mask.astype(np.int16))
+        self.presence_ += self.masks_[-1]
         switch = (mask != self.last_mask_).astype(np.int16)
         self.switches_.append(switch)
         self.count_ += switch
         self.last_mask_ = mask
         cv2.accumulateWeighted(mask.astype(np.float32), self.paint_, 1.0 / (self.paint_s * self.fps_))
+        self.is_paint_ |= self.paint_ >= self.paint_share  # once paint, always paint
         if len(self.switches_) < self.switches_.maxlen:
             return []
-        flicker = ((self.count_ >= self.min_switches) & (self.paint_ < self.paint_share)).astype(np.uint8)
+        flicker = ((self.count_ >= self.min_switches) & ~self.is_paint_
+                   & (self.presence_ >= self.min_presence * len(self.masks_))).astype(np.uint8)
         flicker = cv2.morphologyEx(flicker, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
         n, _, stats, centroids = cv2.connectedComponentsWithStats(flicker)
         area = int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
