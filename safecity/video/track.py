@@ -129,7 +129,7 @@ class Tracker:
 
     def __init__(self, high: float = 0.6, low: float = 0.1, new_track: float = 0.6,
                  match_iou: float = 0.2, low_match_iou: float = 0.4, min_hits: int = 3,
-                 max_lost: int = 15, smoothing: float = 0.7, max_distance: float = 0.5):
+                 max_lost: int = 30, smoothing: float = 0.7, max_distance: float = 0.8):
         self.high = high
         self.low = low
         self.new_track = new_track
