@@ -168,17 +168,26 @@ class LoiteringDetector:
     through is told apart by the net distance travelled over the last
     ``limit_s``: someone walking across a large zone covers more than
     ``max_travel_m`` in that time, someone lingering does not.
+
+    A tracker often gives a person a new id after someone walks in front of
+    them, which would restart the clock. A new track that appears within
+    ``handover_s`` and ``reach`` person heights of where a track was lost
+    takes over its dwell and path (``track_ids`` then lists both).
     """
 
     kind = "loitering"
 
     def __init__(self, scene: dict, limit_s: float | None = None, zones=None,
-                 max_travel_m: float = 4.0, max_gap_s: float = 1.0):
+                 max_travel_m: float = 4.0, max_gap_s: float = 1.0, handover_s: float = 1.5,
+                 reach: float = 1.0):
         self.scene = scene
         self.limit_s = float(limit_s if limit_s is not None else scene.get("loitering_limit_s", 60.0))
         self.zones = zones
         self.max_travel_m = max_travel_m
         self.max_gap_s = max_gap_s
+        self.handover_s = handover_s
+        self.reach = reach
+        self.aliases_ = {}  # track_id -> earlier ids of the same person
         forbidden = set(scene.get("forbidden_zones") or [])
         names = zones if zones is not None else [z for z in scene.get("zones", {}) if z not in forbidden]
         # smallest zone first: a person loitering in the plaza is reported there, once
@@ -191,6 +200,7 @@ class LoiteringDetector:
     def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
         people = _people(tracks)
         people = people[people["h"] > people["w"]]  # someone lying down is PersonOnGround's
+        self._hand_over(time_s, people)
         self.paths_.add(time_s, people)
         self.episodes_.see(time_s, people)
         feet = _feet(people)
@@ -215,9 +225,35 @@ class LoiteringDetector:
                 if not self.episodes_.add(tid, time_s, q[1], q[2], q[4]):
                     continue
                 found.append(_event(self.kind, frame_index, time_s,
-                                    min(1.0, dwell / (2 * self.limit_s)) + 0.5, zone, [tid],
-                                    dwell, limit_s=self.limit_s, travel_m=round(travel, 2)))
+                                    min(1.0, dwell / (2 * self.limit_s)) + 0.5, zone,
+                                    [tid, *self.aliases_.get(tid, [])], dwell, limit_s=self.limit_s,
+                                    travel_m=round(travel, 2)))
         return found
+
+    def _hand_over(self, time_s, people) -> None:
+        """New ids that continue a track lost a moment ago, at the same spot, inherit its state."""
+        here = {int(t) for t in people["track_id"]}
+        lost = {t: q[-1] for t, q in self.paths_.rows.items()
+                if t not in here and q and 0 < time_s - q[-1][0] <= self.handover_s}
+        for tid, (fx, fy), h in zip(people["track_id"], _feet(people), people["h"]):
+            tid = int(tid)
+            if tid in self.paths_.rows or not lost:
+                continue
+            old, (_, x, y, _, oh) = min(lost.items(), key=lambda kv: np.hypot(fx - kv[1][1], fy - kv[1][2]))
+            if np.hypot(fx - x, fy - y) > self.reach * max(h, oh):
+                continue
+            del lost[old]
+            self.paths_.rows[tid] = deque(self.paths_.rows[old])
+            for (t, zone), stay in list(self.stays_.items()):
+                if t == old:
+                    self.stays_[(tid, zone)] = list(stay)
+            if old in self.fired_:
+                self.fired_.add(tid)
+            self.aliases_[tid] = [old, *self.aliases_.get(old, [])]
+        for tid in [t for t in self.aliases_ if t not in self.paths_.rows and t not in here]:
+            del self.aliases_[tid]  # forget people long gone: a camera runs for months
+        for key in [k for k, v in self.stays_.items() if time_s - v[1] > self.limit_s + self.max_gap_s]:
+            del self.stays_[key]
 
     def _travel(self, track_id) -> float | None:
         q = self.paths_.rows.get(int(track_id))
