@@ -48,11 +48,16 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
-def _assign(tracks: list, boxes: np.ndarray, min_iou: float) -> tuple[list, list, list]:
-    """Hungarian matching on 1 - IoU; pairs below ``min_iou`` are not matches."""
+def _assign(tracks: list, boxes: np.ndarray, min_iou: float, classes: np.ndarray | None = None,
+            penalty: float = 1.0) -> tuple[list, list, list]:
+    """Hungarian matching on 1 - IoU; pairs below ``min_iou`` are not matches. With ``classes``,
+    a pair whose classes differ has its IoU multiplied by ``penalty``."""
     if not tracks or not len(boxes):
         return [], list(range(len(tracks))), list(range(len(boxes)))
     iou = iou_matrix(np.array([t.predicted for t in tracks]), boxes)
+    if classes is not None and penalty != 1.0:
+        same = np.array([t.class_id for t in tracks])[:, None] == np.asarray(classes)[None, :]
+        iou = np.where(same, iou, iou * penalty)
     rows, cols = linear_sum_assignment(1 - iou)
     pairs = [(r, c) for r, c in zip(rows, cols) if iou[r, c] >= min_iou]
     used_r, used_c = {r for r, _ in pairs}, {c for _, c in pairs}
@@ -124,12 +129,16 @@ class Tracker:
     ``max_distance`` track heights of their prediction. Unmatched confident detections
     start tentative tracks (``new_track`` or more), confirmed after
     ``min_hits`` frames. ``smoothing`` weighs the old velocity against the
-    newest step.
+    newest step. ``class_penalty`` scales the IoU of a person track with an
+    object box (and the reverse): when an owner walks away from the bag they
+    set down, the blob splits and the person's id follows the person; a
+    fallen person (a short, wide box) still keeps theirs when nothing else is there.
     """
 
     def __init__(self, high: float = 0.6, low: float = 0.1, new_track: float = 0.6,
                  match_iou: float = 0.2, low_match_iou: float = 0.4, min_hits: int = 3,
-                 max_lost: int = 30, smoothing: float = 0.7, max_distance: float = 0.8):
+                 max_lost: int = 30, smoothing: float = 0.7, max_distance: float = 0.8,
+                 class_penalty: float = 0.8):
         self.high = high
         self.low = low
         self.new_track = new_track
@@ -139,6 +148,7 @@ class Tracker:
         self.max_lost = max_lost
         self.smoothing = smoothing
         self.max_distance = max_distance
+        self.class_penalty = class_penalty
         self.tracks_: list[_Track] = []
         self.next_id_ = 1
 
@@ -154,11 +164,11 @@ class Tracker:
         tentative = [t for t in self.tracks_ if not t.track_id]
         matched: dict[int, _Track] = {}  # detection index -> track
 
-        pairs, rest_t, rest_d = _assign(confirmed, boxes[high], self.match_iou)
+        pairs, rest_t, rest_d = _assign(confirmed, boxes[high], self.match_iou, cls[high], self.class_penalty)
         for r, c in pairs:
             matched[high[c]] = confirmed[r]
         left = [confirmed[r] for r in rest_t if confirmed[r].lost == 0]
-        pairs, _, _ = _assign(left, boxes[low], self.low_match_iou)
+        pairs, _, _ = _assign(left, boxes[low], self.low_match_iou, cls[low], self.class_penalty)
         for r, c in pairs:
             matched[low[c]] = left[r]
         unmatched_high = high[rest_d]
