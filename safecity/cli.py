@@ -935,7 +935,7 @@ def video_annotate(source, out_path, config_path, camera_id, data_dir, max_frame
     fourcc = "mp4v" if out_path.lower().endswith((".mp4", ".m4v", ".mov")) else "MJPG"
     writer, n, events = None, 0, 0
     try:
-        for frame in pipe._open(source):
+        for frame in pipe.frames(source):
             if max_frames is not None and n >= max_frames:
                 break
             result = pipe.process(frame)
@@ -955,7 +955,7 @@ def video_annotate(source, out_path, config_path, camera_id, data_dir, max_frame
             writer.release()
     if not n:
         raise click.ClickException(f"{source}: no frame could be read")
-    blurred = pipe._policy.blur if pipe._policy is not None else True
+    blurred = pipe.policy_.blur if pipe.policy_ is not None else True
     click.echo(json.dumps({"out": out_path, "frames": n, "events": events, "blurred": blurred}))
 
 

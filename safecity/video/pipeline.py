@@ -320,9 +320,9 @@ class CameraPipeline:
         self.zone_counter = ZoneCounter(self._zone_polys)
         self._crowd: dict[str, float] = {}
         self.features: BinFeatures | None = None
-        self._entered: dict[tuple[int, str], float] = {}
+        self._entered: dict[tuple[int, str], list[float]] = {}  # (track, zone) -> [entered, last seen]
         self._t0: pd.Timestamp | None = None
-        self._policy = None
+        self.policy_ = None  # the privacy decision, taken (and audited) on the first display
         self._closed: pd.DataFrame | None = None
 
     def _default_detectors(self) -> list:
@@ -398,17 +398,20 @@ class CameraPipeline:
         self._next = int(index) + 1
         return int(index), ts, frame
 
-    def _dwell(self, time_s: float, ids: np.ndarray, inside: dict) -> dict:
-        """Seconds each track has spent in each zone since it last entered it."""
-        now = set()
+    def _dwell(self, time_s: float, ids: np.ndarray, inside: dict, forget_s: float = 3.0) -> dict:
+        """Seconds each track has spent in each zone since it entered it. A track seen outside
+        the zone has left it; one not seen at all (hidden for a moment) has not, unless it stays
+        unseen for ``forget_s``."""
+        now, seen = set(), {int(t) for t in ids}
         for name, mask in inside.items():
             for tid in ids[mask]:
                 key = (int(tid), name)
-                self._entered.setdefault(key, time_s)
+                self._entered.setdefault(key, [time_s, time_s])[1] = time_s
                 now.add(key)
-        for key in [k for k in self._entered if k not in now]:
-            del self._entered[key]
-        return {key: time_s - self._entered[key] for key in now}
+        for key, (_, last) in list(self._entered.items()):
+            if key not in now and (key[0] in seen or time_s - last > forget_s):
+                del self._entered[key]
+        return {key: time_s - self._entered[key][0] for key in now}
 
     # ------------------------------------------------------------------ a whole source
 
@@ -420,7 +423,7 @@ class CameraPipeline:
         last, partial bin at the end). Returns a summary: frames, tracks,
         observations and events written, and the processing rate.
         """
-        frames = self._open(source)
+        frames = self.frames(source)
         obs_parts, event_parts = [], []
         n_frames, n_obs, n_events, ids = 0, 0, 0, set()
         bins = 0
@@ -456,7 +459,9 @@ class CameraPipeline:
                                  "reconnects": h.reconnects, "status": h.status, "last_error": h.last_error}
         return summary
 
-    def _open(self, source):
+    def frames(self, source=None):
+        """The frames of ``source``: a path or URL opened as a ``VideoSource`` (``None``: the
+        camera configuration's own source); anything else is taken to be an iterable of frames."""
         if source is None:
             if hasattr(self.camera, "video_source"):
                 return self.camera.video_source()
@@ -509,10 +514,10 @@ class CameraPipeline:
         privacy = _optional("privacy")
         if privacy is None:
             raise RuntimeError("safecity.video.privacy is not installed: frames cannot leave the pipeline unblurred")
-        if self._policy is None:
-            self._policy = privacy.privacy_policy(self.scene, audit=self.audit)
+        if self.policy_ is None:
+            self.policy_ = privacy.privacy_policy(self.scene, audit=self.audit)
         people = result.tracks[result.tracks["cls"] == "person"]
-        out = privacy.protect(image, people[["x", "y", "w", "h"]], self._policy)
+        out = privacy.protect(image, people[["x", "y", "w", "h"]], self.policy_)
         return draw(out, result, self._zone_polys) if annotate else out
 
 
