@@ -193,6 +193,14 @@ def test_a_bad_frame_names_the_camera():
         pipe.process(np.zeros((10, 10), np.uint8))
 
 
+def test_a_frame_of_another_size_names_camera_and_frame():
+    clip = render_clip("normal", n_frames=3)
+    pipe = CameraPipeline(clip.scene, detectors=[], camera_id="gate-3")
+    pipe.process(clip.frames[0])
+    with pytest.raises(ValueError, match="gate-3.*frame 1 is 240x180.*480x360"):
+        pipe.process(clip.frames[1][::2, ::2])
+
+
 def test_an_unknown_camera_type_is_refused():
     with pytest.raises(TypeError, match="scene dict or a CameraConfig"):
         CameraPipeline(["not", "a", "scene"])

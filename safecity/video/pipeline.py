@@ -351,6 +351,10 @@ class CameraPipeline:
                 self.zones = {"all": sv.PolygonZone(self._zone_polys["all"].astype(np.int64))}
                 self.zone_counter = ZoneCounter(self._zone_polys)
             self.features = BinFeatures(self.camera_id, self._zone_polys, (w, h), self.bin_s)
+            self._shape = image.shape
+        elif image.shape != self._shape:
+            raise ValueError(f"camera '{self.camera_id}': frame {index} is {image.shape[1]}x{image.shape[0]} px, "
+                             f"the camera's first frame was {self._shape[1]}x{self._shape[0]} px")
         time_s = (ts - self._t0).total_seconds()
 
         detections, foreground = self.detector.detect(image)
