@@ -74,6 +74,8 @@ def _assign_near(tracks: list, boxes: np.ndarray, max_distance: float) -> tuple[
     ph = np.maximum(pred[:, 3] - pred[:, 1], 1.0)
     dist = np.hypot(*(pc[:, None, :] - bc[None, :, :]).transpose(2, 0, 1)) / ph[:, None]
     size = (boxes[None, :, 3] - boxes[None, :, 1]) / ph[:, None]
+    # The longer a track has coasted, the less its prediction is worth: the gate widens.
+    dist = dist / (1 + 0.1 * np.array([t.lost for t in tracks]))[:, None]
     dist = np.where((size > 0.6) & (size < 1.6), dist, np.inf)
     cost = np.where(np.isfinite(dist), dist, 1e6)
     rows, cols = linear_sum_assignment(cost)
