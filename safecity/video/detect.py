@@ -313,6 +313,9 @@ class HogPeopleDetector:
     upscaling: too slow for every frame of a full image. ``detect(image, rois)``
     looks inside the given boxes (grown by ``margin`` and scaled so that a
     person fills the window) and returns person boxes in frame pixels.
+    Measured on PETS 2009 and the synthetic clips it split no group the blobs
+    missed (same coverage, a few more ids, 0.3x to 0.8x the speed), so
+    ``Detector`` leaves it off unless asked (``hog=True``).
     """
 
     def __init__(self, margin: float = 0.25, hit_threshold: float = 0.0, target_height: int = 128):
