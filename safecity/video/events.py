@@ -91,15 +91,18 @@ class _Paths:
     def __init__(self, keep_s: float):
         self.keep_s = keep_s
         self.rows = defaultdict(deque)  # track_id -> (time_s, fx, fy, box_w, box_h)
+        self.first = {}                  # track_id -> its first (time_s, fx, fy, box_w, box_h)
 
     def add(self, time_s: float, tracks: pd.DataFrame) -> None:
         for tid, (fx, fy), w, h in zip(tracks["track_id"], _feet(tracks), tracks["w"], tracks["h"]):
             q = self.rows[int(tid)]
             q.append((time_s, fx, fy, float(w), float(h)))
+            self.first.setdefault(int(tid), q[-1])
             while q and q[0][0] < time_s - self.keep_s:
                 q.popleft()
         for tid in [t for t, q in self.rows.items() if q and q[-1][0] < time_s - self.keep_s]:
             del self.rows[tid]
+            self.first.pop(tid, None)
 
     def since(self, track_id: int, window_s: float) -> float:
         """The time of the oldest position within ``window_s`` of the newest."""
@@ -124,9 +127,9 @@ class _Episodes:
     """Tracks already alarmed on, so that a tracker's change of id does not raise a second alarm.
 
     A tracker that loses a person behind another often gives them a new id a
-    moment later; a new alarm of the same kind, within ``gap_s`` of an
-    alarmed track's last sighting and within ``reach`` of its box heights
-    from where it was last seen, is taken as the same episode continuing.
+    moment later; a new alarm of the same kind whose track was first seen
+    within ``gap_s`` of an alarmed track's last sighting, and within
+    ``reach`` of its box heights from there, is the same episode continuing.
     """
 
     def __init__(self, gap_s: float = 2.0, reach: float = 1.5):
@@ -145,9 +148,14 @@ class _Episodes:
     def known(self, track_id) -> bool:
         return int(track_id) in self.last_
 
-    def add(self, track_id, time_s, fx, fy, box_h) -> bool:
-        """Record an alarm; False when it continues an episode already alarmed on (no new event)."""
-        new = not any(np.hypot(fx - x, fy - y) <= self.reach * max(h, box_h)
+    def add(self, track_id, time_s, fx, fy, box_h, first=None) -> bool:
+        """Record an alarm; False when it continues an episode already alarmed on (no new event).
+
+        ``first``: (time_s, fx, fy) where the alarmed track was first seen
+        (default: here and now).
+        """
+        t0, x0, y0 = first if first is not None else (time_s, fx, fy)
+        new = not any(abs(t0 - t) <= self.gap_s and np.hypot(x0 - x, y0 - y) <= self.reach * max(h, box_h)
                       for t, x, y, h in self.last_.values())
         self.last_[int(track_id)] = (time_s, fx, fy, float(box_h))
         return new
@@ -222,7 +230,7 @@ class LoiteringDetector:
             if travel is not None and travel <= self.max_travel_m:
                 self.fired_.add(tid)
                 q = self.paths_.rows[tid][-1]
-                if not self.episodes_.add(tid, time_s, q[1], q[2], q[4]):
+                if not self.episodes_.add(tid, time_s, q[1], q[2], q[4], self.paths_.first[tid][:3]):
                     continue
                 found.append(_event(self.kind, frame_index, time_s,
                                     min(1.0, dwell / (2 * self.limit_s)) + 0.5, zone,
@@ -244,6 +252,7 @@ class LoiteringDetector:
                 continue
             del lost[old]
             self.paths_.rows[tid] = deque(self.paths_.rows[old])
+            self.paths_.first[tid] = self.paths_.first.get(old, self.paths_.rows[old][0])
             for (t, zone), stay in list(self.stays_.items()):
                 if t == old:
                     self.stays_[(tid, zone)] = list(stay)
@@ -324,7 +333,7 @@ class ForbiddenZoneDetector:
                         continue
                 stay[2] = True
                 q = self.paths_.rows[int(tid)][-1]
-                if not self.episodes_.add(tid, time_s, q[1], q[2], q[4]):
+                if not self.episodes_.add(tid, time_s, q[1], q[2], q[4], self.paths_.first[int(tid)][:3]):
                     continue
                 found.append(_event(self.kind, frame_index, time_s, 1.0, zone, [tid], inside_s,
                                     entered_s=round(stay[0], 3),
@@ -398,7 +407,8 @@ class WrongWayDetector:
             duration = time_s - run[0]
             if not run[3] and duration >= self.min_duration_s and run[1] >= self.min_distance_m:
                 run[3] = True
-                if not self.episodes_.add(tid, time_s, *feet[k], float(people["h"].iloc[k])):
+                if not self.episodes_.add(tid, time_s, *feet[k], float(people["h"].iloc[k]),
+                                          self.paths_.first[int(tid)][:3]):
                     continue
                 found.append(_event(self.kind, frame_index, time_s, -cosine, zone, [tid], duration,
                                     speed_m_s=round(speed, 2), cosine=round(cosine, 3),
