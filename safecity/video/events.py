@@ -126,10 +126,12 @@ class _Paths:
 class _Episodes:
     """Tracks already alarmed on, so that a tracker's change of id does not raise a second alarm.
 
-    A tracker that loses a person behind another often gives them a new id a
-    moment later; a new alarm of the same kind whose track was first seen
-    within ``gap_s`` of an alarmed track's last sighting, and within
-    ``reach`` of its box heights from there, is the same episode continuing.
+    A new alarm of the same kind joins an episode already alarmed on when
+    its track stands within ``reach`` box heights of an alarmed track seen in
+    the last ``gap_s`` (people loitering or walking the wrong way together
+    are one situation for an operator, not one alarm each), or when its
+    track was first seen there and then (a tracker that loses a person
+    behind another gives them a new id a moment later).
     """
 
     def __init__(self, gap_s: float = 2.0, reach: float = 1.5):
@@ -155,7 +157,8 @@ class _Episodes:
         (default: here and now).
         """
         t0, x0, y0 = first if first is not None else (time_s, fx, fy)
-        new = not any(abs(t0 - t) <= self.gap_s and np.hypot(x0 - x, y0 - y) <= self.reach * max(h, box_h)
+        new = not any(np.hypot(fx - x, fy - y) <= self.reach * max(h, box_h)
+                      or (abs(t0 - t) <= self.gap_s and np.hypot(x0 - x, y0 - y) <= self.reach * max(h, box_h))
                       for t, x, y, h in self.last_.values())
         self.last_[int(track_id)] = (time_s, fx, fy, float(box_h))
         return new
