@@ -17,12 +17,10 @@ and ``events`` to a ``Store`` in batches, one batch per closed bin.
 (``privacy``), boxes, ids, zones and events drawn.
 
 The event detectors (``events``), repeated presence (``repeat``) and the blur
-(``privacy``) are separate modules loaded when present, so the pipeline runs
-with whatever stages an installation has.
+(``privacy``) are separate modules, one per idea; this one only chains them.
 """
 from __future__ import annotations
 
-import importlib
 import math
 import time
 from collections import defaultdict, deque
@@ -34,6 +32,7 @@ import numpy as np
 import pandas as pd
 import supervision as sv
 
+from safecity.video import events, privacy, repeat, sources
 from safecity.video.detect import PERSON, PERSON_HEIGHT_M, Detector
 from safecity.video.track import TRACK_COLUMNS, Tracker, ground_points, to_table
 
@@ -49,12 +48,6 @@ MOVING_M_S = 0.3
 MAX_PERSON_M_S = 8.0
 
 
-def _optional(module: str):
-    """A sibling stage module, or None while it does not exist in this installation."""
-    try:
-        return importlib.import_module(f"safecity.video.{module}")
-    except ImportError:
-        return None
 
 
 def _scene_and_id(camera, camera_id: str | None) -> tuple[dict, str]:
@@ -328,13 +321,9 @@ class CameraPipeline:
     def _default_detectors(self) -> list:
         """The event detectors the scene asks for (all kinds if it does not say), from the modules
         installed; repeated presence only when the scene enables it (opt-in, audited)."""
-        found = []
-        events = _optional("events")
-        if events is not None:
-            found.extend(events.make_detectors(self.scene))
-        repeat = _optional("repeat")
+        found = list(events.make_detectors(self.scene))
         settings = self.scene.get("repeated_presence")
-        if repeat is not None and isinstance(settings, dict) and settings.get("enabled"):
+        if isinstance(settings, dict) and settings.get("enabled"):
             found.append(repeat.RepeatedPresence(self.scene, audit=self.audit, **settings))
         return found
 
@@ -366,14 +355,14 @@ class CameraPipeline:
         inside = {name: zone.trigger(tracked) if len(tracked) else np.zeros(0, bool)
                   for name, zone in self.zones.items()}
         dwell = self._dwell(time_s, ids, inside)
-        events = []
+        found = []
         for det in self.detectors:
-            events.extend(det.update(index, time_s, image, tracks, foreground))
+            found.extend(det.update(index, time_s, image, tracks, foreground))
         people = tracked.class_id == PERSON
         counts = self._count(index, image, {name: int((m & people).sum()) for name, m in inside.items()})
         self._closed = self.features.add(ts, tracked.xyxy[people], speed[people], direction[people],
                                          {k: v[people] for k, v in inside.items()}, counts)
-        return FrameResult(index, time_s, ts, tracks, events, foreground, counts, dwell)
+        return FrameResult(index, time_s, ts, tracks, found, foreground, counts, dwell)
 
     def _count(self, index: int, image: np.ndarray, tracked: dict[str, int]) -> dict[str, float]:
         """People per zone: a fitted crowd counter every ``count_every`` frames if given, else the
@@ -473,12 +462,9 @@ class CameraPipeline:
             if source is None:
                 raise ValueError(f"camera '{self.camera_id}': no source given and none in its configuration")
         if isinstance(source, (str, int)) or hasattr(source, "__fspath__"):
-            sources = _optional("sources")
-            if sources is None:
-                from safecity.vad import read_frames
-
-                return iter(read_frames(source))
-            return sources.open_source(source, self.camera_id, fps=self.scene.get("fps"))
+            # A file keeps its own frame rate; only a frame folder needs the configured one.
+            fps = self.scene.get("fps") if sources.source_kind(source) == "folder" else None
+            return sources.open_source(source, self.camera_id, fps=fps)
         return source
 
     def _write(self, store, obs_parts, event_parts, n_obs, n_events) -> tuple[int, int]:
@@ -500,11 +486,8 @@ class CameraPipeline:
 
     def event_rows(self, found: list[dict]) -> pd.DataFrame:
         """``events`` rows for what the detectors found (details: track ids, zone, duration, score)."""
-        events = _optional("events")
         lon, lat = self.scene.get("lon"), self.scene.get("lat")
-        if events is not None:
-            return events.to_event_rows(found, self.camera_id, self._t0, lon=lon, lat=lat)
-        raise RuntimeError("event detectors ran but safecity.video.events is not installed to write their rows")
+        return events.to_event_rows(found, self.camera_id, self._t0, lon=lon, lat=lat)
 
     # ------------------------------------------------------------------ output frames
 
@@ -512,17 +495,22 @@ class CameraPipeline:
         """The frame as it may leave the pipeline: people blurred, then (``annotate``) boxes, ids,
         zones and events drawn.
 
-        Without the privacy module nothing is shown at all: a frame of people
-        never leaves unblurred by default.
+        The foreground mask is blurred too, so a person the detector missed
+        stays hidden.
         """
-        privacy = _optional("privacy")
-        if privacy is None:
-            raise RuntimeError("safecity.video.privacy is not installed: frames cannot leave the pipeline unblurred")
         if self.policy_ is None:
             self.policy_ = privacy.privacy_policy(self.scene, audit=self.audit)
         people = result.tracks[result.tracks["cls"] == "person"]
-        out = privacy.protect(image, people[["x", "y", "w", "h"]], self.policy_)
+        out = privacy.protect(image, people[["x", "y", "w", "h"]], self.policy_,
+                              mask=_full_size(result.foreground, image.shape[:2]))
         return draw(out, result, self._zone_polys) if annotate else out
+
+
+def _full_size(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """The working-resolution foreground scaled back to the frame's size."""
+    if mask is None or mask.shape[:2] == shape:
+        return mask
+    return cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
 
 
 def _plugins(scene: dict) -> list:
