@@ -631,6 +631,7 @@ class AbandonedObjectDetector:
                                       "owner": _nearest(people, fx, fy)}
             elif obj["patch"] is None and image is not None and time_s - obj["first_s"] >= self.min_static_s:
                 obj["box"], obj["patch"] = (x, y, w, h), _patch(image, (x, y, w, h))
+                obj["patch_std"] = _std(obj["patch"]) if obj["patch"] is not None else 0.0
         for tid in list(self.objects_):
             if tid not in seen and not self._still_there(self.objects_[tid], image, people):
                 del self.objects_[tid]
@@ -670,7 +671,7 @@ class AbandonedObjectDetector:
         if ((people.x < x + w) & (x < people.x + people.w) & (people.y < y + h) & (y < people.y + people.h)).any():
             return True  # covered by a person: cannot tell, keep it
         now = _patch(image, obj["box"])
-        if now is None or now.shape != obj["patch"].shape or now.std() < 1 or obj["patch"].std() < 1:
+        if now is None or now.shape != obj["patch"].shape or obj["patch_std"] < 1 or _std(now) < 1:
             return False
         return float(cv2.matchTemplate(now, obj["patch"], cv2.TM_CCOEFF_NORMED)[0, 0]) >= self.min_match
 
@@ -686,6 +687,10 @@ def _patch(image: np.ndarray, box, pad: int = 2):
     if crop.ndim == 3:
         crop = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_BGR2GRAY)
     return crop.astype(np.float32)
+
+
+def _std(patch: np.ndarray) -> float:
+    return float(cv2.meanStdDev(patch)[1][0, 0])
 
 
 def _nearest(people: _Objects, fx: float, fy: float):
@@ -816,12 +821,12 @@ class ExcessiveDensityDetector:
             row = self.weights_[::step, None] * step * step
             self.pixel_weights_ = {}
             for zone, mask in self.masks_.items():
-                weight = np.where(mask, row, 0.0).ravel()
+                weight = np.where(mask, row, 0.0)
                 self.pixel_weights_[zone] = weight, float(weight.sum())  # capacity: person-areas it holds
-        fg = (foreground[::step, ::step] > 0).ravel().astype(np.float64)
+        fg = foreground[::step, ::step] > 0
         counts = {}
         for zone, (weight, capacity) in self.pixel_weights_.items():
-            covered = float(fg @ weight)
+            covered = float(weight[fg].sum())
             share = min(covered / capacity, self.max_cover) if capacity > 0 else 0.0
             counts[zone] = -capacity * math.log1p(-share)
         return counts
@@ -989,12 +994,22 @@ class FireDetector:
         self.active_ = False
 
     def flame_mask(self, image: np.ndarray) -> np.ndarray:
-        """Boolean mask of flame-coloured pixels."""
-        b, g, r = image[..., 0], image[..., 1], image[..., 2]
+        """Boolean mask of flame-coloured pixels (of a BGR image)."""
+        return self._flame(image).view(bool)
+
+    def _flame(self, image: np.ndarray) -> np.ndarray:
+        """Flame-coloured pixels as a 0/1 ``uint8`` mask, with OpenCV's per-channel operations
+        (twice as quick as numpy's on interleaved channels)."""
+        b, g, r = cv2.split(np.ascontiguousarray(image))
+        mask = cv2.compare(r, float(self.min_red), cv2.CMP_GE)
+        mask &= cv2.compare(r, g, cv2.CMP_GE)
+        mask &= cv2.compare(g, b, cv2.CMP_GT)
         # red >= green > blue makes blue the smallest channel, so the saturation
-        # 1 - min(b, g, r) / r >= s reads b <= (1 - s) r: no division
-        return ((r >= self.min_red) & (r >= g) & (g > b)
-                & (b <= (1.0 - self.min_saturation) * r.astype(np.float32)))
+        # 1 - min(b, g, r) / r >= s reads (1 - s) r - b >= 0: no division
+        spare = cv2.addWeighted(r, 1.0 - self.min_saturation, b, -1.0, 0.0, dtype=cv2.CV_32F)
+        mask &= cv2.compare(spare, 0.0, cv2.CMP_GE)
+        mask &= 1
+        return mask
 
     def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
         if image is None:
@@ -1005,7 +1020,7 @@ class FireDetector:
         unit = scale * image.shape[1] / 480.0   # working pixels per pixel of a 480 px wide frame
         small = image if scale == 1 else cv2.resize(image, None, fx=scale, fy=scale,
                                                     interpolation=cv2.INTER_AREA)
-        mask = self.flame_mask(small)
+        mask = self._flame(small).view(bool)
         if self.last_mask_ is None or self.last_mask_.shape != mask.shape:
             self.last_mask_, self.count_ = mask, np.zeros(mask.shape, np.int16)
             self.paint_ = mask.astype(np.float32)
