@@ -120,3 +120,58 @@ def test_evaluation_counts_false_alarms_on_other_clips():
     hit, found = ev.match_events([{"kind": "fire", "frame": 45}, {"kind": "fire", "frame": 30}],
                                  render_clip("fire", n_frames=60).truth, fps=10)
     assert hit == [True, False] and found == [True]   # 45 is within the 1 s tolerance of frame 50
+
+
+def test_tracks_without_a_contract_column_are_refused_by_name():
+    scene = render_clip("normal", n_frames=2).scene
+    no_height = pd.DataFrame({"frame": [0], "time_s": [0.0], "track_id": [1], "x": [10.0], "y": [10.0],
+                              "w": [5.0], "cls": ["person"], "confidence": [1.0]})
+    with pytest.raises(ValueError, match=r"tracks lack the columns \['h'\]"):
+        ev.LoiteringDetector(scene).update(0, 0.0, None, no_height)
+    with pytest.raises(ValueError, match="pixel_step"):
+        ev.ExcessiveDensityDetector(scene, pixel_step=0)
+
+
+def test_detectors_sharing_a_frame_table_find_what_each_finds_alone(tracked):
+    """Each frame's table is turned into arrays once and shared: no detector may see another frame's."""
+    clip, tracks, masks = tracked("crowd_movement")
+    shared = ev.run_detectors(ev.make_detectors(clip.scene), clip.frames, tracks, 10, masks)
+    alone = []
+    for det in ev.make_detectors(clip.scene):  # each fed its own copy of every frame's rows
+        by_frame = {f: rows for f, rows in tracks.groupby("frame")}
+        for f, image in enumerate(clip.frames):
+            alone.extend(det.update(f, f / 10, image, by_frame.get(f, tracks.iloc[:0]).copy(), masks[f]))
+    assert len(shared) >= 3 and {e["kind"] for e in shared} >= {"crowd_movement"}
+
+    def key(e):
+        return e["kind"], e["frame"]
+
+    assert sorted(shared, key=key) == sorted(alone, key=key)
+
+
+def test_fire_judged_at_half_width_finds_what_full_width_finds():
+    """Flame colours are judged at 240 px wide for speed; at 480 (every pixel) the alarm is the same."""
+    fire = render_clip("fire", seed=SEED)
+    ep = fire.truth.iloc[0]
+    tracks = ev.truth_tracks(fire)
+    found = {width: ev.run_detectors([ev.FireDetector(fire.scene, work_width=width)], fire.frames, tracks, 10)
+             for width in (240, 480)}
+    half, full = found[240], found[480]
+    assert len(half) == len(full) == 1
+    assert ep.start_frame - TOLERANCE <= half[0]["frame"] <= ep.end_frame
+    assert abs(half[0]["frame"] - full[0]["frame"]) <= 2
+    assert half[0]["area_px"] == pytest.approx(full[0]["area_px"], rel=0.25)  # both in 480 px wide pixels
+    (x, y, w, h), (X, Y, W, H) = half[0]["box_px"], full[0]["box_px"]
+    assert abs(x - X) <= 4 and abs(y - Y) <= 4 and abs(w - W) <= 6 and abs(h - H) <= 6
+
+
+def test_density_on_every_other_pixel_counts_what_every_pixel_counts(tracked):
+    """``pixel_step=2`` does a quarter of the work; the alarm and its pixel estimate stay the same."""
+    clip, tracks, masks = tracked("excessive_density")
+    found = {step: ev.run_detectors([ev.ExcessiveDensityDetector(clip.scene, pixel_step=step)], clip.frames,
+                                    tracks, 10, masks)
+             for step in (1, 2)}
+    assert len(found[2]) == len(found[1]) >= 1
+    for every, other in zip(found[1], found[2]):
+        assert abs(every["frame"] - other["frame"]) <= 2
+        assert other["pixel_estimate"] == pytest.approx(every["pixel_estimate"], rel=0.05)

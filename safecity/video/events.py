@@ -110,16 +110,14 @@ class _Objects:
     def people(self) -> _Objects:
         return self.take(self.person)
 
-    def feet(self) -> np.ndarray:
-        return np.c_[self.fx, self.fy]
-
 
 _NONE = _Objects(np.zeros(0, np.int64), *(np.zeros(0) for _ in range(4)), np.zeros(0, bool), np.zeros(0, bool))
 _LAST = (None, _NONE)  # the tracks table last converted, and its arrays (swapped as one tuple)
 
 
 def _median(values) -> float:
-    """The median of a short list: ``statistics`` is ten times quicker than numpy below a few hundred."""
+    """The median of a list of Python floats: ``statistics`` sorts a few hundred of them several
+    times quicker than numpy converts them to an array."""
     return statistics.median(values)
 
 
