@@ -170,30 +170,38 @@ def test_signatures_never_reach_disk_logs_or_pickles(tmp_path, caplog, capsys):
 
 
 def test_through_the_camera_pipeline_signatures_stay_off_disk(tmp_path):
-    """The real path: configuration -> CameraPipeline (detector, tracker, events) -> Store."""
+    """The real path: configuration -> CameraPipeline (detector, tracker, events) -> Store.
+
+    Over three seeds, not one: the pipeline found the episode on 10 of 10 seeds when
+    measured (README, repeated presence), so two of three is a floor, not a lucky draw."""
     from safecity.video.pipeline import CameraPipeline
 
-    clip = render_clip("repeated_presence", seed=1)
-    scene = {**clip.scene, "camera_id": "cam-1",
-             "repeated_presence": {"enabled": True, "ttl_s": 86400.0, "count": 3, "window_s": 60.0}}
-    store = Store(tmp_path)
-    pipeline = CameraPipeline(scene, audit=store.state, start=START)
-    [detector] = [d for d in pipeline.detectors if isinstance(d, RepeatedPresence)]
-    pipeline.run(clip.frames, store=store)
+    hits = 0
+    for seed in (0, 1, 2):
+        clip = render_clip("repeated_presence", seed=seed)
+        scene = {**clip.scene, "camera_id": "cam-1",
+                 "repeated_presence": {"enabled": True, "ttl_s": 86400.0, "count": 3, "window_s": 60.0}}
+        store = Store(tmp_path / f"seed{seed}")
+        pipeline = CameraPipeline(scene, audit=store.state, start=START)
+        [detector] = [d for d in pipeline.detectors if isinstance(d, RepeatedPresence)]
+        pipeline.run(clip.frames, store=store)
 
-    audit = store.read("audit_log")
-    assert audit["action"].tolist() == ["enable_repeated_presence"]
-    found = store.read("events")
-    found = found[found["kind"] == "repeated_presence"]
-    truth = clip.truth.iloc[0]
-    assert len(found) == 1
-    assert truth["start_frame"] <= json.loads(found["details"].iloc[0])["frame"] <= truth["end_frame"]
-    arrays = [p.signature.copy() for p in detector._people.values()]
-    assert arrays
-    forms = signature_forms(arrays)
-    for path in (p for p in tmp_path.rglob("*") if p.is_file()):
-        content = path.read_bytes()
-        assert not any(form in content for form in forms), f"a signature reached {path.name}"
+        audit = store.read("audit_log")
+        assert audit["action"].tolist() == ["enable_repeated_presence"]
+        found = store.read("events")
+        found = found[found["kind"] == "repeated_presence"]
+        truth = clip.truth.iloc[0]
+        assert len(found) <= 1, found
+        frames = [json.loads(d)["frame"] for d in found["details"]]
+        assert all(truth["start_frame"] <= f <= truth["end_frame"] for f in frames), (seed, frames)
+        hits += len(frames)
+        arrays = [p.signature.copy() for p in detector._people.values()]
+        assert arrays
+        forms = signature_forms(arrays)
+        for path in (p for p in (tmp_path / f"seed{seed}").rglob("*") if p.is_file()):
+            content = path.read_bytes()
+            assert not any(form in content for form in forms), f"a signature reached {path.name}"
+    assert hits >= 2
 
 
 def test_forgetting_erases_the_signature_in_memory():
@@ -226,6 +234,8 @@ def tracked(clip) -> pd.DataFrame:
 
 
 def test_end_to_end_on_the_trackers_tracks_fires_on_the_returns_and_not_on_normal_clips():
+    # Seeds 0..4 are the ones the detector was tuned on (5 of 5 found when measured; 5 of 5
+    # on the held-out seeds 5..9 too, see the README): the floor leaves room for one miss.
     hits = 0
     for seed in range(5):
         clip = render_clip("repeated_presence", seed=seed)
@@ -237,5 +247,40 @@ def test_end_to_end_on_the_trackers_tracks_fires_on_the_returns_and_not_on_norma
         normal = render_clip("normal", seed=seed)
         assert run(RepeatedPresence(normal.scene, enabled=True), normal._replace(tracks=tracked(normal))) == []
     # The tracker splits or merges some visits (a person entering at the border, two
-    # people crossing), so not every seed can be linked; most must be.
-    assert hits >= 3
+    # people crossing), so a seed may be missed; most must be found.
+    assert hits >= 4
+
+
+@pytest.mark.parametrize("scenario", ["loitering", "crowd_movement", "excessive_density"])
+def test_silent_on_the_trackers_tracks_of_people_who_stay(scenario):
+    """Where people linger or crowd, the tracker loses and swaps their ids again and again:
+    pieces of one continuous stay must not add up to returns."""
+    for seed in range(3):
+        clip = render_clip(scenario, seed=seed)
+        assert run(RepeatedPresence(clip.scene, enabled=True), clip._replace(tracks=tracked(clip))) == []
+
+
+def test_a_track_that_swaps_two_people_is_cut_where_the_colours_change():
+    """Two people crossing, and the tracker swaps their ids: each id now carries half of
+    one person and half of the other. Cut where the colours change, the returning person's
+    visits stay apart; left whole, the passer-by's id stretches the second visit over the
+    third and the return is only seen a visit later."""
+    clip = render_clip("repeated_presence", seed=1)
+    tracks = clip.tracks.copy()
+    (_, first), (second_id, second), (_, third), *_ = returning_visits(clip).items()
+    swap = int(second[len(second) // 2])
+    present = tracks[(tracks["frame"] == swap) & (tracks["person_id"] != RETURNING_PERSON)]
+    leaves = {int(k): int(tracks.loc[tracks["track_id"] == k, "frame"].max()) for k in present["track_id"]}
+    passer_by = max(leaves, key=leaves.get)
+    assert leaves[passer_by] > third[0]  # the script gives a passer-by still there on the third visit
+    later = tracks["frame"] > swap
+    mine, theirs = later & (tracks["track_id"] == second_id), later & (tracks["track_id"] == passer_by)
+    tracks.loc[mine, "track_id"], tracks.loc[theirs, "track_id"] = passer_by, second_id
+    swapped = clip._replace(tracks=tracks)
+
+    [event] = run(RepeatedPresence(clip.scene, enabled=True), swapped)
+    assert third[0] <= event["frame"] <= third[-1]  # on the third visit, as without the swap
+    assert event["visits"] == 3
+
+    whole = run(RepeatedPresence(clip.scene, enabled=True, switch_frames=10 ** 6), swapped)
+    assert all(e["frame"] > third[-1] for e in whole), whole

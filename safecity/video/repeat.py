@@ -7,6 +7,12 @@ histograms of the upper and lower body, averaged over a track's frames), links
 a new track to a remembered one when their clothes look alike, and reports a
 person seen in one zone ``count`` times within ``window_s`` seconds.
 
+A tracker's id is not a person: when two people cross, or a coasting track
+catches a newcomer, one id carries two people. So a track is cut into pieces
+where its colours change for a few frames, each piece is linked on its own,
+and a person's remembered colours only learn from pieces that still look like
+them once finished (one wrong piece must not turn a person into someone else).
+
 Why so guarded: a signature is a weak biometric trace, so
 - it is off unless a camera opts in, and opting in writes an audit record;
 - nothing looks at faces: the descriptor skips the top fifth of the box and
@@ -58,13 +64,18 @@ class RepeatedPresence:
     ``track_gap_s`` (absence after which a track counts as gone),
     ``min_travel`` (how far, in body heights, a track must move before it
     counts as a visit: someone who comes back walks in, while a flickering
-    light or a fire taken for a person stays where it is).
+    light or a fire taken for a person stays where it is, and a person milling
+    about in a crowd, whose id the tracker keeps losing, barely moves between
+    losses), ``switch_distance`` and ``switch_frames`` (a track whose frames
+    stay this far from its colours so far for this many frames in a row is cut:
+    what follows is someone else).
     """
 
     def __init__(self, scene: dict, enabled: bool = False, ttl_s: float = 86400.0,
                  count: int | None = None, window_s: float | None = None, audit=None,
                  actor: str = "system", max_distance: float = 0.25, min_frames: int = 5,
-                 min_gap_s: float = 2.0, track_gap_s: float = 1.0, min_travel: float = 0.5):
+                 min_gap_s: float = 2.0, track_gap_s: float = 1.0, min_travel: float = 1.0,
+                 switch_distance: float = 0.5, switch_frames: int = 3):
         self.scene = scene
         self.enabled = enabled
         self.ttl_s = ttl_s
@@ -77,6 +88,8 @@ class RepeatedPresence:
         self.min_gap_s = min_gap_s
         self.track_gap_s = track_gap_s
         self.min_travel = min_travel
+        self.switch_distance = switch_distance
+        self.switch_frames = switch_frames
         self.camera_ = camera_name(scene)
         self.count_ = int(scene["repeat_count"] if count is None else count)
         self.window_s_ = float(scene["repeat_window_s"] if window_s is None else window_s)
@@ -110,11 +123,29 @@ class RepeatedPresence:
         for k, track_id in enumerate(ids):
             # A box overlapping another mixes two people's colours: keep it out of the signature.
             signature = None if hidden[k] else _signature(image, boxes[k], foreground)
+            seen = (signature, time_s, frozenset(name for name, ok in inside.items() if ok[k]),
+                    feet_x[k], feet_y[k], boxes[k, 3])
             track = self._tracks.get(track_id)
             if track is None:
                 track = self._tracks[track_id] = _Track(track_id, time_s)
-            track.add(signature, time_s, frozenset(name for name, ok in inside.items() if ok[k]),
-                      feet_x[k], feet_y[k], boxes[k, 3])
+            if signature is not None and self._switched(track, signature):
+                # The colours under this id have changed for a moment: two people crossed and the
+                # tracker swapped them, or a coasting track caught a newcomer. Wait a few frames;
+                # if it lasts, the piece so far was one person and what follows is another.
+                track.pending.append(seen)
+                track.last = time_s
+                if len(track.pending) < self.switch_frames:
+                    continue
+                pending, track.pending = track.pending, []
+                self._finish(track)
+                track = self._tracks[track_id] = _Track(track_id, pending[0][1])
+                for earlier in pending:
+                    track.add(*earlier)
+                    earlier[0].fill(0.0)  # copied into the new piece: leave no loose copy
+            else:
+                if signature is not None:
+                    track.pending = []  # a glitch (a shadow, a passer-by brushing past): forget it
+                track.add(*seen)
             if track.person is None and self._ready(track):
                 self._link(track)
             if track.person is not None:
@@ -150,12 +181,22 @@ class RepeatedPresence:
     def _close_gone(self, now: float) -> None:
         """Fold tracks unseen for ``track_gap_s`` into their person, then drop them."""
         for tid in [t for t, tr in self._tracks.items() if now - tr.last > self.track_gap_s]:
-            track = self._tracks.pop(tid)
-            if track.person is None and self._ready(track):
-                self._link(track)
-            if track.person is not None:
+            self._finish(self._tracks.pop(tid))
+
+    def _finish(self, track: "_Track") -> None:
+        """A piece of track is over: link it if it has not been, learn from it if it looks like its person."""
+        if track.person is None and self._ready(track):
+            self._link(track)
+        if track.person is not None and track.frames:
+            # Judged on the whole piece, not on the frames it was linked with: a piece that
+            # turned out to look like someone else must not blur the person's colours.
+            if _distance(track.mean(), track.person.signature) <= self.max_distance:
                 track.person.absorb(track)
-            track.erase()
+        track.erase()
+
+    def _switched(self, track: "_Track", signature: np.ndarray) -> bool:
+        """Whether this frame's colours are far from those the track has shown so far."""
+        return track.frames >= self.min_frames and _distance(signature, track.mean()) > self.switch_distance
 
     def _ready(self, track: "_Track") -> bool:
         """Whether a track has shown enough of a person, and moved enough, to count as a visit."""
@@ -224,7 +265,7 @@ class _Track:
     """A track being watched: its summed signature, its zones, its time span."""
 
     __slots__ = ("track_id", "first", "last", "frames", "_sum", "zones", "person", "visit",
-                 "origin", "travel", "height")
+                 "origin", "travel", "height", "pending")
 
     def __init__(self, track_id, now: float):
         self.track_id, self.first, self.last, self.frames = track_id, now, now, 0
@@ -233,6 +274,7 @@ class _Track:
         self.person: _Person | None = None
         self.visit: _Visit | None = None
         self.origin, self.travel, self.height = None, 0.0, 0.0
+        self.pending: list = []  # frames that look like someone else, held back a moment
 
     def add(self, signature: np.ndarray | None, now: float, zones: frozenset, x: float, y: float,
             height: float) -> None:
@@ -257,6 +299,10 @@ class _Track:
         if self._sum is not None:
             self._sum.fill(0.0)
         self._sum = None
+        for seen in self.pending:
+            if seen[0] is not None:
+                seen[0].fill(0.0)
+        self.pending = []
 
     __reduce__ = __reduce_ex__ = __getstate__ = _refuse_pickling
 
