@@ -111,7 +111,8 @@ class _Objects:
         return self.take(self.person)
 
 
-_NONE = _Objects(np.zeros(0, np.int64), *(np.zeros(0) for _ in range(4)), np.zeros(0, bool), np.zeros(0, bool))
+_NONE = _Objects(np.zeros(0, np.int64), *(np.zeros(0) for _ in range(4)),
+                 np.zeros(0, bool), np.zeros(0, bool))
 _LAST = (None, _NONE)  # the tracks table last converted, and its arrays (swapped as one tuple)
 
 
@@ -536,8 +537,8 @@ class PersonOnGroundDetector:
         found = []
         rows = objects.take((objects.person & ("person" in self.classes))
                             | (objects.object & ("object" in self.classes)))
-        for tid, x, y, w, h, person in zip(rows.ids.tolist(), rows.x.tolist(), rows.y.tolist(), rows.w.tolist(),
-                                            rows.h.tolist(), rows.person.tolist()):
+        for tid, x, y, w, h, person in zip(rows.ids.tolist(), rows.x.tolist(), rows.y.tolist(),
+                                            rows.w.tolist(), rows.h.tolist(), rows.person.tolist()):
             if person and h > 1.5 * w:
                 self.upright_.append((time_s, tid, x + w / 2, y + h, h))
                 self.down_.pop(tid, None)
@@ -666,7 +667,8 @@ class AbandonedObjectDetector:
         if obj["patch"] is None or image is None:
             return False
         x, y, w, h = obj["box"]
-        if ((people.x < x + w) & (x < people.x + people.w) & (people.y < y + h) & (y < people.y + people.h)).any():
+        if ((people.x < x + w) & (x < people.x + people.w)
+                & (people.y < y + h) & (y < people.y + people.h)).any():
             return True  # covered by a person: cannot tell, keep it
         now = _patch(image, obj["box"])
         if now is None or now.shape != obj["patch"].shape or obj["patch_std"] < 1 or _std(now) < 1:
