@@ -284,3 +284,14 @@ def test_a_track_that_swaps_two_people_is_cut_where_the_colours_change():
 
     whole = run(RepeatedPresence(clip.scene, enabled=True, switch_frames=10 ** 6), swapped)
     assert all(e["frame"] > third[-1] for e in whole), whole
+
+
+def test_the_evaluation_behind_the_readme_counts_found_and_false_events():
+    from safecity.video.repeat import evaluate_clips
+
+    table = evaluate_clips(seeds=(0,), scenarios=["repeated_presence", "normal"], tracks="script")
+    returns, normal = (table[table["scenario"] == s].iloc[0] for s in ("repeated_presence", "normal"))
+    assert returns["found"] and returns["events"] == 1 and returns["false_events"] == 0
+    assert not normal["found"] and normal["events"] == normal["false_events"] == 0
+    with pytest.raises(ValueError, match="tracks must be"):
+        evaluate_clips(tracks="ground truth")
