@@ -1,0 +1,35 @@
+"""The camera wall on its own page: blurred live tiles and the cameras' health.
+
+Serve with ``panel serve dashboards/cameras.py``. The cameras are those of the
+installation file ``$SAFECITY_CAMERAS``, else the demo clips of
+``$SAFECITY_DATA_DIR`` (rendered small when absent). One wall per server
+process plays them (``get_wall``); each session only reads it once a second.
+With a demo city in ``$SAFECITY_DATA_DIR``, the health panel also says how far
+the replayed data lags the simulated clock.
+"""
+import os
+from pathlib import Path
+
+import panel as pn
+
+from safecity.camera_wall import CameraWallView, HealthView, get_wall
+
+pn.extension(sizing_mode="stretch_width")
+
+data_dir = os.environ.get("SAFECITY_DATA_DIR")
+engine = None
+if data_dir and (Path(data_dir) / "history").is_dir():
+    from safecity.engine import get_engine
+
+    engine = get_engine(data_dir)
+
+wall = get_wall()
+tiles, health = CameraWallView(wall), HealthView(wall, engine=engine)
+pn.state.add_periodic_callback(tiles.refresh, period=1000)
+pn.state.add_periodic_callback(health.refresh, period=1000)
+pn.Column(
+    pn.pane.Markdown("## safecity · cameras", styles={"color": "#1f4e9c"}),
+    tiles.layout(),
+    pn.pane.Markdown("### Camera health"),
+    health.layout(),
+).servable(title="safecity · cameras")
