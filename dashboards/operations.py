@@ -13,10 +13,12 @@ from pathlib import Path
 
 import panel as pn
 
+from safecity.access import guard
 from safecity.dashboard import CityView, LiveView, load_city
 from safecity.engine import get_engine
 
 pn.extension("tabulator", sizing_mode="stretch_width")
+guard()  # no page for an open server or a user without a role
 
 DATA_DIR = Path(os.environ.get("SAFECITY_DATA_DIR",
                                Path(__file__).resolve().parents[1] / "demo-data"))

@@ -5,9 +5,11 @@ camera-hour it would give on labelled synthetic clips.
 """
 import panel as pn
 
+from safecity.access import guard
 from safecity.tuning import AlarmTuner
 
 pn.extension()
+guard()  # no page for an open server or a user without a role
 
 tuner = AlarmTuner.from_synthetic_clips()
 pn.Row(

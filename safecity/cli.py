@@ -959,5 +959,77 @@ def video_annotate(source, out_path, config_path, camera_id, data_dir, max_frame
     click.echo(json.dumps({"out": out_path, "frames": n, "events": events, "blurred": blurred}))
 
 
+@main.command()
+@click.argument("apps", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback needs authentication.")
+@click.option("--port", type=click.IntRange(0, 65535), default=5006, show_default=True)
+@click.option("--basic-auth", "basic_auth", type=click.Path(dir_okay=False),
+              help="Panel basic-auth passwords: a JSON file of user -> password, mode 600.")
+@click.option("--oauth-provider", default=None,
+              help="Panel OAuth provider (github, google, azure, generic...); key and secret "
+                   "from PANEL_OAUTH_KEY / PANEL_OAUTH_SECRET.")
+@click.option("--roles", "roles_path", type=click.Path(exists=True, dir_okay=False),
+              help="YAML or JSON file mapping each user to operator or analyst.")
+@click.option("--allow-unauthenticated", is_flag=True,
+              help="Serve beyond loopback with no login (logged, and audited if a state dir is set).")
+@click.option("--allow-websocket-origin", "origins", multiple=True,
+              help="host[:port] browsers may connect from (passed to panel serve).")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="Operators' store for the audit record (default $SAFECITY_STATE_DIR).")
+def serve(apps, address, port, basic_auth, oauth_provider, roles_path, allow_unauthenticated,
+          origins, state_dir) -> None:
+    """Serve dashboards with Panel, refusing to serve beyond this machine without a login."""
+    import logging
+    import os
+    import secrets
+
+    from . import access
+
+    authenticated = bool(basic_auth or oauth_provider)
+    try:
+        access.check_exposure(address, authenticated, allow_unauthenticated)
+        if basic_auth:
+            access.check_credentials_file(basic_auth)
+            if not roles_path:
+                raise ValueError("--basic-auth needs --roles: a user without a role gets no page")
+        if roles_path:
+            access.read_roles(roles_path)
+    except (access.OpenServingError, OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    env = dict(os.environ)
+    env[access.ADDRESS_ENV] = address
+    env.pop(access.ALLOW_ENV, None)
+    if roles_path:
+        env[access.ROLES_ENV] = str(Path(roles_path).resolve())
+    if authenticated and not (env.get("PANEL_COOKIE_SECRET") or env.get("BOKEH_COOKIE_SECRET")):
+        # in the environment, not on the command line where ps shows it; logins end on restart
+        env["PANEL_COOKIE_SECRET"] = secrets.token_urlsafe(32)
+    if allow_unauthenticated and not authenticated and not access.is_loopback(address):
+        env[access.ALLOW_ENV] = "1"
+        logging.basicConfig()
+        logging.getLogger("safecity.access").warning(
+            "SERVING WITHOUT AUTHENTICATION on %s:%s: anyone who reaches it may dispatch units",
+            address, port)
+        state_dir = state_dir or os.environ.get("SAFECITY_STATE_DIR")
+        if state_dir:
+            from .store import Store
+
+            store = Store(state_dir)
+            store.state.audit(os.environ.get("USER", "unknown"), "serve_unauthenticated",
+                              f"{address}:{port}", {"apps": list(apps)})
+            store.state.close()
+    extra = [arg for origin in origins for arg in ("--allow-websocket-origin", origin)]
+    if basic_auth:
+        import tempfile
+
+        extra += ["--basic-login-template",
+                  str(access.write_login_template(tempfile.mkdtemp(prefix="safecity-login-")))]
+    cmd = access.panel_command(list(apps), address, port, basic_auth=basic_auth,
+                               oauth_provider=oauth_provider, extra=extra)
+    sys.stdout.flush()
+    os.execvpe(cmd[0], cmd, env)
+
+
 if __name__ == "__main__":
     main()

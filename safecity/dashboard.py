@@ -14,7 +14,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from . import fusion, views
+from . import access, fusion, views
 
 hv.extension("bokeh", logo=False)
 
@@ -103,8 +103,13 @@ class LiveView(param.Parameterized):
     incident = param.Selector(default=None, objects=[], doc="The incident to send a unit to.")
     unit = param.Selector(default=None, objects=[], doc="The unit to send.")
     actor = param.String(default="operator", doc="Who is dispatching (written to the audit log).")
+    role = param.String(default=None, allow_None=True, constant=True,
+                        doc="The session's role (safecity.access); only an operator may dispatch.")
 
     def __init__(self, engine, **params):
+        # under an authenticated server, the logged-in user and their role; else the local defaults
+        params.setdefault("role", access.current_role())
+        params.setdefault("actor", access.current_user() or "operator")
         super().__init__(**params)
         self.engine = engine
         self._seen_version = -1
@@ -115,7 +120,8 @@ class LiveView(param.Parameterized):
         self.audit_log = pn.pane.HTML("", css_classes=["audit-log"])
         self.message = pn.pane.HTML("", css_classes=["dispatch-message"])
         self.recommendation = pn.pane.HTML("", css_classes=["recommended-units"])
-        self.button = pn.widgets.Button(name="Dispatch", button_type="primary")
+        self.button = pn.widgets.Button(name="Dispatch", button_type="primary",
+                                        disabled=not access.can_dispatch(self.role))
         self.button.on_click(lambda _: self.dispatch())
         self.refresh()
 
@@ -156,6 +162,10 @@ class LiveView(param.Parameterized):
             self.unit = ids[0] if ids else None
 
     def dispatch(self) -> None:
+        if not access.can_dispatch(self.role):
+            self.message.object = (f"<p>Not dispatched: role {html.escape(str(self.role))} "
+                                   f"may not dispatch units.</p>")
+            return
         if self.incident is None or self.unit is None:
             self.message.object = "<p>Choose an incident and a unit first.</p>"
             return

@@ -108,10 +108,17 @@ class AlarmTuner(param.Parameterized):
 
     threshold = param.Number(default=2.5, bounds=(0.0, 8.0), step=0.05,
                              doc="Frames scoring above this raise an alarm (px/frame of momentum).")
+    role = param.String(default=None, allow_None=True, constant=True, precedence=-1,
+                        doc="The session's role (safecity.access); only an analyst may tune.")
 
     def __init__(self, names: Sequence[str], scores: Sequence[np.ndarray],
                  labels: Sequence[np.ndarray], fps: float = 10.0, **params):
+        from . import access
+
+        params.setdefault("role", access.current_role())
         super().__init__(**params)
+        # a constant parameter is a disabled widget, and setting it raises
+        self.param.threshold.constant = not access.can_tune(self.role)
         self.names = list(names)
         self.scores = [np.asarray(s, dtype=float) for s in scores]
         self.labels = [np.asarray(y, dtype=bool) for y in labels]
