@@ -302,11 +302,11 @@ def tile_html(camera_id: str, frames: int, jpeg: bytes | None, status: str) -> s
     """One tile: the blurred display frame as a data URI, or a plain box saying why there is none."""
     cid = html.escape(camera_id)
     if jpeg is None:
-        body = f'<div class="no-video" style="width:240px;height:180px;background:#333;color:#eee;' \
+        body = f'<div class="no-video" style="width:100%;aspect-ratio:4/3;background:#333;color:#eee;' \
                f'display:flex;align-items:center;justify-content:center">{html.escape(status)}</div>'
     else:
         uri = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
-        body = f'<img class="camera-frame" src="{uri}" alt="{cid}" style="width:100%;max-width:360px">'
+        body = f'<img class="camera-frame" src="{uri}" alt="{cid}" style="width:100%">'
     return (f'<figure class="camera-tile status-{html.escape(status)}" data-camera="{cid}" '
             f'data-frames="{frames}" style="margin:0">{body}'
             f'<figcaption>{cid} · {html.escape(status)} · frame {frames}</figcaption></figure>')
@@ -315,12 +315,13 @@ def tile_html(camera_id: str, frames: int, jpeg: bytes | None, status: str) -> s
 class CameraWallView(param.Parameterized):
     """One session's tiles of the shared wall; ``refresh`` (periodic, ~1 Hz) copies new frames."""
 
-    columns = param.Integer(default=2, bounds=(1, 8), doc="Tiles per row.")
+    tile_width = param.Integer(default=360, bounds=(120, 1280), doc="Width of a tile on the page (px).")
 
     def __init__(self, wall: CameraWall, **params):
         super().__init__(**params)
         self.wall = wall
-        self.tiles = {cid: pn.pane.HTML("", css_classes=["camera-tile-pane"], sizing_mode="stretch_width")
+        self.tiles = {cid: pn.pane.HTML("", css_classes=["camera-tile-pane"], width=self.tile_width,
+                                        sizing_mode="fixed")
                       for cid in wall.camera_ids}
         self._shown: dict[str, int] = {}
         self.refresh()
@@ -335,7 +336,7 @@ class CameraWallView(param.Parameterized):
                 pane.object = tile_html(cid, frames, jpeg, status[cid])
 
     def layout(self) -> pn.viewable.Viewable:
-        return pn.GridBox(*self.tiles.values(), ncols=self.columns, sizing_mode="stretch_width",
+        return pn.FlexBox(*self.tiles.values(), sizing_mode="stretch_width",
                           css_classes=["camera-wall"])
 
 

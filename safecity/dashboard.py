@@ -123,6 +123,9 @@ class LiveView(param.Parameterized):
         self.button = pn.widgets.Button(name="Dispatch", button_type="primary",
                                         disabled=not access.can_dispatch(self.role))
         self.button.on_click(lambda _: self.dispatch())
+        if self.button.disabled:  # say why, rather than leave a grey button
+            self.message.object = (f'<p class="role-note">'
+                                   f'{html.escape(access.session_note(self.role, "dispatch"))}</p>')
         self.refresh()
 
     def refresh(self) -> None:
