@@ -12,9 +12,11 @@ from pathlib import Path
 
 import panel as pn
 
+from safecity.access import guard
 from safecity.camera_wall import CameraWallView, HealthView, get_wall
 
 pn.extension(sizing_mode="stretch_width")
+guard()  # no page for an open server or a user without a role
 
 data_dir = os.environ.get("SAFECITY_DATA_DIR")
 engine = None
