@@ -13,7 +13,7 @@ from pathlib import Path
 import panel as pn
 
 from safecity.access import guard
-from safecity.camera_wall import CameraWallView, HealthView, get_wall
+from safecity.camera_wall import camera_panel
 
 pn.extension(sizing_mode="stretch_width")
 guard()  # no page for an open server or a user without a role
@@ -25,13 +25,7 @@ if data_dir and (Path(data_dir) / "history").is_dir():
 
     engine = get_engine(data_dir)
 
-wall = get_wall()
-tiles, health = CameraWallView(wall), HealthView(wall, engine=engine)
-pn.state.add_periodic_callback(tiles.refresh, period=1000)
-pn.state.add_periodic_callback(health.refresh, period=1000)
 pn.Column(
     pn.pane.Markdown("## safecity · cameras", styles={"color": "#1f4e9c"}),
-    tiles.layout(),
-    pn.pane.Markdown("### Camera health"),
-    health.layout(),
+    camera_panel(data_dir or None, engine=engine),
 ).servable(title="safecity · cameras")

@@ -369,6 +369,22 @@ class HealthView(param.Parameterized):
         return self.pane
 
 
+def camera_panel(data_dir: str | os.PathLike | None = None, engine=None, period_ms: int = 1000,
+                 cameras_file: str | os.PathLike | None = None) -> pn.Column:
+    """This session's tiles and health panel of the process's wall (``get_wall``), refreshed
+    every ``period_ms`` by a periodic callback of the session: what a page adds in one line."""
+    wall = get_wall(cameras_file, data_dir=data_dir)
+    tiles, health = CameraWallView(wall), HealthView(wall, engine=engine)
+
+    def refresh() -> None:  # reads the wall; never runs a pipeline
+        tiles.refresh()
+        health.refresh()
+
+    pn.state.add_periodic_callback(refresh, period=period_ms)
+    return pn.Column(pn.pane.Markdown("### Cameras"), tiles.layout(),
+                     pn.pane.Markdown("### Camera health"), health.layout())
+
+
 def data_lag(engine) -> pd.Timedelta | None:
     """How far the newest event at or before the engine's simulated clock lags that clock."""
     now = pd.Timestamp(engine.now, tz="UTC")
@@ -407,5 +423,5 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-__all__ = ["CameraWall", "WallCamera", "CameraWallView", "HealthView", "get_wall", "demo_cameras",
+__all__ = ["CameraWall", "WallCamera", "CameraWallView", "HealthView", "camera_panel", "get_wall", "demo_cameras",
            "installation_cameras", "tile_html", "health_html", "data_lag", "STATUSES", "DEMO_SCENARIOS"]

@@ -7,6 +7,7 @@ import base64
 import json
 import re
 import time
+from pathlib import Path
 from urllib.parse import urlparse
 
 import cv2
@@ -181,6 +182,28 @@ def test_views_read_the_wall_without_running_it(clips):
     assert "camera-offline" in health.pane.object
     # a camera id with markup is shown as text
     assert "<b>" not in tile_html("<b>x</b>", 0, None, "offline")
+
+
+def test_one_wall_per_process(clips, tmp_path):
+    from safecity.camera_wall import get_wall
+
+    scene = json.loads((clips / "loitering_scene.json").read_text())
+    config = tmp_path / "cameras.yml"
+    config.write_text(json.dumps({"cameras": [{"id": "cam-a", "source": str(clips / "loitering.avi"), "fps": 10,
+                                               "pixels_per_metre": scene["pixels_per_metre"]}]}))
+    wall = get_wall(config, run=False)
+    assert get_wall(config) is wall and wall.camera_ids == ["cam-a"]
+    assert not wall._threads  # the second call found the first wall; it started nothing
+
+
+def test_demo_cameras_use_the_data_folder_clips(tmp_path):
+    from safecity.camera_wall import DEMO_SCENARIOS, demo_cameras
+
+    write_clips(tmp_path / "clips", scenarios=DEMO_SCENARIOS, n_frames=5)  # as `safecity simulate` does
+    cams = demo_cameras(tmp_path)
+    assert [c.source for c in cams] == [tmp_path / "clips" / f"{s}.avi" for s in DEMO_SCENARIOS]
+    rendered = demo_cameras(tmp_path / "elsewhere")  # no clips there: small ones are rendered
+    assert all(c.scene["size"] == [240, 180] and Path(c.source).exists() for c in rendered)
 
 
 def test_data_lag_behind_the_replay_clock(tmp_path):
