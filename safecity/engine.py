@@ -85,6 +85,17 @@ class ReplayEngine(param.Parameterized):
         self.incidents = fused
         self.version += 1
 
+    def inject(self, events: pd.DataFrame) -> None:
+        """Take in events that arrive while the replay runs (a live feed, a benchmark's marker).
+
+        Events stamped at or before ``now`` reach the incidents at once, not at the next step.
+        """
+        with self._lock:
+            self._events = pd.concat([self._events, events], ignore_index=True).sort_values(
+                "ts", kind="stable").reset_index(drop=True)
+            self._n_seen = -1  # fuse again even if the count of events so far looks unchanged
+            self._refresh()
+
     def incident_queue(self) -> pd.DataFrame:
         """The incidents so far, newest first, with the status operators gave them."""
         with self._lock:
