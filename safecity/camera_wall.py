@@ -345,6 +345,9 @@ class HealthView(param.Parameterized):
     cameras offline or late carry the CSS classes ``camera-offline`` / ``camera-late``. With
     the live ``ReplayEngine``, also how far the newest data lags its simulated clock."""
 
+    late_data_after = param.Parameter(default=pd.Timedelta(minutes=15),
+                                      doc="Newest observation older than this on the simulated clock: late.")
+
     def __init__(self, wall: CameraWall, engine=None, **params):
         super().__init__(**params)
         self.wall = wall
@@ -358,12 +361,17 @@ class HealthView(param.Parameterized):
     def _data_lag_html(self) -> str:
         if self.engine is None:
             return ""
-        lag = data_lag(self.engine)
-        if lag is None:
-            return '<p class="data-lag">no data received yet on the simulated clock</p>'
-        late = lag > pd.Timedelta(minutes=15)
-        return (f'<p class="data-lag{" data-late" if late else ""}">newest data '
-                f'{_duration(lag.total_seconds())} behind the simulated clock</p>')
+        parts, late = [], False
+        for table, label in (("observations", "observation"), ("events", "event")):
+            lag = data_lag(self.engine, table)
+            if lag is None:
+                parts.append(f"no {label} yet")
+                continue
+            parts.append(f"newest {label} {_duration(lag.total_seconds())}")
+            # counts arrive every few minutes; events may rightly be hours apart
+            late |= table == "observations" and lag > self.late_data_after
+        css, style = ("data-lag data-late", "background:#fff3cd") if late else ("data-lag", "")
+        return f'<p class="{css}" style="{style}">{html.escape(", ".join(parts))} behind the simulated clock</p>'
 
     def layout(self) -> pn.viewable.Viewable:
         return self.pane
@@ -385,10 +393,11 @@ def camera_panel(data_dir: str | os.PathLike | None = None, engine=None, period_
                      pn.pane.Markdown("### Camera health"), health.layout())
 
 
-def data_lag(engine) -> pd.Timedelta | None:
-    """How far the newest event at or before the engine's simulated clock lags that clock."""
+def data_lag(engine, table: str = "observations") -> pd.Timedelta | None:
+    """How far the newest row of ``table`` (``observations`` or ``events``) at or before the
+    engine's simulated clock lags that clock; None before the first."""
     now = pd.Timestamp(engine.now, tz="UTC")
-    ts = engine.city.events["ts"]
+    ts = getattr(engine.city, table)["ts"]
     seen = ts[ts <= now]
     return None if seen.empty else now - seen.max()
 

@@ -211,12 +211,17 @@ def test_data_lag_behind_the_replay_clock(tmp_path):
     from safecity.simulate import simulate_city
 
     engine = ReplayEngine(simulate_city(seed=0, days=1), tmp_path)
-    lag = data_lag(engine)
-    events = engine.city.events["ts"]
-    assert lag is not None and lag >= pd.Timedelta(0)
-    newest = events[events <= engine._now_utc()].max()
-    assert lag == engine._now_utc() - newest
+    for table in ("observations", "events"):
+        lag = data_lag(engine, table)
+        ts = getattr(engine.city, table)["ts"]
+        assert lag is not None and lag >= pd.Timedelta(0)
+        assert lag == engine._now_utc() - ts[ts <= engine._now_utc()].max()
     wall = CameraWall([WallCamera("cam-missing", tmp_path / "no.avi", {}, 10.0)])
+    shown = HealthView(wall, engine=engine).pane.object
+    assert "newest observation" in shown and "newest event" in shown
+    assert "data-late" not in shown  # the replay's counts are on time
+    late = HealthView(wall, engine=engine, late_data_after=pd.Timedelta(0)).pane.object
+    assert data_lag(engine) == pd.Timedelta(0) or "data-late" in late
     assert "behind the simulated clock" in HealthView(wall, engine=engine).pane.object
 
 
