@@ -5,7 +5,7 @@ camera-hour it would give on labelled synthetic clips.
 """
 import panel as pn
 
-from safecity.access import guard
+from safecity.access import guard, session_note
 from safecity.tuning import AlarmTuner
 
 pn.extension()
@@ -13,6 +13,8 @@ guard()  # no page for an open server or a user without a role
 
 tuner = AlarmTuner.from_synthetic_clips()
 pn.Row(
-    pn.Param(tuner.param, widgets={"threshold": pn.widgets.FloatSlider}, name="safecity · alarm tuning"),
+    pn.Column(
+        pn.Param(tuner.param, widgets={"threshold": pn.widgets.FloatSlider}, name="safecity · alarm tuning"),
+        pn.pane.Markdown(session_note(tuner.role, "tune"), css_classes=["role-note"], width=300)),
     pn.Column(tuner.readout, tuner.plot),
 ).servable(title="safecity · alarm tuning")

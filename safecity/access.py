@@ -123,6 +123,16 @@ def current_role() -> str | None:
     return role_of(user, _configured_roles(), _groups(pn.state.user_info))
 
 
+def session_note(role: str | None, action: str) -> str:
+    """One line for the page: who is signed in, and why a control is disabled (``action``: dispatch or tune)."""
+    user = current_user()
+    who = f"Signed in as {user} ({role or 'no role'})" if user else f"Not signed in ({role})"
+    if action in PERMISSIONS.get(role, ()):
+        return f"{who}."
+    needed = OPERATOR if action == "dispatch" else ANALYST
+    return f"{who}: only an {needed} may {action}."
+
+
 def authorize(user_info: dict | None) -> bool:
     """Panel ``authorize_callback``: only users with a role get a page."""
     if not user_info:

@@ -130,6 +130,22 @@ def _cli(*args, env=None, **kwargs):
                             stderr=subprocess.STDOUT, text=True, start_new_session=True, **kwargs)
 
 
+def _page(url: str, proc, timeout: float = 240) -> str:
+    """``wait_http`` with a patient request: the tuning page renders clips, ~20 s on a busy machine."""
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, f"server exited with {proc.returncode}: {proc.stdout.read()}"
+        try:
+            with urllib.request.urlopen(url, timeout=120) as resp:
+                return resp.read().decode()
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer in {timeout} s")
+
+
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
@@ -170,7 +186,7 @@ def test_allow_unauthenticated_starts_loudly_and_is_audited(tmp_path):
                 "--allow-unauthenticated", "--state-dir", str(tmp_path),
                 "--allow-websocket-origin", f"127.0.0.1:{port}")
     try:
-        page = wait_http(f"http://127.0.0.1:{port}/tuning", proc)
+        page = _page(f"http://127.0.0.1:{port}/tuning", proc)
         assert "safecity · alarm tuning" in page
     finally:
         stop(proc)
@@ -189,7 +205,7 @@ def test_bare_panel_serve_on_all_interfaces_serves_no_page():
         text=True, start_new_session=True, env={k: v for k, v in os.environ.items()
                                                  if not k.startswith("SAFECITY_")})
     try:
-        page = wait_http(f"http://127.0.0.1:{port}/tuning", proc)
+        page = _page(f"http://127.0.0.1:{port}/tuning", proc)
     finally:
         stop(proc)
     assert "Authorization Error" in page and "not authorized" in page
@@ -287,6 +303,9 @@ def test_analyst_cannot_dispatch(secured):
         button.wait_for(timeout=60_000)
         page.locator("span.live-counter").first.wait_for(timeout=60_000)
         assert button.is_disabled()
+        note = page.locator("p.role-note").first
+        note.wait_for(timeout=10_000)
+        assert "bob (analyst): only an operator may dispatch" in note.text_content()
         page.screenshot(path=str(ARTIFACTS / "access_analyst.png"))
     _offline(requests, failures)
 
@@ -306,6 +325,17 @@ def _readout(page) -> str:
     return page.evaluate(READOUT_TEXT)
 
 
+def _settle(page, timeout_s: int = 30) -> None:
+    """Wait until the readout stops changing (the server has caught up with the slider)."""
+    last = None
+    for _ in range(timeout_s):
+        page.wait_for_timeout(1000)
+        now = page.evaluate(READOUT_TEXT)
+        if now == last:
+            return
+        last = now
+
+
 @pytest.mark.browser
 def test_analyst_tunes_operator_cannot(secured):
     url, _ = secured
@@ -316,6 +346,7 @@ def test_analyst_tunes_operator_cannot(secured):
         for _ in range(15):
             page.keyboard.press("ArrowRight")
         page.wait_for_function(f"() => ({READOUT_TEXT})() !== {before!r}", timeout=20_000)
+        _settle(page)  # on a busy machine the readout trails the key presses
         page.screenshot(path=str(ARTIFACTS / "access_tuning_analyst.png"))
     _offline(requests, failures)
     with chromium_page((1400, 800)) as (page, requests, failures):
