@@ -83,12 +83,14 @@ class CameraWall:
     played in slow motion rather than thinned: its tracks and events stay what
     they would be live). ``late_after_s``: a camera with no frame for this long
     is ``late``. ``loop``: replay a file that ended cleanly (a demo);
-    a file cut short is ``ended`` with the reason. ``jpeg_quality``: of the tiles.
+    a file cut short is ``ended`` with the reason. ``jpeg_quality``: of the tiles;
+    ``tile_width``: wider display frames are shrunk to it (pixels), since every
+    session receives every tile each second.
     ``audit``: where a camera's privacy decision is recorded (``Store(...).state``).
     """
 
     def __init__(self, cameras: list[WallCamera], max_fps: float | None = 5.0, late_after_s: float = 5.0,
-                 loop: bool = True, jpeg_quality: int = 70, audit=None):
+                 loop: bool = True, jpeg_quality: int = 70, tile_width: int | None = 360, audit=None):
         if not cameras:
             raise ValueError("a camera wall needs at least one camera")
         ids = [c.camera_id for c in cameras]
@@ -99,6 +101,7 @@ class CameraWall:
         self.late_after_s = late_after_s
         self.loop = loop
         self.jpeg_quality = jpeg_quality
+        self.tile_width = tile_width
         self.audit = audit
         self._feeds = {c.camera_id: _Feed(c) for c in self.cameras}
         self._stop = threading.Event()
@@ -165,6 +168,9 @@ class CameraWall:
                 return self._ended(feed)
             result = feed.pipeline.process(frame)
             shown = feed.pipeline.display(frame.image, result)  # the only frame that leaves
+            if self.tile_width and shown.shape[1] > self.tile_width:  # every session receives it
+                height = round(shown.shape[0] * self.tile_width / shown.shape[1])
+                shown = cv2.resize(shown, (self.tile_width, height), interpolation=cv2.INTER_AREA)
             ok, buf = cv2.imencode(".jpg", shown, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
             if not ok:
                 raise ValueError(f"camera '{feed.camera.camera_id}': frame {frame.index} cannot be encoded")

@@ -64,6 +64,12 @@ def test_frames_advance_and_health_counts(clips):
         assert health.loc[cid, "last_frame_age_s"] >= 0
 
 
+def test_wide_frames_are_shrunk_to_the_tile_width(clips):
+    wall = CameraWall([_camera(clips, "loitering")], tile_width=120)
+    wall.step()
+    assert _decode(wall.tile("cam-loitering")[1]).shape == (90, 120, 3)
+
+
 def test_broken_cameras_are_offline_and_the_others_go_on(clips):
     wall = CameraWall([_camera(clips, "loitering"),
                        WallCamera("cam-missing", clips / "nowhere.avi", {}, 10.0),
