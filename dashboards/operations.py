@@ -1,4 +1,5 @@
-"""The operator's view of the city: zones, crowd levels and units on one offline map.
+"""The operator's view of the city: anomalies and events, crowd levels, the coming hours'
+forecast and the units, on offline maps of the zones.
 
 Serve with ``panel serve dashboards/operations.py``. It reads the data directory
 named by ``$SAFECITY_DATA_DIR`` (default: the demo data, ``demo-data/`` beside
@@ -7,6 +8,9 @@ this folder, which ``safecity simulate --out demo-data`` writes).
 The live section reads one engine shared by every session (``get_engine``):
 it replays the city at ``$SAFECITY_REPLAY_SPEED`` simulated seconds per second
 and keeps dispatches in ``$SAFECITY_STATE_DIR`` (default: a temporary folder).
+Its unit markers move every second. ``$SAFECITY_TILES_URL`` (an XYZ template
+such as ``https://tiles.city.example/{Z}/{X}/{Y}.png``) draws the city's own
+map tiles under the zones; unset, the page requests nothing from outside.
 """
 import os
 from pathlib import Path
@@ -14,7 +18,7 @@ from pathlib import Path
 import panel as pn
 
 from safecity.access import guard
-from safecity.dashboard import CityView, LiveView, load_city
+from safecity.dashboard import CityView, LiveUnitMap, LiveView, load_city
 from safecity.engine import get_engine
 
 pn.extension("tabulator", sizing_mode="stretch_width")
@@ -25,11 +29,22 @@ DATA_DIR = Path(os.environ.get("SAFECITY_DATA_DIR",
 
 # A plain layout, not a template: templates fetch web fonts, and the operations
 # room may have no internet.
-view = CityView(city=load_city(DATA_DIR))
-live = LiveView(get_engine(DATA_DIR))
-pn.state.add_periodic_callback(live.refresh, period=1000)  # this session reads; it never steps
+city = load_city(DATA_DIR)  # read, and its models fitted, once per process
+view = CityView(city=city)
+engine = get_engine(DATA_DIR)
+live = LiveView(engine)
+units_map = LiveUnitMap(engine, city.zones, tiles=view.tiles_url)
+
+
+def refresh() -> None:  # this session reads the engine; it never steps it
+    live.refresh()
+    units_map.refresh()
+
+
+pn.state.add_periodic_callback(refresh, period=1000)
 pn.Column(
     pn.pane.Markdown("## safecity · operations", styles={"color": "#1f4e9c"}),
     live.layout(),
+    units_map.layout(),
     pn.Row(pn.Column(view.controls(), width=300, sizing_mode="fixed"), view.layout()),
 ).servable(title="safecity · operations")

@@ -5,11 +5,15 @@ dashboards in ``dashboards/`` only lay it out.
 """
 from __future__ import annotations
 
+import functools
 import html
+import os
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 import holoviews as hv
+import numpy as np
 import pandas as pd
 import panel as pn
 import param
@@ -20,7 +24,16 @@ hv.extension("bokeh", logo=False)
 
 
 def load_city(data_dir: str | Path) -> SimpleNamespace:
-    """The tables a dashboard shows, read from a data directory written by ``safecity simulate``."""
+    """The tables a dashboard shows, read from a data directory written by ``safecity simulate``.
+
+    Read once per server process: every session shares the same tables (and
+    the models ``city_models`` fits on them).
+    """
+    return _load_city(str(Path(data_dir).resolve()))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_city(data_dir: str) -> SimpleNamespace:
     from .simulate import read_city
 
     data_dir = Path(data_dir)
@@ -30,15 +43,92 @@ def load_city(data_dir: str | Path) -> SimpleNamespace:
             f"'safecity simulate --out {data_dir}' or set SAFECITY_DATA_DIR")
     city = read_city(data_dir)
     return SimpleNamespace(sensors=city.sensors, observations=city.observations,
-                           units=city.units, zones=city.zones, events=city.events)
+                           units=city.units, zones=city.zones, events=city.events,
+                           calendar=city.calendar)
+
+
+_MODELS_LOCK = threading.Lock()
+
+
+def city_models(city: SimpleNamespace) -> SimpleNamespace:
+    """Anomaly scores and the zones' forecaster, fitted once per city and process.
+
+    Sessions share them (a second browser never refits). ``scores`` are
+    ``UsualLevel`` departures of every people-count bin, ``forecaster`` a
+    ``TimeOfWeekProfile`` of each zone's hourly total: the gradient-boosted
+    ``GatheringForecaster`` needs eight days of history and took 65 s to fit
+    on a 21-day city here, too slow for a page's start-up.
+    """
+    with _MODELS_LOCK:
+        if getattr(city, "models", None) is None:
+            city.models = _fit_models(city)
+    return city.models
+
+
+def _fit_models(city: SimpleNamespace) -> SimpleNamespace:
+    from .forecast import TimeOfWeekProfile, aggregate_zones
+
+    counts = city.observations[city.observations["metric"] == "people_count"]
+    usual, scores = replay_scores(counts, getattr(city, "calendar", None), city.sensors)
+    zone_counts, zone_table = aggregate_zones(counts, city.sensors)
+    return SimpleNamespace(usual=usual, scores=scores,
+                           forecaster=TimeOfWeekProfile().fit(zone_counts), zone_table=zone_table)
+
+
+def replay_scores(counts: pd.DataFrame, calendar: pd.DataFrame | None, sensors: pd.DataFrame,
+                  warm_days: int = 3):
+    """``UsualLevel`` scores of every bin as the model would have given them live.
+
+    Fitted on the first ``warm_days`` (fewer on a short history), then each
+    later day is scored before the model learns it: a model scoring the days
+    it learnt from barely sees an injected spike (on the 7-day demo city, the
+    spiked or dropped sensor was its window's top score for 4 of 10 injected
+    anomalies scored in sample; for 3 of the 4 after the warm-up days scored
+    this way, the fourth second). The warm-up days are scored in sample.
+    """
+    from .baseline import UsualLevel
+
+    day = counts["ts"].dt.floor("D")
+    days = np.sort(day.unique())
+    warm = days[max(1, min(warm_days, len(days) // 2)) - 1]  # at least half the days replayed
+    first = counts[day <= warm]
+    model = UsualLevel(rate=0.1).fit(first, calendar=calendar, sensors=sensors)
+    parts = [model.score_samples(first)]
+    for d in days[days > warm]:
+        today = counts[day == d]
+        parts.append(model.score_samples(today))
+        model.partial_fit(today)
+    return model, pd.concat(parts).sort_index()
+
+
+def projected(city: SimpleNamespace, tiles: str | None) -> SimpleNamespace:
+    """The map tables in the coordinates the map draws: lon/lat, or Web Mercator under tiles."""
+    tables = ("zones", "sensors", "units", "events")
+    if not tiles:
+        return SimpleNamespace(**{t: getattr(city, t) for t in tables})
+    with _MODELS_LOCK:
+        if getattr(city, "mercator", None) is None:
+            city.mercator = SimpleNamespace(**{t: views.to_web_mercator(getattr(city, t))
+                                               for t in tables})
+    return city.mercator
 
 
 class CityView(param.Parameterized):
-    """The city at one moment: crowd levels over a trailing window, and the units."""
+    """The city over a time window: crowd levels, anomalies and events, the forecast after it, the units.
 
-    time = param.Date(doc="The moment shown; the map covers the window before it.")
-    window_hours = param.Integer(default=3, bounds=(1, 48), doc="Hours of data in the heatmap.")
+    The window is the ``window_hours`` before ``time``; the forecast covers
+    the ``forecast_hours`` after it. Models are fitted once per process
+    (``city_models``), so a session only selects and draws.
+    """
+
+    time = param.Date(doc="The end of the window shown; the forecast starts here.")
+    window_hours = param.Integer(default=3, bounds=(1, 48), doc="Hours of data in the heatmaps.")
     metric = param.Selector(default="people_count", objects=["people_count"])
+    forecast_hours = param.Integer(default=6, bounds=(1, 24), doc="Hours ahead the forecast covers.")
+    zone = param.Selector(default=None, objects=[], doc="The zone whose forecast is drawn as a line.")
+    tiles_url = param.String(default=None, allow_None=True, constant=True,
+                             doc="XYZ tile template ($SAFECITY_TILES_URL); None: no tiles, "
+                                 "nothing is fetched from outside.")
 
     def __init__(self, city, **params):
         self.city = city
@@ -47,7 +137,16 @@ class CityView(param.Parameterized):
         self.param.time.bounds = (start.to_pydatetime(), end.to_pydatetime())
         self.param.metric.objects = sorted(city.observations["metric"].unique())
         params.setdefault("time", (start + (end - start) * 0.6).floor("h").to_pydatetime())
+        params.setdefault("tiles_url", os.environ.get("SAFECITY_TILES_URL") or None)
+        self.models = city_models(city)
+        names = city.zones.set_index("zone_id")["name"].astype(str)
+        zones = {names.get(z, z): z for z in self.models.zone_table["sensor_id"]}
+        self.param.zone.objects = dict(sorted(zones.items()))
+        if zones:
+            busiest = np.nanargmax(np.nanmean(self.models.forecaster.table_, axis=(0, 1)))
+            params.setdefault("zone", self.models.forecaster.sensor_ids_[busiest])
         super().__init__(**params)
+        self.geo = projected(city, self.tiles_url)
 
     def _window(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         end = pd.Timestamp(self.time, tz="UTC")
@@ -58,10 +157,38 @@ class CityView(param.Parameterized):
         start, end = self._window()
         obs = self.city.observations
         obs = obs[(obs["ts"] > start) & (obs["ts"] <= end)]
-        levels = views.sensor_levels(obs, self.city.sensors, self.metric)
-        units = views.latest_units(self.city.units, at=end)
-        title = f"{self.metric}, {start:%a %d %b %H:%M} – {end:%H:%M} UTC"
-        return views.city_map(self.city.zones, levels, units, title=title)
+        levels = views.sensor_levels(obs, self.geo.sensors, self.metric)
+        units = views.latest_units(self.geo.units, at=end)
+        title = f"Crowd: {self.metric}, {start:%a %d %b %H:%M} – {end:%H:%M} UTC"
+        return views.city_map(self.geo.zones, levels, units, title=title, tiles=self.tiles_url)
+
+    @param.depends("time", "window_hours")
+    def anomaly_map(self) -> hv.Overlay:
+        start, end = self._window()
+        anomaly = views.sensor_anomaly(self.models.scores, self.geo.sensors, start, end)
+        events = views.events_between(self.geo.events, start, end)
+        title = f"Anomalies and {len(events)} events, {start:%a %d %b %H:%M} – {end:%H:%M} UTC"
+        return views.anomaly_map(self.geo.zones, anomaly, events, title=title, tiles=self.tiles_url)
+
+    def forecast(self) -> pd.DataFrame:
+        """The zones' hourly forecast for the ``forecast_hours`` after ``time`` (q10, q50, q90)."""
+        _, end = self._window()
+        return self.models.forecaster.predict(end.ceil("h"), f"{self.forecast_hours}h")
+
+    @param.depends("time", "forecast_hours")
+    def forecast_map(self) -> hv.Overlay:
+        fc = self.forecast()
+        peak = fc.groupby("sensor_id", as_index=False)["q50"].max().rename(
+            columns={"sensor_id": "zone", "q50": "value"})
+        start = fc["ts"].min() if len(fc) else self._window()[1]
+        title = f"Forecast: expected peak per zone, next {self.forecast_hours} h from {start:%a %H:%M} UTC"
+        return views.zone_forecast_map(self.geo.zones, peak, title=title, tiles=self.tiles_url)
+
+    @param.depends("time", "forecast_hours", "zone")
+    def forecast_line(self) -> hv.Overlay:
+        names = {v: k for k, v in self.param.zone.objects.items()}
+        return views.forecast_band(self.forecast(), self.zone).opts(
+            title=f"Forecast for {names.get(self.zone, self.zone)}: median and 80% interval")
 
     @param.depends("metric")
     def usual_week(self) -> hv.HeatMap:
@@ -76,16 +203,68 @@ class CityView(param.Parameterized):
                                     disabled=True, show_index=False, height=300)
 
     def controls(self) -> pn.Param:
-        return pn.Param(self.param, widgets={
-            "time": pn.widgets.DatetimeSlider,
-        }, show_name=False)
+        return pn.Param(self.param, parameters=["time", "window_hours", "metric", "forecast_hours",
+                                                "zone"],
+                        widgets={"time": pn.widgets.DatetimeSlider}, show_name=False)
 
     def layout(self) -> pn.Column:
+        def plot(method) -> pn.param.ParamMethod:
+            # drawn once the page is up: the first heatmap pays datashader's compilation
+            return pn.param.ParamMethod(method, defer_load=True, sizing_mode="stretch_width",
+                                        min_height=450)
+
         return pn.Column(
-            pn.pane.HoloViews(self.map, sizing_mode="stretch_width", min_height=450),
+            pn.Row(plot(self.anomaly_map), plot(self.map)),
+            pn.Row(plot(self.forecast_map), plot(self.forecast_line)),
             pn.Row(pn.pane.HoloViews(self.usual_week, sizing_mode="stretch_width"),
                    pn.Column("### Units", self.unit_table)),
         )
+
+
+class LiveUnitMap:
+    """The units on the zone map, moved every second to their positions in the shared engine.
+
+    ``refresh`` (the session's periodic callback) pushes only the markers
+    through a ``Pipe`` when a unit moved or changed status: the zones, and the
+    zoom the operator chose, stay as they are. Positions are the engine's
+    replayed reports (``engine.positions()``), read once per simulated moment
+    for all sessions.
+    """
+
+    def __init__(self, engine, zones: pd.DataFrame, tiles: str | None = None):
+        self.engine = engine
+        self.tiles = tiles
+        self.zones = views.to_web_mercator(zones) if tiles else zones
+        self._shown = self._positions()
+        self.pipe = hv.streams.Pipe(data=self._shown)
+
+    def _positions(self) -> pd.DataFrame:
+        return _positions_at(self.engine, self.engine.now, bool(self.tiles))
+
+    def refresh(self) -> None:
+        now = self._positions()
+        if now is self._shown:
+            return
+        cols = ["unit_id", "lon", "lat", "status"]
+        if not now[cols].equals(self._shown[cols]):
+            self.pipe.send(now)
+        self._shown = now
+
+    def plot(self) -> hv.DynamicMap:
+        markers = hv.DynamicMap(lambda data: views.unit_markers(data), streams=[self.pipe])
+        return views.on_zone_map(self.zones, markers, title="Units now (replayed positions)",
+                                 tiles=self.tiles)
+
+    def layout(self) -> pn.pane.HoloViews:
+        return pn.pane.HoloViews(self.plot(), sizing_mode="stretch_width", min_height=450,
+                                 css_classes=["live-units"])
+
+
+@functools.lru_cache(maxsize=4)
+def _positions_at(engine, now, mercator: bool) -> pd.DataFrame:
+    """The engine's unit positions at one simulated moment, shared by every session."""
+    pos = engine.positions()
+    return views.to_web_mercator(pos) if mercator else pos
 
 
 def _table_html(df: pd.DataFrame, css: str) -> str:

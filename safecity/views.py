@@ -2,7 +2,10 @@
 
 The operator's dashboard and the analyst's notebook call the same functions, so
 what an analyst tunes is what an operator sees. Maps are drawn in plain lon/lat
-from local data (no tile server), so they work offline.
+from local data (no tile server), so they work offline. When a city serves its
+own map tiles (``$SAFECITY_TILES_URL``), the tables are projected once to Web
+Mercator (``to_web_mercator``), which holoviews' ``Tiles`` need, and the same
+functions draw on the tiles.
 """
 from __future__ import annotations
 
@@ -16,8 +19,41 @@ from holoviews.operation.datashader import rasterize, spread
 UNIT_COLORS = {"police": "#1f4e9c", "fire": "#d62728", "ambulance": "#2ca02c"}
 UNIT_MARKERS = {"available": "circle", "dispatched": "triangle", "en_route": "triangle",
                 "on_scene": "square", "returning": "diamond", "out_of_service": "x"}
+EVENT_COLORS = {"anomaly": "#ff7f0e", "gunshot": "#d62728", "panic": "#9467bd", "call": "#7f7f7f",
+                "fire": "#8c564b", "crowd_movement": "#17becf", "excessive_density": "#e377c2"}
 _MAP_OPTS = dict(data_aspect=1, responsive=True, min_height=420, xlabel="lon", ylabel="lat",
                  tools=["hover"], active_tools=["wheel_zoom"])
+_TILE_MAP_OPTS = {**_MAP_OPTS, "xlabel": "easting (m)", "ylabel": "northing (m)", "xaxis": None,
+                  "yaxis": None}
+
+
+def map_opts(tiles: str | None = None) -> dict:
+    """Overlay options of every map: lon/lat axes offline, none over tiles (they are metres)."""
+    return _TILE_MAP_OPTS if tiles else _MAP_OPTS
+
+
+def to_web_mercator(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose ``lon``/``lat`` (and ``geometry``) are Web Mercator metres, for ``hv.Tiles``.
+
+    Only done when tiles are drawn: offline maps stay in lon/lat, which an
+    analyst reads at once.
+    """
+    out = df.copy()
+    if "lon" in out and "lat" in out:
+        x, y = hv.util.transform.lon_lat_to_easting_northing(out["lon"].to_numpy(float),
+                                                             out["lat"].to_numpy(float))
+        out["lon"], out["lat"] = x, y
+    if "geometry" in out:
+        def project(coords: np.ndarray) -> np.ndarray:
+            x, y = hv.util.transform.lon_lat_to_easting_northing(coords[:, 0], coords[:, 1])
+            return np.column_stack([x, y])
+        out["geometry"] = shapely.transform(out["geometry"].to_numpy(), project)
+    return out
+
+
+def tile_layer(url: str) -> hv.Tiles:
+    """The city's own XYZ tiles (``.../{Z}/{X}/{Y}.png``) under the zones."""
+    return hv.Tiles(url, name="tiles").opts(alpha=0.6)
 
 
 def zone_polygons(zones: pd.DataFrame) -> hv.Polygons:
@@ -91,11 +127,91 @@ def unit_markers(units: pd.DataFrame) -> hv.Points:
 
 
 def city_map(zones: pd.DataFrame, levels: pd.DataFrame, units: pd.DataFrame,
-             title: str = "") -> hv.Overlay:
-    """Zones, the sensor-level heatmap and the units on one offline map."""
+             title: str = "", tiles: str | None = None) -> hv.Overlay:
+    """Zones, the sensor-level heatmap and the units on one offline map (on ``tiles`` if given)."""
     bounds = shapely.total_bounds(zones["geometry"].to_numpy())
-    return (zone_polygons(zones) * level_heatmap(levels, bounds) * unit_markers(units)).opts(
-        hv.opts.Overlay(title=title, **_MAP_OPTS))
+    return on_zone_map(zones, level_heatmap(levels, bounds) * unit_markers(units), title, tiles)
+
+
+def on_zone_map(zones: pd.DataFrame, layers, title: str = "", tiles: str | None = None):
+    """``layers`` over the zones (and the tiles), with the map options of every map."""
+    under = zone_polygons(zones) if tiles is None else tile_layer(tiles) * zone_polygons(zones)
+    return (under * layers).opts(hv.opts.Overlay(title=title, **map_opts(tiles)))
+
+
+def sensor_anomaly(scores: pd.DataFrame, sensors: pd.DataFrame, start, end) -> pd.DataFrame:
+    """Largest |standardised departure| per sensor in ``(start, end]``, with positions.
+
+    ``scores`` is ``UsualLevel.score_samples`` (bins x sensors); a sensor whose
+    bins were never scored in the window is left out, never shown as calm.
+    """
+    window = scores[(scores.index > pd.Timestamp(start)) & (scores.index <= pd.Timestamp(end))]
+    peak = window.abs().max().dropna().rename("value")
+    peak.index = peak.index.astype(str)
+    return sensors.merge(peak, left_on="sensor_id", right_index=True)[
+        ["sensor_id", "kind", "zone", "lon", "lat", "value"]]
+
+
+def events_between(events: pd.DataFrame, start, end) -> pd.DataFrame:
+    """The located events with ``start < ts <= end``."""
+    inside = (events["ts"] > pd.Timestamp(start)) & (events["ts"] <= pd.Timestamp(end))
+    return events[inside].dropna(subset=["lon", "lat"]).reset_index(drop=True)
+
+
+def event_markers(events: pd.DataFrame) -> hv.Points:
+    """Events as small markers coloured by kind, their score in the hover."""
+    events = events.assign(color=events["kind"].map(EVENT_COLORS).fillna("#bcbd22"),
+                           time=events["ts"].dt.strftime("%a %H:%M"),
+                           score=events["score"].astype(float).round(2))
+    return hv.Points(events, kdims=["lon", "lat"],
+                     vdims=["kind", "score", "time", "source", "color"]).opts(
+        color="color", size=7, marker="diamond", line_color="black", line_width=0.5,
+        hover_tooltips=[("event", "@kind"), ("score", "@score"), ("at", "@time"),
+                        ("source", "@source")])
+
+
+def anomaly_map(zones: pd.DataFrame, anomaly: pd.DataFrame, events: pd.DataFrame,
+                title: str = "", tiles: str | None = None) -> hv.Overlay:
+    """Datashader heatmap of the sensors' anomaly scores, and the window's events on top."""
+    bounds = shapely.total_bounds(zones["geometry"].to_numpy())
+    heat = level_heatmap(anomaly, bounds, label="largest |score| (usual-level departures)")
+    return on_zone_map(zones, heat.opts(cmap="fire") * event_markers(events), title, tiles)
+
+
+def zone_forecast_map(zones: pd.DataFrame, peak: pd.DataFrame, title: str = "",
+                      tiles: str | None = None) -> hv.Overlay:
+    """Zones filled by the forecast's expected peak (q50) of people per hour.
+
+    ``peak`` has ``zone`` (a zone_id, as in the sensors table) and ``value``;
+    zones without a forecast stay empty rather than reading as zero.
+    """
+    value = peak.set_index("zone")["value"]
+    paths = []
+    for row in zones.itertuples(index=False):
+        if str(row.zone_id) not in value.index:
+            continue
+        for geom in getattr(row.geometry, "geoms", [row.geometry]):
+            x, y = geom.exterior.coords.xy
+            paths.append({"x": np.asarray(x), "y": np.asarray(y), "zone": str(row.name),
+                          "value": float(value[str(row.zone_id)])})
+    filled = hv.Polygons(paths, kdims=["x", "y"], vdims=["value", "zone"]).opts(
+        color="value", cmap="viridis", colorbar=True, clabel="expected people per hour (peak, median)",
+        line_color="white", line_width=0.5, alpha=0.85,
+        hover_tooltips=[("zone", "@zone"), ("expected peak", "@value{0,0}")])
+    return on_zone_map(zones, filled, title, tiles)
+
+
+def forecast_band(forecast: pd.DataFrame, name: str, low: str = "q10", mid: str = "q50",
+                  high: str = "q90") -> hv.Overlay:
+    """One sensor's (or zone's) forecast: the median line inside its interval."""
+    rows = forecast[forecast["sensor_id"] == name].sort_values("ts")
+    rows = rows.assign(ts=rows["ts"].dt.tz_convert(None))
+    band = hv.Area(rows, kdims=["ts"], vdims=[low, high], label=f"{low}-{high}").opts(
+        alpha=0.3, color="#1f77b4", line_alpha=0)
+    line = hv.Curve(rows, kdims=["ts"], vdims=[mid], label="median").opts(color="#1f4e9c",
+                                                                         line_width=2)
+    return (band * line).opts(responsive=True, min_height=280, xlabel="UTC", ylabel="people per hour",
+                              legend_position="top_left", title=f"Forecast for {name}")
 
 
 def response_time_bars(summary: pd.DataFrame, measure: str = "total_s",

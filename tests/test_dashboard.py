@@ -1,4 +1,6 @@
-"""The demo dashboard under a real ``panel serve``, fetched over HTTP and rendered in Chromium."""
+"""The demo dashboard under a real ``panel serve``, fetched over HTTP and rendered in Chromium;
+its maps (anomalies and events, crowd, forecast, moving units) checked on the data behind them."""
+import json
 import os
 import shutil
 import subprocess
@@ -22,8 +24,11 @@ def city_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def served(city_dir):
-    with panel_serve("operations", {"SAFECITY_DATA_DIR": str(city_dir)}) as page:
+def served(city_dir, tmp_path_factory):
+    # a fast replay (10 simulated minutes a second), so that units visibly move in a few seconds
+    env = {"SAFECITY_DATA_DIR": str(city_dir), "SAFECITY_REPLAY_SPEED": "600",
+           "SAFECITY_STATE_DIR": str(tmp_path_factory.mktemp("state")), "SAFECITY_TILES_URL": ""}
+    with panel_serve("operations", env) as page:
         yield page
 
 
@@ -32,22 +37,168 @@ def test_panel_serve_answers(served):
     assert "safecity" in html and "Bokeh" in html
 
 
+@pytest.fixture(scope="module")
+def city(city_dir):
+    from safecity.dashboard import load_city
+
+    return load_city(city_dir)
+
+
+def test_anomaly_map_puts_injected_spikes_on_top(city, city_dir):
+    """In the window of each injected spike after the warm-up day, its sensor scores highest."""
+    import pandas as pd
+
+    from safecity import views
+    from safecity.dashboard import CityView, city_models
+
+    models = city_models(city)
+    scores = models.scores
+    truth = pd.read_parquet(city_dir / "truth" / "anomalies.parquet")
+    first_day = city.observations["ts"].min().floor("D")
+    spikes = truth[(truth["kind"] == "spike") & (truth["start"] >= first_day + pd.Timedelta(days=1))]
+    assert len(spikes), "the test city should inject a spike after its first day"
+    for s in spikes.itertuples():
+        window = views.sensor_anomaly(scores, city.sensors, s.start - pd.Timedelta("1min"), s.end)
+        top = window.sort_values("value", ascending=False)
+        assert top["sensor_id"].iloc[0] == s.sensor_id, (s.anomaly_id, top.head(3).to_dict("records"))
+        assert top["value"].iloc[0] > models.usual.threshold_, "the spike should be alarm-level"
+
+    view = CityView(city, time=spikes["end"].iloc[0].tz_convert(None).to_pydatetime(),
+                    window_hours=24)
+    overlay = view.anomaly_map()
+    events = [el for el in overlay if isinstance(el, views.hv.Points)][0]
+    start, end = view._window()
+    expected = city.events[(city.events["ts"] > start) & (city.events["ts"] <= end)].dropna(
+        subset=["lon", "lat"])
+    assert len(events) == len(expected) > 0
+    assert f"{len(expected)} events" in overlay.opts.get().kwargs["title"]
+
+
+def test_forecast_covers_the_next_hours_of_every_zone(city):
+    import numpy as np
+    import pandas as pd
+
+    from safecity.dashboard import CityView
+
+    view = CityView(city, forecast_hours=5)
+    fc = view.forecast()
+    start = view._window()[1].ceil("h")
+    assert sorted(fc["ts"].unique()) == list(pd.date_range(start, periods=5, freq="h"))
+    zones_with_counts = set(city.sensors.loc[city.sensors["kind"].isin(["camera", "counter"]),
+                                             "zone"].dropna())
+    assert set(fc["sensor_id"]) == zones_with_counts
+    assert (fc["q10"] <= fc["q50"]).all() and (fc["q50"] <= fc["q90"]).all()
+    # the map fills each zone with its peak median over those hours
+    filled = [el for el in view.forecast_map() if el.vdims and el.vdims[0].name == "value"][0]
+    shown = {d["zone"]: d["value"] for d in filled.data}
+    names = city.zones.set_index("zone_id")["name"]
+    peak = fc.groupby("sensor_id")["q50"].max()
+    for zone_id, value in peak.items():
+        assert np.isclose(shown[names[zone_id]], value)
+    line = view.forecast_line()
+    curve = [el for el in line if el.vdims[0].name == "q50"][0]
+    assert view.zone in set(fc["sensor_id"]) and len(curve) == 5
+
+
+def test_tiles_only_when_configured(city, monkeypatch):
+    import holoviews as hv
+    import numpy as np
+
+    from safecity.dashboard import CityView
+
+    monkeypatch.delenv("SAFECITY_TILES_URL", raising=False)
+    offline = CityView(city)
+    assert offline.tiles_url is None
+    assert not any(isinstance(el, hv.Tiles) for el in offline.map())
+
+    url = "http://tiles.city.example/{Z}/{X}/{Y}.png"
+    monkeypatch.setenv("SAFECITY_TILES_URL", url)
+    tiled = CityView(city)
+    layers = list(tiled.anomaly_map())
+    tiles = [el for el in layers if isinstance(el, hv.Tiles)]
+    assert tiles and tiles[0].data == url
+    # the zones are drawn in Web Mercator metres under the tiles
+    zone = city.zones.iloc[0]
+    x, y = zone.geometry.exterior.coords.xy if hasattr(zone.geometry, "exterior") else \
+        zone.geometry.geoms[0].exterior.coords.xy
+    ex, ny = hv.util.transform.lon_lat_to_easting_northing(np.asarray(x), np.asarray(y))
+    polygons = [el for el in layers if isinstance(el, hv.Polygons)][0]
+    first = polygons.split()[0].array([0, 1])
+    assert np.allclose(first[: len(ex), 0], ex) and np.allclose(first[: len(ny), 1], ny)
+
+
+def test_live_unit_map_pushes_markers_only_when_units_move(city_dir, tmp_path):
+    from safecity.dashboard import LiveUnitMap, load_city
+    from safecity.engine import ReplayEngine
+    from safecity.simulate import read_city
+
+    engine = ReplayEngine(read_city(city_dir), tmp_path, speed=600)
+    live = LiveUnitMap(engine, load_city(city_dir).zones)
+    sent = []
+    live.pipe.add_subscriber(lambda data: sent.append(data))
+    live.refresh()
+    assert sent == [], "nothing moved, nothing is sent"
+    before = engine.positions().set_index("unit_id")[["lon", "lat"]]
+    engine.step(1.0)
+    live.refresh()
+    assert len(sent) == 1
+    after = sent[0].set_index("unit_id")[["lon", "lat"]]
+    assert set(after.index) == set(before.index)
+    assert (after != before.loc[after.index]).any(axis=1).any(), "some unit should have moved"
+    live.refresh()
+    assert len(sent) == 1, "the same moment is not sent twice"
+
+
+_SHADOW_CANVASES = (
+    "() => { const all = []; const walk = r => { r.querySelectorAll('*').forEach(e => {"
+    " if (e.tagName === 'CANVAS') all.push(e); if (e.shadowRoot) walk(e.shadowRoot); }); };"
+    " walk(document); return all.filter(c => c.width > 100 && c.height > 100).length; }")
+# The page's Bokeh models: plot titles, and the longitudes of every unit marker source.
+_BOKEH_STATE = (
+    "() => { const doc = window.Bokeh && window.Bokeh.documents[0]; if (!doc) return null;"
+    " const ms = Array.from(doc._all_models.values());"
+    " return {titles: ms.filter(m => m.type === 'Title').map(m => m.text),"
+    "  units: ms.filter(m => m.type === 'ColumnDataSource' && m.data.unit_id !== undefined"
+    "    && m.data.lon !== undefined).map(m => ({id: m.id, lon: Array.from(m.data.lon),"
+    "    lat: Array.from(m.data.lat), unit: Array.from(m.data.unit_id)}))}; }")
+_TITLES = ("Anomalies and", "Crowd: people_count", "Forecast: expected peak per zone",
+           "Forecast for", "Units now", "Usual week by zone")
+
+
 @pytest.mark.browser
 def test_dashboard_renders_offline_in_chromium(served):
+    """Every map draws, nothing is fetched from outside, and the unit markers move."""
     url, _ = served
     with chromium_page((1400, 1000)) as (page, requests, failures):
         page.goto(url)
         page.wait_for_selector("canvas", timeout=60_000)
-        page.wait_for_timeout(3000)  # let bokeh lay out and draw every plot
-        n_canvas = page.evaluate(
-            "() => { const all = []; const walk = r => { r.querySelectorAll('*').forEach(e => {"
-            " if (e.tagName === 'CANVAS') all.push(e); if (e.shadowRoot) walk(e.shadowRoot); }); };"
-            " walk(document); return all.filter(c => c.width > 100 && c.height > 100).length; }")
+        # the heatmaps load after the page (the first pays datashader's compilation)
+        page.wait_for_function(
+            f"() => {{ const s = ({_BOKEH_STATE})(); return s && {json.dumps(_TITLES)}.every("
+            f"t => s.titles.some(x => x.startsWith(t))); }}", timeout=180_000, polling=1000)
+        first = page.evaluate(_BOKEH_STATE)
+        moved = []
+        for _ in range(20):  # up to ~20 s for a marker to move (200 simulated minutes)
+            page.wait_for_timeout(1000)
+            now = page.evaluate(_BOKEH_STATE)
+            moved = [(a["unit"][i], (a["lon"][i], a["lat"][i]), (b["lon"][i], b["lat"][i]))
+                     for a, b in zip(first["units"], now["units"]) if a["id"] == b["id"]
+                     and a["unit"] == b["unit"]
+                     for i in range(len(a["unit"])) if (a["lon"][i], a["lat"][i]) != (b["lon"][i], b["lat"][i])]
+            if moved:
+                break
+        page.wait_for_timeout(1500)  # let bokeh draw every plot before the picture
+        n_canvas = page.evaluate(_SHADOW_CANVASES)
         page.screenshot(path=str(ARTIFACTS / "operations.png"), full_page=True)
     hosts = {urlparse(u).hostname for u in requests if u.startswith("http")}
     assert hosts <= {"127.0.0.1", "localhost"}, f"requests left the machine: {hosts}"
     assert not failures, failures
-    assert n_canvas >= 2, "the map and the heatmap should each draw a canvas"
+    titles = now["titles"]
+    assert all(any(x.startswith(t) for x in titles) for t in _TITLES), titles
+    # anomaly, crowd and forecast maps, forecast line, live units, usual week
+    assert n_canvas >= 6, f"{n_canvas} canvases drawn"
+    assert len(first["units"]) >= 2, "the crowd map and the live map both show units"
+    assert moved, "no unit marker moved while the engine replayed"
 
 
 @pytest.mark.slow
