@@ -31,7 +31,7 @@ import panel as pn
 import param
 
 from safecity.video.pipeline import CameraPipeline
-from safecity.video.sources import VideoSource
+from safecity.video.sources import VideoSource, source_kind
 
 #: Scripted clips the demo wall plays when no installation file is given.
 DEMO_SCENARIOS = ("loitering", "wrong_way", "forbidden_zone", "abandoned_object")
@@ -154,7 +154,9 @@ class CameraWall:
 
     def _open(self, feed: _Feed) -> None:
         cam = feed.camera
-        feed.source = VideoSource(cam.source, cam.camera_id, fps=cam.fps)
+        # A file keeps its own frame rate; only a folder of images needs the camera's.
+        fps = cam.fps if source_kind(cam.source) == "folder" else None
+        feed.source = VideoSource(cam.source, cam.camera_id, fps=fps)
         feed.frames = iter(feed.source)
         feed.pipeline = CameraPipeline(cam.scene, camera_id=cam.camera_id, fps=cam.fps, audit=self.audit)
 
