@@ -8,9 +8,11 @@ this folder, which ``safecity simulate --out demo-data`` writes).
 The live section reads one engine shared by every session (``get_engine``):
 it replays the city at ``$SAFECITY_REPLAY_SPEED`` simulated seconds per second
 and keeps dispatches in ``$SAFECITY_STATE_DIR`` (default: a temporary folder).
-Its unit markers move every second. ``$SAFECITY_TILES_URL`` (an XYZ template
-such as ``https://tiles.city.example/{Z}/{X}/{Y}.png``) draws the city's own
-map tiles under the zones; unset, the page requests nothing from outside.
+Its unit markers move every second. The camera wall (``safecity.camera_wall``)
+shows blurred live tiles and their health, one wall per process.
+``$SAFECITY_TILES_URL`` (an XYZ template such as
+``https://tiles.city.example/{Z}/{X}/{Y}.png``) draws the city's own map tiles
+under the zones; unset, the page requests nothing from outside.
 """
 import os
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 import panel as pn
 
 from safecity.access import guard
+from safecity.camera_wall import camera_panel
 from safecity.dashboard import CityView, LiveUnitMap, LiveView, load_city
 from safecity.engine import get_engine
 
@@ -46,5 +49,6 @@ pn.Column(
     pn.pane.Markdown("## safecity · operations", styles={"color": "#1f4e9c"}),
     live.layout(),
     units_map.layout(),
+    camera_panel(DATA_DIR, engine=engine),  # blurred tiles and health, one wall per process
     pn.Row(pn.Column(view.controls(), width=300, sizing_mode="fixed"), view.layout()),
 ).servable(title="safecity · operations")

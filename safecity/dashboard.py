@@ -181,7 +181,7 @@ class CityView(param.Parameterized):
         peak = fc.groupby("sensor_id", as_index=False)["q50"].max().rename(
             columns={"sensor_id": "zone", "q50": "value"})
         start = fc["ts"].min() if len(fc) else self._window()[1]
-        title = f"Forecast: expected peak per zone, next {self.forecast_hours} h from {start:%a %H:%M} UTC"
+        title = f"Forecast: peak per zone, next {self.forecast_hours} h from {start:%a %H:%M} UTC"
         return views.zone_forecast_map(self.geo.zones, peak, title=title, tiles=self.tiles_url)
 
     @param.depends("time", "forecast_hours", "zone")

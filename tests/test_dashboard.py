@@ -161,7 +161,7 @@ _BOKEH_STATE = (
     "  units: ms.filter(m => m.type === 'ColumnDataSource' && m.data.unit_id !== undefined"
     "    && m.data.lon !== undefined).map(m => ({id: m.id, lon: Array.from(m.data.lon),"
     "    lat: Array.from(m.data.lat), unit: Array.from(m.data.unit_id)}))}; }")
-_TITLES = ("Anomalies and", "Crowd: people_count", "Forecast: expected peak per zone",
+_TITLES = ("Anomalies and", "Crowd: people_count", "Forecast: peak per zone",
            "Forecast for", "Units now", "Usual week by zone")
 
 
