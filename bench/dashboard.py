@@ -15,7 +15,10 @@ Two ways of updating a session are measured in the same run:
   every second (``pn.state.add_periodic_callback``);
 * ``push``: the same plus ``refresh`` scheduled on the session's document as
   soon as the engine's ``version`` changes (``param.watch`` +
-  ``doc.add_next_tick_callback``).
+  ``doc.add_next_tick_callback``);
+* ``shared``: ``push`` with the engine's reads (queue, units, audit,
+  recommendations) computed once per engine version for all sessions
+  (``SharedReads``), instead of once per session.
 
 Each with 1 session (the baseline) and N sessions. Sessions are Bokeh
 ``ClientSession`` objects in threads of this process, not browsers: 20
@@ -24,11 +27,12 @@ Chromium's layout more than the server; a client session receives exactly
 the patches a browser would. The client process's CPU is printed too, since
 it shares the machine.
 
-    .venv/bin/python bench/dashboard.py [--sessions 20] [--events 20] [--modes periodic,push]
+    .venv/bin/python bench/dashboard.py [--sessions 20] [--events 20] [--modes periodic,push,shared]
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -77,8 +81,43 @@ def watch_requests(engine, folder: Path) -> None:
     threading.Thread(target=loop, name="bench-injector", daemon=True).start()
 
 
+class SharedReads:
+    """The engine as a session sees it, with its reads computed once per ``version``.
+
+    Sketch of the fix this bench argues for: sessions share one snapshot of the
+    queue, units and audit instead of each re-reading the store.
+    """
+
+    def __init__(self, engine):
+        self._engine = engine
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def incident_queue(self):
+        return _read(self._engine, self._engine.version, "incident_queue")
+
+    def unit_status(self):
+        return _read(self._engine, self._engine.version, "unit_status")
+
+    def audit(self, last: int = 10):
+        return _read(self._engine, self._engine.version, "audit", last)
+
+    def recommended(self, incident_id: str, top: int = 5):
+        return _read(self._engine, self._engine.version, "recommended", incident_id, top)
+
+
+@functools.lru_cache(maxsize=64)
+def _read(engine, version: int, name: str, *args):
+    return getattr(engine, name)(*args)
+
+
 def serve_app() -> None:
-    """The live section of the operations page; ``?update=push`` also pushes on each engine change."""
+    """The live section of the operations page.
+
+    ``?update=push`` also refreshes on each engine change; ``?update=shared``
+    does that with the engine's reads shared by every session (``SharedReads``).
+    """
     import panel as pn
 
     from safecity.dashboard import LiveView
@@ -88,9 +127,10 @@ def serve_app() -> None:
     if not getattr(engine, "_bench_watching", False):  # one injector per server process
         engine._bench_watching = True
         watch_requests(engine, Path(os.environ["BENCH_INJECT_DIR"]))
-    live = LiveView(engine)
+    update = pn.state.session_args.get("update", [b"periodic"])[0].decode()
+    live = LiveView(SharedReads(engine) if update == "shared" else engine)
     pn.state.add_periodic_callback(live.refresh, period=1000)
-    if pn.state.session_args.get("update", [b"periodic"])[0] == b"push":
+    if update in ("push", "shared"):
         doc = pn.state.curdoc
         # The engine changes in its own thread: hand the refresh to the session's event loop.
         watcher = engine.param.watch(lambda _: doc.add_next_tick_callback(live.refresh), "version")
@@ -161,7 +201,9 @@ def start_server(data_dir: Path, inject_dir: Path, state_dir: Path, speed: float
            "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "panel", "serve", __file__, "--port", str(port),
-         "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{port}"],
+         "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{port}",
+         # closed sessions (and their callbacks) go at once, so one phase does not load the next
+         "--check-unused-sessions", "500", "--unused-session-lifetime", "500"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
     url = f"http://127.0.0.1:{port}/dashboard"
@@ -208,6 +250,7 @@ def measure(url: str, server_pid: int, inject_dir: Path, update: str, sessions: 
     s1, m1, wall = server.cpu_times(), me.cpu_times(), time.monotonic() - t0
     for c in clients:
         c.close()
+    time.sleep(2)  # the server discards the closed sessions
 
     lat = [c.seen[n] - entered[n] for c in clients for n in numbers if n in c.seen and n in entered]
     samples, missed = len(lat), sessions * events - len(lat)
@@ -219,7 +262,7 @@ def measure(url: str, server_pid: int, inject_dir: Path, update: str, sessions: 
             "engine_median_s": float(np.median(engine_s)),
             "server_cpu_pct": 100 * (s1.user + s1.system - s0.user - s0.system) / wall,
             "client_cpu_pct": 100 * (m1.user + m1.system - m0.user - m0.system) / wall,
-            "wall_s": wall}
+            "wall_s": wall, "load_1min": os.getloadavg()[0]}
 
 
 def main(argv=None) -> None:
@@ -228,8 +271,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--events", type=int, default=20, help="markers injected per phase")
-    ap.add_argument("--modes", default="periodic,push",
-                    help="comma-separated: periodic (as operations.py), push (on engine change)")
+    ap.add_argument("--modes", default="periodic,push,shared",
+                    help="comma-separated: periodic (as operations.py), push (on engine change), "
+                         "shared (push, reads shared by sessions)")
     ap.add_argument("--speed", type=float, default=60.0, help="replay speed, simulated s per s")
     ap.add_argument("--data-dir", type=Path, help="a city from 'safecity simulate' (default: a new 3-day one)")
     ap.add_argument("--seed", type=int, default=0)
@@ -262,13 +306,13 @@ def main(argv=None) -> None:
     print(f"\nevent entering the engine -> its text on each session; speed {args.speed:g}, "
           f"{os.cpu_count()} cores")
     print("| update | sessions | samples | missed | median | p95 | max | engine (fuse) median "
-          "| server CPU | client CPU |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| server CPU | client CPU | machine load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['update']} | {r['sessions']} | {r['samples']} | {r['missed']} "
               f"| {r['median_s']:.3f} s | {r['p95_s']:.3f} s | {r['max_s']:.3f} s "
               f"| {r['engine_median_s'] * 1000:.0f} ms | {r['server_cpu_pct']:.0f} % "
-              f"| {r['client_cpu_pct']:.0f} % |")
+              f"| {r['client_cpu_pct']:.0f} % | {r['load_1min']:.1f} |")
 
 
 if __name__ == "__main__":
