@@ -122,8 +122,8 @@ def test_tiles_only_when_configured(city, monkeypatch):
     x, y = zone.geometry.exterior.coords.xy if hasattr(zone.geometry, "exterior") else \
         zone.geometry.geoms[0].exterior.coords.xy
     ex, ny = hv.util.transform.lon_lat_to_easting_northing(np.asarray(x), np.asarray(y))
-    polygons = [el for el in layers if isinstance(el, hv.Polygons)][0]
-    first = polygons.split()[0].array([0, 1])
+    outlines = [el for el in layers if isinstance(el, hv.Path)][0]
+    first = outlines.split()[0].array([0, 1])
     assert np.allclose(first[: len(ex), 0], ex) and np.allclose(first[: len(ny), 1], ny)
 
 
