@@ -29,7 +29,7 @@ case "$what" in
   setup) ;;
   demo)
     [ -d demo-data/history ] || safecity simulate --out demo-data
-    exec panel serve dashboards/operations.py --port "${PORT:-5006}" "$@"
+    exec panel serve dashboards/operations.py --address 127.0.0.1 --port "${PORT:-5006}" "$@"
     ;;
   test)
     # the browser tests drive Debian's Chromium (never a downloaded browser)
