@@ -261,6 +261,7 @@ def measure(url: str, server_pid: int, inject_dir: Path, update: str, sessions: 
             "p95_s": float(np.percentile(lat, 95)), "max_s": float(np.max(lat)),
             "engine_median_s": float(np.median(engine_s)),
             "server_cpu_pct": 100 * (s1.user + s1.system - s0.user - s0.system) / wall,
+            "server_cpu_s_per_event": (s1.user + s1.system - s0.user - s0.system) / events,
             "client_cpu_pct": 100 * (m1.user + m1.system - m0.user - m0.system) / wall,
             "wall_s": wall, "load_1min": os.getloadavg()[0]}
 
@@ -306,12 +307,13 @@ def main(argv=None) -> None:
     print(f"\nevent entering the engine -> its text on each session; speed {args.speed:g}, "
           f"{os.cpu_count()} cores")
     print("| update | sessions | samples | missed | median | p95 | max | engine (fuse) median "
-          "| server CPU | client CPU | machine load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| server CPU | server CPU per event | client CPU | machine load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['update']} | {r['sessions']} | {r['samples']} | {r['missed']} "
               f"| {r['median_s']:.3f} s | {r['p95_s']:.3f} s | {r['max_s']:.3f} s "
               f"| {r['engine_median_s'] * 1000:.0f} ms | {r['server_cpu_pct']:.0f} % "
+              f"| {r['server_cpu_s_per_event']:.2f} s "
               f"| {r['client_cpu_pct']:.0f} % | {r['load_1min']:.1f} |")
 
 
