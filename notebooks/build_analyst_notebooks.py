@@ -418,8 +418,8 @@ FORECASTS = [
 `safecity.forecast.GatheringForecaster` forecasts each sensor's hourly count for
 the next 24 hours with the 10th, 50th and 90th percentiles, from history and
 the calendar; `SeasonalNaive` (the same hour a week before) is the baseline to
-beat. A short rolling-origin backtest: the six busiest Melbourne counters over their last 240 days, one
-model fitted before the last 21 days, then a forecast from every local midnight
+beat. A short rolling-origin backtest: the six busiest Melbourne counters over
+their last 240 days, one model fitted before the last 21 days, then a forecast from every local midnight
 of those days, each reading only the counts before it. The error's uncertainty
 is a bootstrap over forecast days (days, not hours, are resampled, since the
 hours of one day err together). Without the Melbourne data it runs on the demo
