@@ -782,7 +782,9 @@ NOTEBOOKS = {"catalog_tour": CATALOG_TOUR, "video_analytics": VIDEO, "baselines_
              "forecasts": FORECASTS, "evaluation_report": REPORT}
 
 
-def build(cells) -> nbformat.NotebookNode:
+def build(cells, name: str = "cell") -> nbformat.NotebookNode:
+    for i, cell in enumerate(cells):
+        cell.id = f"{name}-{i}"  # stable ids: rebuilding an unchanged notebook changes no byte
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nb
@@ -791,5 +793,5 @@ def build(cells) -> nbformat.NotebookNode:
 if __name__ == "__main__":
     for name, cells in NOTEBOOKS.items():
         path = Path(__file__).with_name(f"{name}.ipynb")
-        nbformat.write(build(cells), path)
+        nbformat.write(build(cells, name), path)
         print(f"wrote {path}")
