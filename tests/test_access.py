@@ -279,11 +279,15 @@ def test_operator_dispatches_and_is_named_in_the_audit(secured):
         button = page.get_by_role("button", name="Dispatch")
         button.wait_for(timeout=60_000)
         page.locator("article.incident").first.wait_for(timeout=30_000)
+        page.locator("span.live-counter").first.wait_for(timeout=60_000)
         assert button.is_enabled()
         button.click()
-        message = page.locator("p.dispatch-done").first
-        message.wait_for(timeout=30_000)
-        unit = message.get_attribute("data-unit")
+        outcome = page.locator("p.dispatch-done, p:has-text('Not dispatched'), "
+                               "p:has-text('Choose an incident')").first
+        outcome.wait_for(timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "access_operator.png"))
+        assert outcome.get_attribute("class") == "dispatch-done", outcome.text_content()
+        unit = outcome.get_attribute("data-unit")
         row = page.locator("table.audit-rows tbody tr", has_text=unit).first
         row.wait_for(timeout=10_000)
         assert "alice" in row.text_content()
