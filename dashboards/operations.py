@@ -45,10 +45,29 @@ def refresh() -> None:  # this session reads the engine; it never steps it
 
 
 pn.state.add_periodic_callback(refresh, period=1000)
+# and at once when the engine changes (a new incident, a dispatch), not up to a second later
+doc = pn.state.curdoc
+watcher = engine.param.watch(lambda _: doc.add_next_tick_callback(refresh), "version")
+pn.state.on_session_destroyed(lambda _: engine.param.unwatch(watcher))
+
+# The live view first; the city maps are built when their tab is first opened, so a
+# new session never stalls the others' updates while datashader and the forecasts render.
+maps = pn.Column(pn.pane.Markdown("Loading the city maps…"))
+
+
+def open_maps(event) -> None:
+    if event.new == 1 and len(maps) == 1 and isinstance(maps[0], pn.pane.Markdown):
+        maps[:] = [pn.Row(pn.Column(view.controls(), width=300, sizing_mode="fixed"),
+                          view.layout())]
+
+
+tabs = pn.Tabs(
+    ("Live", pn.Column(live.layout(), units_map.layout(),
+                       camera_panel(DATA_DIR, engine=engine))),  # blurred tiles and health
+    ("City maps", maps),
+)
+tabs.param.watch(open_maps, "active")
 pn.Column(
     pn.pane.Markdown("## safecity · operations", styles={"color": "#1f4e9c"}),
-    live.layout(),
-    units_map.layout(),
-    camera_panel(DATA_DIR, engine=engine),  # blurred tiles and health, one wall per process
-    pn.Row(pn.Column(view.controls(), width=300, sizing_mode="fixed"), view.layout()),
+    tabs,
 ).servable(title="safecity · operations")

@@ -272,6 +272,41 @@ def _table_html(df: pd.DataFrame, css: str) -> str:
     return df.to_html(index=False, escape=True, classes=css, border=0, na_rep="")
 
 
+@functools.lru_cache(maxsize=8)
+def _live_snapshot(engine, version: int) -> SimpleNamespace:
+    """What every session shows of the engine at one version, read and rendered once.
+
+    Twenty sessions each reading the store and rendering the queue made one new
+    incident cost twenty times the work on the server's one event loop
+    (``bench/dashboard.py``); keyed by the engine's version, they share it.
+    """
+    queue = engine.incident_queue()
+    open_ = queue[queue["status"].isin(["open", "dispatched"])]
+    return SimpleNamespace(
+        queue_html="".join(fusion.incident_html(r) for _, r in queue.iterrows())
+        or "<p>No incidents yet.</p>",
+        options={f"{r.incident_id} · {r.kind} · {r.status}": r.incident_id
+                 for r in open_.itertuples()},
+        units_html=_table_html(engine.unit_status()[["unit_id", "kind", "status", "ts"]],
+                               "unit-status"),
+        audit_html=_table_html(engine.audit(10)[["ts", "actor", "action", "target", "details"]],
+                               "audit-rows"),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _recommendation(engine, version: int, incident_id: str | None) -> tuple[pd.DataFrame, str]:
+    """The units to propose for an incident (fastest first) and their table, shared by sessions."""
+    if incident_id is None:
+        rec = engine.unit_status().query("status == 'available'")
+    else:
+        rec = engine.recommended(incident_id)
+    shown = rec[[c for c in ("unit_id", "kind", "travel_time_s", "distance_m") if c in rec]]
+    html_ = _table_html(shown.round(0), "recommended") if len(shown) \
+        else html.escape(rec.attrs.get("reason", "no available unit"))
+    return rec, html_
+
+
 class LiveView(param.Parameterized):
     """One browser session's view of the shared engine: it reads the engine, never runs it.
 
@@ -314,31 +349,20 @@ class LiveView(param.Parameterized):
         if e.version == self._seen_version:
             return
         self._seen_version = e.version
-        queue = e.incident_queue()
-        self.queue.object = "".join(fusion.incident_html(r) for _, r in queue.iterrows()) \
-            or "<p>No incidents yet.</p>"
-        open_ = queue[queue["status"].isin(["open", "dispatched"])]
-        options = {f"{r.incident_id} · {r.kind} · {r.status}": r.incident_id
-                   for r in open_.itertuples()}
-        self.param.incident.objects = options
-        if self.incident not in options.values():
-            self.incident = next(iter(options.values()), None)
+        shown = _live_snapshot(e, e.version)
+        self.queue.object = shown.queue_html
+        self.param.incident.objects = shown.options
+        if self.incident not in shown.options.values():
+            self.incident = next(iter(shown.options.values()), None)
         self._update_units()
-        self.units.object = _table_html(e.unit_status()[["unit_id", "kind", "status", "ts"]],
-                                        "unit-status")
-        self.audit_log.object = _table_html(
-            e.audit(10)[["ts", "actor", "action", "target", "details"]], "audit-rows")
+        self.units.object = shown.units_html
+        self.audit_log.object = shown.audit_html
 
     @param.depends("incident", watch=True)
     def _update_units(self) -> None:
-        if self.incident is None:
-            rec = self.engine.unit_status().query("status == 'available'")
-        else:
-            rec = self.engine.recommended(self.incident)
+        rec, shown_html = _recommendation(self.engine, self.engine.version, self.incident)
+        self.recommendation.object = shown_html
         ids = [u for u, ok in zip(rec["unit_id"], rec.get("reachable", [True] * len(rec))) if ok]
-        shown = rec[[c for c in ("unit_id", "kind", "travel_time_s", "distance_m") if c in rec]]
-        self.recommendation.object = _table_html(shown.round(0), "recommended") if len(shown) \
-            else html.escape(rec.attrs.get("reason", "no available unit"))
         self.param.unit.objects = ids
         if self.unit not in ids:
             self.unit = ids[0] if ids else None

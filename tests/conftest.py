@@ -49,7 +49,7 @@ def wait_http(url: str, proc, timeout: float = 120) -> str:
         if proc.poll() is not None:
             raise AssertionError(f"server exited with {proc.returncode}: {proc.stdout.read()}")
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
+            with urllib.request.urlopen(url, timeout=60) as resp:  # a session can take 20 s under load
                 return resp.read().decode()
         except OSError:
             time.sleep(0.5)

@@ -94,7 +94,8 @@ def test_live_counter_queue_and_dispatch(served_live):
         # a second session shows the same engine, not a fresh copy starting at 0
         other = browser.new_page()
         other.goto(url)
-        assert abs(_tick(other) - _tick(page)) <= 2
+        # (a fresh engine would start again from 0; the shared one only counts up)
+        assert _tick(other) >= second, "the second session did not show the shared engine"
         other.close()
 
         # the police log text is shown as text, never run
