@@ -9,16 +9,14 @@ each session logs when the marker's text arrived in its copy of the document.
 Latency = seen - entered, over sessions x markers: median, p95 and max, and
 the server's CPU over the phase (user + system / wall, in % of one core).
 
-Two ways of updating a session are measured in the same run:
+Two ways of updating a session are measured in the same run (in both,
+``LiveView`` reads the engine once per engine version for all sessions):
 
-* ``periodic``: what ``dashboards/operations.py`` does, ``LiveView.refresh``
-  every second (``pn.state.add_periodic_callback``);
-* ``push``: the same plus ``refresh`` scheduled on the session's document as
-  soon as the engine's ``version`` changes (``param.watch`` +
-  ``doc.add_next_tick_callback``);
-* ``shared``: ``push`` with the engine's reads (queue, units, audit,
-  recommendations) computed once per engine version for all sessions
-  (``SharedReads``), instead of once per session.
+* ``periodic``: ``LiveView.refresh`` every second only
+  (``pn.state.add_periodic_callback``), the page before it pushed on change;
+* ``push``: what ``dashboards/operations.py`` does: the same plus ``refresh``
+  scheduled on the session's document as soon as the engine's ``version``
+  changes (``param.watch`` + ``doc.add_next_tick_callback``).
 
 Each with 1 session (the baseline) and N sessions. Sessions are Bokeh
 ``ClientSession`` objects in threads of this process, not browsers: 20
@@ -27,12 +25,11 @@ Chromium's layout more than the server; a client session receives exactly
 the patches a browser would. The client process's CPU is printed too, since
 it shares the machine.
 
-    .venv/bin/python bench/dashboard.py [--sessions 20] [--events 20] [--modes periodic,push,shared]
+    .venv/bin/python bench/dashboard.py [--sessions 20] [--events 20] [--modes periodic,push]
 """
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import re
@@ -81,42 +78,10 @@ def watch_requests(engine, folder: Path) -> None:
     threading.Thread(target=loop, name="bench-injector", daemon=True).start()
 
 
-class SharedReads:
-    """The engine as a session sees it, with its reads computed once per ``version``.
-
-    Sketch of the fix this bench argues for: sessions share one snapshot of the
-    queue, units and audit instead of each re-reading the store.
-    """
-
-    def __init__(self, engine):
-        self._engine = engine
-
-    def __getattr__(self, name):
-        return getattr(self._engine, name)
-
-    def incident_queue(self):
-        return _read(self._engine, self._engine.version, "incident_queue")
-
-    def unit_status(self):
-        return _read(self._engine, self._engine.version, "unit_status")
-
-    def audit(self, last: int = 10):
-        return _read(self._engine, self._engine.version, "audit", last)
-
-    def recommended(self, incident_id: str, top: int = 5):
-        return _read(self._engine, self._engine.version, "recommended", incident_id, top)
-
-
-@functools.lru_cache(maxsize=64)
-def _read(engine, version: int, name: str, *args):
-    return getattr(engine, name)(*args)
-
-
 def serve_app() -> None:
     """The live section of the operations page.
 
-    ``?update=push`` also refreshes on each engine change; ``?update=shared``
-    does that with the engine's reads shared by every session (``SharedReads``).
+    ``?update=push`` also refreshes on each engine change, as the operations page does.
     """
     import panel as pn
 
@@ -128,9 +93,9 @@ def serve_app() -> None:
         engine._bench_watching = True
         watch_requests(engine, Path(os.environ["BENCH_INJECT_DIR"]))
     update = pn.state.session_args.get("update", [b"periodic"])[0].decode()
-    live = LiveView(SharedReads(engine) if update == "shared" else engine)
+    live = LiveView(engine)
     pn.state.add_periodic_callback(live.refresh, period=1000)
-    if update in ("push", "shared"):
+    if update == "push":
         doc = pn.state.curdoc
         # The engine changes in its own thread: hand the refresh to the session's event loop.
         watcher = engine.param.watch(lambda _: doc.add_next_tick_callback(live.refresh), "version")
@@ -272,9 +237,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--events", type=int, default=20, help="markers injected per phase")
-    ap.add_argument("--modes", default="periodic,push,shared",
-                    help="comma-separated: periodic (as operations.py), push (on engine change), "
-                         "shared (push, reads shared by sessions)")
+    ap.add_argument("--modes", default="periodic,push",
+                    help="comma-separated: periodic (every second), push (also on engine change, "
+                         "as operations.py)")
     ap.add_argument("--speed", type=float, default=60.0, help="replay speed, simulated s per s")
     ap.add_argument("--data-dir", type=Path, help="a city from 'safecity simulate' (default: a new 3-day one)")
     ap.add_argument("--seed", type=int, default=0)
