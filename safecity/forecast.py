@@ -608,11 +608,16 @@ class GatheringForecaster(BaseEstimator):
     # ------------------------------------------------------------------ model
 
     def _booster(self, min_samples_leaf: int, max_leaf_nodes: int, max_iter: int):
-        return HistGradientBoostingRegressor(
+        # A feature missing everywhere (no venue, no roadworks in a small city) would
+        # crash scikit-learn's binning (1.9): it carries nothing, so it becomes a constant.
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import FunctionTransformer
+
+        return make_pipeline(FunctionTransformer(_fill_empty_columns), HistGradientBoostingRegressor(
             loss=self.loss, max_iter=max_iter, learning_rate=self.learning_rate,
             max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
             l2_regularization=self.l2_regularization, early_stopping=False,
-            random_state=self.random_state)
+            random_state=self.random_state))
 
     @staticmethod
     def _columns(names: list[str], which: Sequence[str], keep: bool = True) -> list[int]:
@@ -1107,3 +1112,14 @@ def melbourne_events() -> pd.DataFrame:
     path = resources.files("safecity") / "data" / "melbourne_events.csv"
     with resources.as_file(path) as p:
         return read_calendar(p, tz="Australia/Melbourne")
+
+
+def _fill_empty_columns(X: np.ndarray) -> np.ndarray:
+    """``X`` with every all-NaN column set to 0 (a copy only when there is one)."""
+    X = np.asarray(X, dtype=float)
+    empty = np.isnan(X).all(axis=0) if len(X) else np.zeros(X.shape[1], bool)
+    if not empty.any():
+        return X
+    X = X.copy()
+    X[:, empty] = 0.0
+    return X
