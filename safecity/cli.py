@@ -81,25 +81,49 @@ def store() -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--data-dir", type=click.Path(file_okay=False), required=True)
 def store_ingest(table, path, data_dir) -> None:
-    """Validate PATH and store it as TABLE (idempotent: twice stores once)."""
-    from . import schema
-    from .store import Store
+    """Validate PATH and store it as TABLE (idempotent: twice stores once).
 
+    Units go through the status transition rules and are audited, as a dispatch is.
+    """
+    from filelock import Timeout
+
+    from . import schema
+    from .store import Store, os_actor
+    from .units import TransitionError, UnknownUnitError, ingest_positions
+
+    df = _read_table_file(path)
     try:
-        added = Store(data_dir).append(table, _read_table_file(path))
-    except schema.SchemaError as err:
+        store = Store(data_dir)
+        if table == "units":
+            added = ingest_positions(store, df, actor=os_actor(), register=True)
+        else:
+            added = store.append(table, df)
+    except (schema.SchemaError, TransitionError, UnknownUnitError, ValueError) as err:
         raise click.ClickException(f"{path}: {err} (nothing was stored)") from None
+    except Timeout:
+        raise click.ClickException(f"{data_dir}: another writer held the store's lock too long; "
+                                   "nothing was stored, try again") from None
     click.echo(json.dumps({"table": table, "new_rows": added}))
 
 
 @store.command("retention")
 @click.option("--data-dir", type=click.Path(file_okay=False), required=True)
-@click.option("--now", default=None, help="Reference time (default: now).")
+@click.option("--now", default=None,
+              help="Reference time, ISO 8601 (default: the clock); not later than the clock. "
+                   "The audit log's retention always follows the clock.")
 def store_retention(data_dir, now) -> None:
-    """Delete what is older than each table's retention period, and audit it."""
-    from .store import Store
+    """Delete what is older than each table's retention period, and audit it (as the OS user)."""
+    from .store import Store, os_actor, parse_time
 
-    click.echo(json.dumps(Store(data_dir).enforce_retention(now=now)))
+    try:
+        now = None if now is None else parse_time(now, "--now")
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    try:
+        deleted = Store(data_dir).enforce_retention(now=now, actor=os_actor())
+    except ValueError as err:  # a --now in the future
+        raise click.ClickException(f"--now: {err}") from None
+    click.echo(json.dumps(deleted))
 
 
 @main.group("catalog")

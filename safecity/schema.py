@@ -31,6 +31,9 @@ raises ``SchemaError`` naming the table, the column and the offending rows.
 """
 from __future__ import annotations
 
+import numbers
+
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
@@ -51,6 +54,21 @@ METRICS = {
     "mean_speed": "mean ground speed of tracks, m/s",
     "density": "people per square metre",
 }
+
+#: Bounds (low, high; None: unbounded) of the metrics that cannot be negative:
+#: a negative count or density is a broken sensor or a typo, never a measurement.
+METRIC_RANGES = {
+    "people_count": (0, None), "occupancy": (0, 1), "mean_speed": (0, None), "density": (0, None),
+}
+#: Prefixes of metric families with the same bounds (a flow-direction histogram counts tracks).
+METRIC_PREFIX_RANGES = {"flow_dir_": (0, None)}
+
+
+def metric_range(metric: str) -> tuple | None:
+    """The (low, high) bounds of ``metric``, or None when any finite value is allowed."""
+    if metric in METRIC_RANGES:
+        return METRIC_RANGES[metric]
+    return next((r for p, r in METRIC_PREFIX_RANGES.items() if metric.startswith(p)), None)
 
 #: The one event taxonomy. The first eight are the situations that the French
 #: experimental framework for algorithmic video (law 2023-380, art. 10; decree
@@ -209,7 +227,37 @@ def validate(df: pd.DataFrame, table: str) -> pd.DataFrame:
         bad = out.index[out["end"] < out["start"]].tolist()
         if bad:
             raise SchemaError(table, [f"column 'end' is before 'start' at rows {bad[:10]}"])
+    if table == "observations":
+        problems = _metric_problems(out)
+        if problems:
+            raise SchemaError(table, problems)
     return out.reset_index(drop=True)
+
+
+def _metric_problems(obs: pd.DataFrame) -> list[str]:
+    problems = []
+    for metric in obs["metric"].unique():
+        bounds = metric_range(metric)
+        if bounds is None:
+            continue
+        lo, hi = bounds
+        value = obs["value"][obs["metric"] == metric]
+        bad = value[(value < lo) | ((value > hi) if hi is not None else False)]
+        if len(bad):
+            want = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+            problems.append(f"column 'value' of metric '{metric}' must be {want} at rows "
+                            f"{_rows(bad)}")
+    return problems
+
+
+def _rows(values: pd.Series) -> str:
+    """'3 (-1.0), 7 (-2.0) and 4 more': the row labels and values of the first ten."""
+    shown = ", ".join(f"{r} ({_py(v)!r})" for r, v in list(values.items())[:10])
+    return shown + (f" and {len(values) - 10} more" if len(values) > 10 else "")
+
+
+def _py(v):
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def _schema(table: str) -> pa.DataFrameSchema:
@@ -226,13 +274,42 @@ def _parse_times(df: pd.DataFrame, schema: pa.DataFrameSchema):
         if col.dtype is None or "datetime" not in str(col.dtype) or \
                 isinstance(df[c].dtype, pd.DatetimeTZDtype):
             continue
-        values = pd.to_datetime(df[c], utc=True, format="mixed", errors="coerce")
-        bad = df.index[values.isna() & df[c].notna()].tolist()
-        if bad:
-            shown = ", ".join(f"{r} ({df[c][r]!r})" for r in bad[:10])
-            problems.append(f"column '{c}' is not a timestamp at rows {shown}")
-        parsed[c] = values
+        parsed[c], problem = _parse_time_column(df[c], c)
+        problems += [problem] if problem else []
     return df.assign(**parsed), problems
+
+
+def timestamps(values: pd.Series, table: str, column: str = "ts") -> pd.Series:
+    """``values`` as UTC timestamps, by the rules of ``validate``; else ``SchemaError``."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    parsed, problem = _parse_time_column(values, column)
+    if problem:
+        raise SchemaError(table, [problem])
+    return parsed
+
+
+def _parse_time_column(values: pd.Series, c: str):
+    """(parsed values, problem or None) of one column.
+
+    Numbers are refused, not read as epochs: whether 1717200000 is seconds,
+    milliseconds or nanoseconds is a guess, and pandas' guess (nanoseconds)
+    silently files the row in 1970.
+    """
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        is_number = values.notna()
+    else:
+        is_number = values.map(lambda v: isinstance(v, numbers.Number) and not pd.isna(v))
+    if is_number.any():
+        return values, (f"column '{c}' holds numbers, not timestamps, at rows "
+                        f"{_rows(values[is_number])} (the unit of an epoch number is a guess: "
+                        "write ISO 8601, e.g. 2026-06-01T10:00Z)")
+    parsed = pd.to_datetime(values, utc=True, format="mixed", errors="coerce")
+    bad = values.index[parsed.isna() & values.notna()].tolist()
+    if bad:
+        shown = ", ".join(f"{r} ({values[r]!r})" for r in bad[:10])
+        return parsed, f"column '{c}' is not a timestamp at rows {shown}"
+    return parsed, None
 
 
 def _describe(cases: pd.DataFrame) -> list[str]:

@@ -16,8 +16,15 @@ Guarantees
   the previous state readable. A batch spanning several days is committed day
   by day; re-sending it completes it.
 - Idempotent: rows are keyed (``KEYS``); rows already stored are skipped, so
-  ingesting the same batch twice stores it once. Reference tables (sensors,
-  calendar) and state tables are upserts: the latest version of a key wins.
+  ingesting the same batch twice stores it once. A row whose key is stored (or
+  repeated in its batch) with other values is a conflict: the batch is refused
+  whole, naming the keys. Reference tables (sensors, calendar) and state
+  tables are upserts: the latest version of a key wins.
+- Serialised: writers of history and reference tables hold one lock file in
+  the data directory (``.writer.lock``) from reading the stored keys to the
+  rename, so concurrent processes neither duplicate keys nor lose upserts;
+  SQLite serialises the state (``BEGIN IMMEDIATE``). Under the lock, what a
+  crashed writer left (``.tmp-*`` files, ``.deleting-*`` days) is removed.
 - Validated: every write goes through ``schema.validate`` first, so a bad
   batch is refused whole with an error naming table, column and rows.
 
@@ -28,11 +35,13 @@ implementation can replace it without touching callers.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import hashlib
 import json
 import os
 import shutil
 import sqlite3
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -41,6 +50,7 @@ from typing import Iterator, Protocol
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from filelock import FileLock
 
 from . import schema
 
@@ -63,6 +73,37 @@ DEFAULT_RETENTION_DAYS = {
     "observations": 365, "events": 365, "units": 30,
     "incidents": 365, "audit_log": 3 * 365,
 }
+
+#: A temporary file or half-deleted day this old, seen under the writer lock, is
+#: a crashed writer's; younger ones may belong to a writer of an older version.
+STALE_SECONDS = 10 * 60
+#: How long a writer waits for the lock before giving up with ``filelock.Timeout``.
+LOCK_TIMEOUT = 300.0
+
+
+class ConflictError(schema.SchemaError):
+    """Rows whose key is already stored (or repeated in the batch) with other values."""
+
+
+def os_actor() -> str:
+    """The audit actor for work started from a shell: the OS account, not a shared 'system'."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container's bare uid)
+        name = f"uid={os.getuid()}"
+    return f"os:{name}"
+
+
+def parse_time(value, name: str = "time") -> pd.Timestamp:
+    """``value`` as a UTC timestamp, or a ``ValueError`` naming ``name`` and the value."""
+    try:
+        ts = _utc(value)
+    except (ValueError, TypeError, OverflowError):
+        ts = None
+    if ts is None or pd.isna(ts):
+        raise ValueError(f"{name} {value!r} is not a date or time "
+                         "(expected ISO 8601, e.g. 2026-06-01 or 2026-06-01T10:00Z)")
+    return ts
 
 
 # --------------------------------------------------------------------------- files
@@ -93,6 +134,20 @@ def _parts(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
 
 
+def _remove_stale(folder: Path) -> None:
+    """Remove temporary files and half-deleted days that a killed writer left behind."""
+    if not folder.exists():
+        return
+    limit = time.time() - STALE_SECONDS
+    for path in [*folder.rglob(".tmp-*.parquet"), *folder.glob(".deleting-*")]:
+        with contextlib.suppress(FileNotFoundError):
+            if path.lstat().st_mtime < limit:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink()
+
+
 def _read_parts(files: list[Path], columns=None) -> pd.DataFrame | None:
     if not files:
         return None
@@ -107,36 +162,62 @@ def _content_name(df: pd.DataFrame) -> str:
 class ParquetHistory:
     """Append-only, day-partitioned Parquet tables plus upserted reference tables."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, lock_path: str | os.PathLike | None = None,
+                 lock_timeout: float = LOCK_TIMEOUT):
         self.root = Path(root)
+        self.lock_path = Path(lock_path) if lock_path is not None else self.root / ".writer.lock"
+        self.lock_timeout = lock_timeout
+        self._lock: FileLock | None = None
+
+    @contextlib.contextmanager
+    def writing(self, table: str) -> Iterator[None]:
+        """Hold the writer lock (shared by every process on this data directory)."""
+        if self._lock is None:  # created on first write: readers create nothing
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = FileLock(str(self.lock_path), timeout=self.lock_timeout)
+        with self._lock:
+            _remove_stale(self.root / table)
+            yield
 
     def append(self, table: str, df: pd.DataFrame) -> int:
-        """Store the rows of ``df`` not stored yet; return how many were new."""
+        """Store the rows of ``df`` not stored yet; return how many were new.
+
+        Raises ``ConflictError`` (storing nothing) when a key comes with values
+        other than those stored or than another row of the batch.
+        """
         df = schema.validate(df, table)
         if table in REFERENCE_TABLES:
-            return self._upsert_reference(table, df)
+            with self.writing(table):
+                return self._upsert_reference(table, df)
         if table not in HISTORY_TABLES:
             raise ValueError(f"'{table}' is not a history table ({', '.join(HISTORY_TABLES)})")
-        df = df.drop_duplicates(list(KEYS[table]))
-        added = 0
+        keys = list(KEYS[table])
+        df = df.drop_duplicates()  # the same row twice is a re-send, not a conflict
+        _refuse_conflicts(table, keys, df[df.duplicated(keys, keep=False)], None)
         days = df["ts"].dt.tz_convert("UTC").dt.strftime("%Y-%m-%d")
-        for day, rows in df.groupby(days, sort=True):
-            folder = self.root / table / f"date={day}"
-            rows = self._new_rows(table, rows, folder)
-            if len(rows):
-                rows = rows.reset_index(drop=True)
-                _atomic_write_table(pa.Table.from_pandas(rows, preserve_index=False),
-                                    folder / _content_name(rows))
-                added += len(rows)
+        with self.writing(table):
+            # every day is checked before any is written: a conflict stores nothing
+            batches = [(folder, self._new_rows(table, rows, folder))
+                       for folder, rows in ((self.root / table / f"date={day}", rows)
+                                            for day, rows in df.groupby(days, sort=True))]
+            added = 0
+            for folder, rows in batches:
+                if len(rows):
+                    rows = rows.reset_index(drop=True)
+                    _atomic_write_table(pa.Table.from_pandas(rows, preserve_index=False),
+                                        folder / _content_name(rows))
+                    added += len(rows)
         return added
 
     def _new_rows(self, table: str, rows: pd.DataFrame, folder: Path) -> pd.DataFrame:
         keys = list(KEYS[table])
-        stored = _read_parts(_parts(folder), columns=keys)
+        stored = _read_parts(_parts(folder))
         if stored is None or stored.empty:
             return rows
-        seen = pd.MultiIndex.from_frame(stored[keys])
-        return rows[~pd.MultiIndex.from_frame(rows[keys]).isin(seen)]
+        stored = stored.drop_duplicates(keys)  # duplicates an unlocked older version stored
+        both = rows.merge(stored, on=keys, how="left", suffixes=("", " (stored)"), indicator=True)
+        _refuse_conflicts(table, keys, both[both["_merge"] == "both"], " (stored)")
+        return rows[(both["_merge"] == "left_only").to_numpy()]
 
     def _upsert_reference(self, table: str, df: pd.DataFrame) -> int:
         path = self.root / table / "data.parquet"
@@ -184,14 +265,47 @@ class ParquetHistory:
     def drop_days_before(self, table: str, cutoff: pd.Timestamp) -> int:
         """Delete whole day partitions older than ``cutoff``; return how many."""
         dropped = 0
-        for day_dir in self.days(table):
-            day = pd.Timestamp(day_dir.name.split("=", 1)[1], tz="UTC")
-            if day + timedelta(days=1) <= cutoff:
-                trash = day_dir.with_name(f".deleting-{day_dir.name}-{uuid.uuid4().hex[:6]}")
-                os.replace(day_dir, trash)  # readers stop seeing it at once
-                shutil.rmtree(trash)
-                dropped += 1
+        if not self.days(table):
+            return 0
+        with self.writing(table):
+            for day_dir in self.days(table):
+                day = pd.Timestamp(day_dir.name.split("=", 1)[1], tz="UTC")
+                if day + timedelta(days=1) <= cutoff:
+                    trash = day_dir.with_name(f".deleting-{day_dir.name}-{uuid.uuid4().hex[:6]}")
+                    os.replace(day_dir, trash)  # readers stop seeing it at once
+                    shutil.rmtree(trash)
+                    dropped += 1
         return dropped
+
+
+def _refuse_conflicts(table: str, keys: list[str], rows: pd.DataFrame, suffix: str | None) -> None:
+    """Raise ``ConflictError`` naming the keys whose rows disagree.
+
+    ``rows`` are the batch's rows sharing a key, compared with each other
+    (``suffix`` None), or batch rows merged with the stored row of their key,
+    whose columns end in ``suffix``.
+    """
+    if rows.empty:
+        return
+    if suffix is None:  # rows are distinct already: any key seen twice disagrees with itself
+        clash = rows
+    else:
+        others = [c for c in rows.columns if c + suffix in rows.columns]
+        differs = pd.Series(False, index=rows.index)
+        for c in others:
+            a, b = rows[c], rows[c + suffix]
+            differs |= ~((a == b) | (a.isna() & b.isna()))
+        clash = rows[differs]
+    if clash.empty:
+        return
+    shown = clash.drop_duplicates(keys)
+    names = "; ".join(", ".join(f"{k}={row[k]}" if k == "ts" else f"{k}={row[k]!r}" for k in keys)
+                      for _, row in shown.head(10).iterrows())
+    more = f" and {len(shown) - 10} more" if len(shown) > 10 else ""
+    where = "rows already stored" if suffix is not None else "other rows of the same batch"
+    raise ConflictError(table, [f"{len(shown)} key(s) come with values that differ from "
+                                f"{where}: {names}{more} (re-sending identical rows is fine; "
+                                "a correction must not silently keep the old value)"])
 
 
 # --------------------------------------------------------------------------- state
@@ -242,7 +356,9 @@ class SQLiteState:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # a writer may hold the database while it waits for the history's lock: wait for it
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                     timeout=LOCK_TIMEOUT)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(_SQL)
@@ -329,11 +445,16 @@ class Store:
     """One data directory: ``append``/``read`` any data-model table, enforce retention."""
 
     def __init__(self, data_dir: str | os.PathLike, retention_days: dict | None = None,
-                 state: StateStore | None = None):
+                 state: StateStore | None = None, lock_timeout: float = LOCK_TIMEOUT):
         self.data_dir = Path(data_dir)
-        self.history = ParquetHistory(self.data_dir / "history")
+        self.lock_path = self.data_dir / ".writer.lock"
+        self.history = ParquetHistory(self.data_dir / "history", self.lock_path, lock_timeout)
         self._state = state
         self.retention_days = {**DEFAULT_RETENTION_DAYS, **(retention_days or {})}
+        if self.retention_days["audit_log"] < DEFAULT_RETENTION_DAYS["audit_log"]:
+            raise ValueError(f"audit_log retention must be at least "
+                             f"{DEFAULT_RETENTION_DAYS['audit_log']} days: the audit is what "
+                             "an oversight body reads, and it records the deletions themselves")
 
     @property
     def state(self) -> StateStore:
@@ -346,9 +467,12 @@ class Store:
         """Store a batch of ``table``; return the number of new or changed rows."""
         if table == "incidents":
             return self.state.upsert("incidents", df)
-        added = self.history.append(table, df)
-        if table == "units" and len(df):
-            self.state.upsert("unit_status", df)
+        if table != "units":
+            return self.history.append(table, df)
+        with self.state.transaction():  # positions and current status change together
+            added = self.history.append(table, df)
+            if len(df):
+                self.state.upsert("unit_status", df)
         return added
 
     def read(self, table: str, start=None, end=None, columns=None) -> pd.DataFrame:
@@ -356,16 +480,29 @@ class Store:
             return self.state.read(table)
         return self.history.read(table, start, end, columns)
 
-    def enforce_retention(self, now=None, actor: str = "system") -> dict:
-        """Delete what is older than each table's retention; audit what was deleted."""
-        now = pd.Timestamp.now(tz="UTC") if now is None else _utc(now)
+    def enforce_retention(self, now=None, actor: str | None = None) -> dict:
+        """Delete what is older than each table's retention; audit what was deleted.
+
+        ``now`` (default: the clock) replays retention as of an earlier time; a
+        ``now`` in the future is refused, since it would delete data still within
+        its retention. The audit log's own cutoff and the record of this run
+        always use the real clock (``now`` is kept as a detail), so no argument
+        can erase or back-date the audit.
+        """
+        real = pd.Timestamp.now(tz="UTC")
+        now = real if now is None else parse_time(now, "now")
+        if now > real:
+            raise ValueError(f"now {now.isoformat()} is in the future (the clock says "
+                             f"{real.isoformat()}): that would delete data still within "
+                             "its retention; shorten retention_days instead")
         deleted = {}
         for table, days in self.retention_days.items():
-            cutoff = now - pd.Timedelta(days=days)
+            cutoff = (real if table == "audit_log" else now) - pd.Timedelta(days=days)
             if table in HISTORY_TABLES:
                 deleted[table] = self.history.drop_days_before(table, cutoff)
             elif table in STATE_TABLES:
                 deleted[table] = self.state.delete_before(table, cutoff)
-        self.state.audit(actor, "enforce_retention", "store",
-                         {"deleted": deleted, "retention_days": self.retention_days}, ts=now)
+        self.state.audit(actor or os_actor(), "enforce_retention", "store",
+                         {"deleted": deleted, "retention_days": self.retention_days,
+                          "now": now.isoformat()})
         return deleted

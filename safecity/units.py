@@ -128,14 +128,19 @@ def dispatch(store: Store, unit_id: str, incident_id: str, actor: str, ts=None) 
     return new
 
 
-def ingest_positions(store: Store, avl: pd.DataFrame, actor: str = "avl") -> int:
+def ingest_positions(store: Store, avl: pd.DataFrame, actor: str = "avl",
+                     register: bool = False) -> int:
     """Store a batch of AVL reports (unit_id, lon, lat, ts, optional status); return rows added.
 
     Units must be registered; a report for an unknown unit refuses the whole
-    batch with an error naming the unit and its row. A report whose status
-    differs from the unit's previous one is checked with ``check_transition``
-    and audited. Reports not newer than the unit's current state are history
-    only (this is what makes re-sending a batch store it once).
+    batch with an error naming the unit and its row. With ``register`` (a full
+    ``units`` table, as ``safecity store ingest units`` reads), an unknown
+    unit is registered, and audited, from its earliest report, which must
+    give its kind and status. A report whose status differs from the unit's
+    previous one is checked with ``check_transition`` and audited. Reports not
+    newer than the unit's current state are history only (this is what makes
+    re-sending a batch store it once). All checks run, in one transaction with
+    the writes, before anything is written.
     """
     missing = [c for c in ("unit_id", "lon", "lat", "ts") if c not in avl.columns]
     if missing:
@@ -144,15 +149,25 @@ def ingest_positions(store: Store, avl: pd.DataFrame, actor: str = "avl") -> int
         return 0
     if not avl.index.is_unique:  # row labels name the offending reports in errors
         avl = avl.reset_index(drop=True)
-    state = store.state.read("unit_status").set_index("unit_id")
-    unknown = ~avl["unit_id"].isin(state.index)
-    if unknown.any():
-        shown = ", ".join(f"'{u}' (row {i})" for i, u in avl.loc[unknown, "unit_id"].head(10).items())
-        raise UnknownUnitError(f"AVL batch refused: unknown unit(s) {shown}; "
-                               "register units with Store.append('units', ...) first")
-    reports = avl.assign(ts=pd.to_datetime(avl["ts"], utc=True, format="mixed"))
+    reports = avl.assign(ts=schema.timestamps(avl["ts"], "units"))
     if "status" not in reports:
         reports["status"] = None
+    with store.state.transaction():  # BEGIN IMMEDIATE: no other writer between check and write
+        return _ingest_checked(store, reports, actor, register)
+
+
+def _ingest_checked(store: Store, reports: pd.DataFrame, actor: str, register: bool) -> int:
+    state = store.state.read("unit_status").set_index("unit_id")
+    unknown = ~reports["unit_id"].isin(state.index)
+    new_units = pd.DataFrame()
+    if unknown.any() and not register:
+        shown = ", ".join(f"'{u}' (row {i})"
+                          for i, u in reports.loc[unknown, "unit_id"].head(10).items())
+        raise UnknownUnitError(f"AVL batch refused: unknown unit(s) {shown}; "
+                               "register units with Store.append('units', ...) first")
+    if unknown.any():
+        new_units = _first_reports(reports[unknown])
+        state = pd.concat([state, new_units.set_index("unit_id")[state.columns]])
     reports = reports.sort_values(["unit_id", "ts"], kind="stable")
     statuses, changes = [], []
     for unit_id, rows in reports.groupby("unit_id", sort=False):
@@ -170,11 +185,26 @@ def ingest_positions(store: Store, avl: pd.DataFrame, actor: str = "avl") -> int
     full = reports.assign(kind=state.loc[reports["unit_id"], "kind"].to_numpy(),
                           station=state.loc[reports["unit_id"], "station"].to_numpy())
     full = schema.validate(full[schema.columns("units")], "units")
-    with store.state.transaction():
-        added = store.append("units", full)
-        for unit_id, ts, old, new in changes:
-            store.state.audit(actor, "set_status", unit_id, {"from": old, "to": new}, ts=ts)
+    added = store.append("units", full)
+    for unit in new_units.itertuples(index=False):
+        store.state.audit(actor, "register_unit", unit.unit_id,
+                          {"kind": unit.kind, "status": unit.status,
+                           "station": None if pd.isna(unit.station) else unit.station},
+                          ts=unit.ts)
+    for unit_id, ts, old, new in changes:
+        store.state.audit(actor, "set_status", unit_id, {"from": old, "to": new}, ts=ts)
     return added
+
+
+def _first_reports(reports: pd.DataFrame) -> pd.DataFrame:
+    """The registration of new units: each one's earliest report, which must be complete."""
+    missing = [c for c in ("kind", "status") if c not in reports.columns]
+    if missing:
+        raise UnknownUnitError(f"unknown unit(s) {', '.join(map(repr, reports['unit_id'].unique()[:10]))}:"
+                               f" registering them needs column(s) {', '.join(missing)}")
+    first = reports.sort_values("ts", kind="stable").drop_duplicates("unit_id")
+    first = first.assign(station=first["station"] if "station" in first else None)
+    return schema.validate(first[schema.columns("units")], "units").set_axis(first.index)
 
 
 def _status_at(store: Store, unit_id: str, ts, default: str) -> str:
