@@ -48,7 +48,8 @@ def test_same_batch_twice_is_stored_once(tmp_path):
 def test_overlapping_batch_adds_only_new_rows(tmp_path):
     store = Store(tmp_path)
     store.append("observations", _obs("2026-06-01", 100))
-    assert store.append("observations", _obs("2026-06-01 01:00", 100)) == 60
+    # the overlap carries the same values (a different value would be a conflict, refused)
+    assert store.append("observations", _obs("2026-06-01 01:00", 100, value0=60.0)) == 60
     assert len(store.read("observations")) == 160
 
 
