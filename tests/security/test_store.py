@@ -50,6 +50,7 @@ def _sensors(ids):
 
 # --------------------------------------------------------------------------- 4. concurrent writers
 
+@pytest.mark.slow
 def test_concurrent_ingest_processes_store_each_key_once(tmp_path):
     """Six `safecity store ingest` at once, each overlapping the others: no key twice.
 
@@ -73,6 +74,7 @@ def test_concurrent_ingest_processes_store_each_key_once(tmp_path):
     assert sum(json.loads(o[0])["new_rows"] for o in outs) == len(expected)
 
 
+@pytest.mark.slow
 def test_concurrent_sensor_upserts_lose_no_sensor(tmp_path):
     """Eight processes each add one sensor to a large sensors table: all eight are kept."""
     data = tmp_path / "data"
@@ -297,6 +299,7 @@ for i in range(1000):
 """
 
 
+@pytest.mark.slow
 def test_temp_file_of_a_killed_writer_is_removed_later(tmp_path):
     """SIGKILL a writer until it leaves a temporary file; a later writer removes it."""
     script = tmp_path / "writer.py"
