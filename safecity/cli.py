@@ -62,7 +62,7 @@ def validate(table, path) -> None:
     """Check a CSV or Parquet file against the data model's TABLE schema."""
     from . import schema
 
-    df = _read_table_file(path)
+    df = _read_table_file(path, schema.columns(table))
     try:
         schema.validate(df, table)
     except schema.SchemaError as err:
@@ -86,7 +86,7 @@ def store_ingest(table, path, data_dir) -> None:
     from .store import Store
 
     try:
-        added = Store(data_dir).append(table, _read_table_file(path))
+        added = Store(data_dir).append(table, _read_table_file(path, schema.columns(table)))
     except schema.SchemaError as err:
         raise click.ClickException(f"{path}: {err} (nothing was stored)") from None
     click.echo(json.dumps({"table": table, "new_rows": added}))
@@ -157,15 +157,14 @@ def _write_table_file(df, path: str) -> None:
     os.replace(tmp, path)
 
 
-def _read_table_file(path: str):
-    import pandas as pd
+def _read_table_file(path: str, required=()):
+    """``tables.read_table`` with its error as a ClickException; ``required`` columns are checked first."""
+    from .tables import TableFileError, read_table
 
-    suffix = Path(path).suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix in (".csv", ".txt"):
-        return pd.read_csv(path)
-    raise click.ClickException(f"{path}: expected a .csv or .parquet file")
+    try:
+        return read_table(path, required)
+    except TableFileError as err:
+        raise click.ClickException(str(err)) from None
 
 
 # --------------------------------------------------------------------------- forecast
@@ -206,7 +205,7 @@ def _forecast_inputs(observations_path, calendar_paths, sensors_path, tz):
     """Read and check the observations, calendars and sensors; errors name the file and column."""
     from . import schema
 
-    obs = _read_table_file(observations_path)
+    obs = _read_table_file(observations_path, ("ts", "sensor_id", "metric", "value"))
     missing = [c for c in ("ts", "sensor_id", "metric", "value") if c not in obs.columns]
     if missing:
         raise click.ClickException(
@@ -226,7 +225,7 @@ def _forecast_inputs(observations_path, calendar_paths, sensors_path, tz):
             raise click.ClickException(str(err)) from None
     sensors = None
     if sensors_path:
-        sensors = _read_table_file(sensors_path)
+        sensors = _read_table_file(sensors_path, ("sensor_id", "lon", "lat"))
         missing = [c for c in ("sensor_id", "lon", "lat") if c not in sensors.columns]
         if missing:
             raise click.ClickException(
@@ -326,7 +325,7 @@ def forecast_predict(observations_path, calendar_paths, sensors_path, metric, ho
     obs, calendar, sensors = _forecast_inputs(observations_path, calendar_paths, sensors_path, tz)
     limits = threshold
     if capacity_path:
-        table = _read_table_file(capacity_path)
+        table = _read_table_file(capacity_path, ("sensor_id", "capacity"))
         missing = [c for c in ("sensor_id", "capacity") if c not in table.columns]
         if missing:
             raise click.ClickException(f"{capacity_path}: missing column "
@@ -567,7 +566,7 @@ def baseline_flag(observations_path, train_until, rate, group_rate, ts_col, sens
             except CalendarError as err:
                 raise click.ClickException(str(err)) from None
         if sensors_path:
-            sensors = _read_table_file(sensors_path)
+            sensors = _read_table_file(sensors_path, ("sensor_id",))
             if "sensor_id" not in sensors.columns:
                 raise click.ClickException(f"{sensors_path}: missing column 'sensor_id' "
                                            f"(the file has {', '.join(map(str, sensors.columns))})")
@@ -626,7 +625,7 @@ def _baseline_observations(path, ts_col, sensor_col, value_col, metric):
     """ts (UTC), sensor_id, value from a CSV or Parquet file; errors name the file and the column."""
     import pandas as pd
 
-    raw = _read_table_file(path)
+    raw = _read_table_file(path, (ts_col, sensor_col, value_col))
     missing = [c for c in (ts_col, sensor_col, value_col) if c not in raw.columns]
     if missing:
         raise click.ClickException(
@@ -672,7 +671,7 @@ def fuse(events_path, rules_path, out_path) -> None:
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     try:
-        events = schema.validate(_read_table_file(events_path), "events")
+        events = schema.validate(_read_table_file(events_path, schema.columns("events")), "events")
     except schema.SchemaError as err:
         raise click.ClickException(f"{events_path}: {err}") from None
     incidents, membership = fusion.fuse(events, rules)
@@ -717,7 +716,7 @@ def _load_network(path):
 
 
 def _checked_table(path, needed, what):
-    table = _read_table_file(path)
+    table = _read_table_file(path, needed)
     missing = [c for c in needed if c not in table.columns]
     if missing:
         raise click.ClickException(f"{path}: missing column {', '.join(repr(c) for c in missing)} "
