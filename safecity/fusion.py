@@ -141,7 +141,7 @@ class FusionRules:
         ``source_confidence`` are merged over the defaults.
         """
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(map(str, set(d) - known))  # YAML keys may be null or numbers
         if unknown:
             raise ValueError(f"invalid fusion rules: unknown key(s) {', '.join(unknown)} "
                              f"(known: {', '.join(sorted(known))})")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -128,10 +129,15 @@ def _read_csv(path, required: list[str]) -> pd.DataFrame:
         _check_columns(path, list(header.columns), required)
         stream = _CheckedText(path)
         try:
-            with pd.read_csv(stream, chunksize=CHUNK_ROWS) as reader:
-                chunks = list(reader)
+            with warnings.catch_warnings():
+                # a row longer than the header would silently become the index
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                with pd.read_csv(stream, chunksize=CHUNK_ROWS, index_col=False) as reader:
+                    chunks = list(reader)
         finally:
             stream.close()
+    except pd.errors.ParserWarning as err:
+        raise TableFileError(path, f"a row has more fields than the header: {_first_line(err)}") from None
     except pd.errors.EmptyDataError:
         raise TableFileError(path, "the file is empty (expected a header line)") from None
     except pd.errors.ParserError as err:

@@ -23,7 +23,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "bad_input"
 ROOT = Path(__file__).resolve().parents[2]
 
 BAD_TABLES = ["empty.csv", "binary.csv", "latin1.csv", "unterminated_quote.csv", "ragged.csv",
-              "nul_bytes.csv", "header_only_wrong.csv", "truncated.parquet", "text_named.parquet"]
+              "nul_bytes.csv", "header_only_wrong.csv", "first_row_longer.csv", "truncated.parquet",
+              "text_named.parquet"]
 BAD_RULES = ["python_tag.yml", "syntax_error.yml", "wrong_types.yml", "binary.yml"]
 BAD_CALENDARS = ["nan_coordinates.geojson", "not_json.geojson", "binary.ics", "binary.csv", "latin1_events.csv",
                  "deep.geojson"]
