@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from safecity import schema
 from safecity.tables import TableFileError, read_table
 
-EXAMPLES = int(os.environ.get("SAFECITY_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("SAFECITY_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much])
