@@ -379,6 +379,8 @@ def _read_geojson(path, zones, tz) -> pd.DataFrame:
         data = json.loads(_read_text(path))
     except json.JSONDecodeError as err:
         raise CalendarError(path, [f"{path}:{err.lineno}: not valid JSON: {err.msg}"]) from None
+    except RecursionError:
+        raise CalendarError(path, [f"{path}: not a GeoJSON file: nested too deeply"]) from None
     if isinstance(data, dict) and data.get("type") == "Feature":
         data = {"type": "FeatureCollection", "features": [data]}
     if not isinstance(data, dict) or not isinstance(data.get("features"), list):
@@ -398,13 +400,16 @@ def _read_geojson(path, zones, tz) -> pd.DataFrame:
             geometry = feature.get("geometry")
             if geometry is not None:
                 try:
-                    geom = shape(geometry)
+                    with warnings.catch_warnings():  # shapely warns on NaN, refused below
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        geom = shape(geometry)
                 except Exception as err:  # shapely raises several types for bad geometry
                     raise _Bad("geometry", f"not a valid GeoJSON geometry: {err}") from None
                 if geom.geom_type not in _GEOMETRIES:
                     raise _Bad("geometry", f"type {geom.geom_type} is not one of {', '.join(_GEOMETRIES)}")
                 if geom.is_empty:
                     raise _Bad("geometry", "empty geometry")
+                _check_coordinates(geom)
                 if values.get("lon") is None and values.get("lat") is None:
                     point = geom.representative_point()
                     values["lon"], values["lat"] = point.x, point.y
@@ -424,6 +429,21 @@ def _read_geojson(path, zones, tz) -> pd.DataFrame:
 
 
 _GEOMETRIES = ("Point", "LineString", "Polygon", "MultiPoint", "MultiLineString", "MultiPolygon")
+
+
+def _check_coordinates(geom) -> None:
+    """Refuse NaN, infinite or off-Earth positions (Python's JSON reads NaN; shapely keeps it,
+    and a NaN point would land the roadworks at (0, 0))."""
+    import shapely
+
+    points = shapely.get_coordinates(geom)
+    lonlat = points[:, :2]
+    bad = ~np.isfinite(lonlat).all(axis=1)
+    if bad.any():
+        raise _Bad("geometry", f"coordinate {points[bad][0].tolist()} is not a number (NaN or infinite)")
+    off = (np.abs(lonlat[:, 0]) > 180) | (np.abs(lonlat[:, 1]) > 90)
+    if off.any():
+        raise _Bad("geometry", f"coordinate {lonlat[off][0].tolist()} is outside lon -180..180, lat -90..90")
 
 
 # --------------------------------------------------------------------------- ics

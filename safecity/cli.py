@@ -62,7 +62,7 @@ def validate(table, path) -> None:
     """Check a CSV or Parquet file against the data model's TABLE schema."""
     from . import schema
 
-    df = _read_table_file(path)
+    df = _read_table_file(path, schema.columns(table))
     try:
         schema.validate(df, table)
     except schema.SchemaError as err:
@@ -91,7 +91,7 @@ def store_ingest(table, path, data_dir) -> None:
     from .store import Store, os_actor
     from .units import TransitionError, UnknownUnitError, ingest_positions
 
-    df = _read_table_file(path)
+    df = _read_table_file(path, schema.columns(table))
     try:
         store = Store(data_dir)
         if table == "units":
@@ -174,22 +174,54 @@ def _write_table_file(df, path: str) -> None:
     if suffix not in (".parquet", ".csv"):
         raise click.ClickException(f"{path}: expected a .csv or .parquet file name")
     tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    if suffix == ".parquet":
-        df.to_parquet(tmp, index=False)
-    else:
-        df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    try:
+        if suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise click.ClickException(f"{path}: cannot write: {err.strerror or err}") from None
 
 
-def _read_table_file(path: str):
+def _read_table_file(path: str, required=()):
+    """``tables.read_table`` with its error as a ClickException; ``required`` columns are checked first."""
+    from .tables import TableFileError, read_table
+
+    try:
+        return read_table(path, required)
+    except TableFileError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def _check_tz(ctx, param, value):
+    """Click callback: an unknown time zone is refused while parsing, before any reading or fitting."""
     import pandas as pd
 
-    suffix = Path(path).suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix in (".csv", ".txt"):
-        return pd.read_csv(path)
-    raise click.ClickException(f"{path}: expected a .csv or .parquet file")
+    try:
+        pd.Timestamp("2026-01-01").tz_localize(value)
+    except Exception:  # pytz, zoneinfo and dateutil raise different types
+        raise click.BadParameter(f"unknown time zone {value!r} (like Europe/Paris or UTC)") from None
+    return value
+
+
+def _check_duration(ctx, param, value):
+    """Click callback: a pandas duration (24h, 3D), checked while parsing."""
+    import pandas as pd
+
+    try:
+        pd.Timedelta(value)
+    except (ValueError, TypeError):
+        raise click.BadParameter(f"not a duration: {value!r} (like 6h or 3D)") from None
+    return value
+
+
+def _check_out(ctx, param, value):
+    """Click callback: an output file whose folder does not exist is refused before the long work."""
+    if value is not None and not Path(value).resolve().parent.is_dir():
+        raise click.BadParameter(f"{value}: the folder {Path(value).parent} does not exist")
+    return value
 
 
 # --------------------------------------------------------------------------- forecast
@@ -212,9 +244,10 @@ def _city_options(command):
         click.option("--sensors", "sensors_path", type=click.Path(exists=True, dir_okay=False),
                      help="Sensors table (sensor_id, lon, lat), to place events near sensors."),
         click.option("--metric", default="people_count", show_default=True),
-        click.option("--horizon", default="24h", show_default=True,
+        click.option("--horizon", default="24h", show_default=True, callback=_check_duration,
                      help="How far ahead (pandas duration: 24h, 3D, 7D)."),
-        click.option("--tz", default="Europe/Paris", show_default=True, help="The city's time zone."),
+        click.option("--tz", default="Europe/Paris", show_default=True, callback=_check_tz,
+                     help="The city's time zone."),
         click.option("--country", default="FR", show_default=True,
                      help="Public holidays of this country ('none': none)."),
         click.option("--subdiv", default=None, help="Holiday subdivision (state, region), e.g. VIC."),
@@ -230,7 +263,7 @@ def _forecast_inputs(observations_path, calendar_paths, sensors_path, tz):
     """Read and check the observations, calendars and sensors; errors name the file and column."""
     from . import schema
 
-    obs = _read_table_file(observations_path)
+    obs = _read_table_file(observations_path, ("ts", "sensor_id", "metric", "value"))
     missing = [c for c in ("ts", "sensor_id", "metric", "value") if c not in obs.columns]
     if missing:
         raise click.ClickException(
@@ -250,7 +283,7 @@ def _forecast_inputs(observations_path, calendar_paths, sensors_path, tz):
             raise click.ClickException(str(err)) from None
     sensors = None
     if sensors_path:
-        sensors = _read_table_file(sensors_path)
+        sensors = _read_table_file(sensors_path, ("sensor_id", "lon", "lat"))
         missing = [c for c in ("sensor_id", "lon", "lat") if c not in sensors.columns]
         if missing:
             raise click.ClickException(
@@ -312,15 +345,15 @@ def forecast_backtest(observations_path, calendar_paths, sensors_path, metric, h
 @click.option("--start", default=None,
               help="First hour to forecast, ISO time (default: the hour after the last observation).")
 @click.option("--quantiles", default="0.1,0.5,0.9", show_default=True, help="Comma-separated.")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), callback=_check_out,
               help="Forecast table to write (.csv or .parquet).")
 @click.option("--threshold", type=float, default=None,
               help="Alert where the upper quantile exceeds this count (every sensor).")
 @click.option("--capacity", "capacity_path", type=click.Path(exists=True, dir_okay=False),
               help="CSV or Parquet with sensor_id and capacity: a threshold per sensor or zone.")
-@click.option("--lead-time", default="6h", show_default=True,
+@click.option("--lead-time", default="6h", show_default=True, callback=_check_duration,
               help="Alert only for hours at least this long after the start.")
-@click.option("--alerts", "alerts_path", type=click.Path(dir_okay=False),
+@click.option("--alerts", "alerts_path", type=click.Path(dir_okay=False), callback=_check_out,
               help="Events table of gathering_forecast alerts to write (.csv or .parquet).")
 def forecast_predict(observations_path, calendar_paths, sensors_path, metric, horizon, tz, country,
                      subdiv, school_zone, start, quantiles, out_path, threshold, capacity_path,
@@ -339,7 +372,7 @@ def forecast_predict(observations_path, calendar_paths, sensors_path, metric, ho
     from .forecast import gathering_alerts
 
     for path in (out_path, alerts_path):
-        if path and Path(path).suffix.lower() not in (".csv", ".txt", ".parquet"):
+        if path and Path(path).suffix.lower() not in (".csv", ".parquet"):
             raise click.ClickException(f"{path}: expected a .csv or .parquet file to write")
 
     try:
@@ -350,12 +383,18 @@ def forecast_predict(observations_path, calendar_paths, sensors_path, metric, ho
     obs, calendar, sensors = _forecast_inputs(observations_path, calendar_paths, sensors_path, tz)
     limits = threshold
     if capacity_path:
-        table = _read_table_file(capacity_path)
+        table = _read_table_file(capacity_path, ("sensor_id", "capacity"))
         missing = [c for c in ("sensor_id", "capacity") if c not in table.columns]
         if missing:
             raise click.ClickException(f"{capacity_path}: missing column "
                                        f"{', '.join(repr(c) for c in missing)} (needs sensor_id, capacity)")
-        limits = table.set_index(table["sensor_id"].astype(str))["capacity"]
+        capacity = pd.to_numeric(table["capacity"], errors="coerce")
+        bad = table.index[~(capacity.abs() < float("inf")) | (capacity < 0)]
+        if len(bad):
+            raise click.ClickException(
+                f"{capacity_path}: column 'capacity' is not a count >= 0 at rows "
+                f"{', '.join(str(i) for i in bad[:5].tolist())} ({table['capacity'].loc[bad[0]]!r})")
+        limits = pd.Series(capacity.to_numpy(float), index=table["sensor_id"].astype(str), name="capacity")
     if start is not None:  # a forecast issued at --start knows nothing after it
         try:
             issued = pd.Timestamp(start)
@@ -477,7 +516,7 @@ def vad_eval(train_dir, window, margin, smoothing, causal, finest_scale, false_a
 @_vad_options
 @click.option("--source", required=True, type=click.Path(exists=True),
               help="Footage to score: a folder of frames or a video file.")
-@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False),
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), callback=_check_out,
               help="CSV to write (default: standard output).")
 def vad_score(train_dir, window, margin, smoothing, causal, finest_scale, false_alarm_rate, source,
               out_path) -> None:
@@ -495,6 +534,14 @@ def vad_score(train_dir, window, margin, smoothing, causal, finest_scale, false_
     detector = _vad_detector(window, margin, smoothing, causal, finest_scale, false_alarm_rate)
     train = _vad_clips(train_dir)
     frames = FrameSource(source)
+    try:
+        readable = next(iter(frames), None) is not None  # before the fit: an empty score is no answer
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    if not readable:
+        skipped = f" ({len(frames.skipped)} files do not decode: {', '.join(frames.skipped[:5])})" \
+            if frames.skipped else ""
+        raise click.ClickException(f"{source}: no frame could be read{skipped}")
     with tqdm(total=len(train) * (2 if window is None else 1) + 1, desc="vad score", unit="clip",
               file=sys.stderr) as bar:
         def progress(stage):
@@ -541,7 +588,7 @@ def baseline() -> None:
 @click.option("--value-col", default="value", show_default=True, help="Column of values (counts).")
 @click.option("--metric", default=None,
               help="Keep the rows of this metric (when the file has a metric column with several).")
-@click.option("--tz", default="Europe/Paris", show_default=True, help="The city's time zone.")
+@click.option("--tz", default="Europe/Paris", show_default=True, callback=_check_tz, help="The city's time zone.")
 @click.option("--country", default="FR", show_default=True, help="Public holidays of this country ('none': none).")
 @click.option("--subdiv", default=None, help="Holiday subdivision (state, region), e.g. VIC.")
 @click.option("--school-zone", default="B", show_default=True, help="French school-holiday zone ('none': none).")
@@ -553,7 +600,7 @@ def baseline() -> None:
               help="Column of --sensors naming each sensor's group (the city is always one).")
 @click.option("--static", is_flag=True,
               help="Score with the fitted model only (default: it learns each day after scoring it, as live).")
-@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False),
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), callback=_check_out,
               help="File to write, .csv or .json (or .parquet); default: CSV on standard output.")
 def baseline_flag(observations_path, train_until, rate, group_rate, ts_col, sensor_col, value_col, metric,
                   tz, country, subdiv, school_zone, calendar_paths, sensors_path, group_col, static,
@@ -591,7 +638,7 @@ def baseline_flag(observations_path, train_until, rate, group_rate, ts_col, sens
             except CalendarError as err:
                 raise click.ClickException(str(err)) from None
         if sensors_path:
-            sensors = _read_table_file(sensors_path)
+            sensors = _read_table_file(sensors_path, ("sensor_id",))
             if "sensor_id" not in sensors.columns:
                 raise click.ClickException(f"{sensors_path}: missing column 'sensor_id' "
                                            f"(the file has {', '.join(map(str, sensors.columns))})")
@@ -650,7 +697,7 @@ def _baseline_observations(path, ts_col, sensor_col, value_col, metric):
     """ts (UTC), sensor_id, value from a CSV or Parquet file; errors name the file and the column."""
     import pandas as pd
 
-    raw = _read_table_file(path)
+    raw = _read_table_file(path, (ts_col, sensor_col, value_col))
     missing = [c for c in (ts_col, sensor_col, value_col) if c not in raw.columns]
     if missing:
         raise click.ClickException(
@@ -685,7 +732,7 @@ def _baseline_observations(path, ts_col, sensor_col, value_col, metric):
               help="Events table (CSV or Parquet, the data model's events columns).")
 @click.option("--rules", "rules_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Fusion rules (YAML); unspecified parts keep the defaults.")
-@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default=None,
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), default=None, callback=_check_out,
               help="Incidents file (.csv, .parquet or .json); CSV on standard output if absent.")
 def fuse(events_path, rules_path, out_path) -> None:
     """Group events close in time and space into incidents."""
@@ -696,7 +743,7 @@ def fuse(events_path, rules_path, out_path) -> None:
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     try:
-        events = schema.validate(_read_table_file(events_path), "events")
+        events = schema.validate(_read_table_file(events_path, schema.columns("events")), "events")
     except schema.SchemaError as err:
         raise click.ClickException(f"{events_path}: {err}") from None
     incidents, membership = fusion.fuse(events, rules)
@@ -731,7 +778,11 @@ def _load_network(path):
         p = p / "network" if (p / "network" / "nodes.parquet").exists() else p
         if not (p / "nodes.parquet").exists() or not (p / "edges.parquet").exists():
             raise click.ClickException(f"{path}: no nodes.parquet and edges.parquet there")
-        return RoadNetwork.from_tables(pd.read_parquet(p / "nodes.parquet"), pd.read_parquet(p / "edges.parquet"))
+        nodes, edges = _read_table_file(p / "nodes.parquet"), _read_table_file(p / "edges.parquet")
+        try:
+            return RoadNetwork.from_tables(nodes, edges)
+        except (ValueError, KeyError, TypeError) as err:
+            raise click.ClickException(f"{p}: not a road network (nodes.parquet, edges.parquet): {err}") from None
     if p.name.lower().endswith(".pbf"):
         try:
             return RoadNetwork.from_osm(p)
@@ -741,7 +792,7 @@ def _load_network(path):
 
 
 def _checked_table(path, needed, what):
-    table = _read_table_file(path)
+    table = _read_table_file(path, needed)
     missing = [c for c in needed if c not in table.columns]
     if missing:
         raise click.ClickException(f"{path}: missing column {', '.join(repr(c) for c in missing)} "
@@ -766,7 +817,7 @@ def _checked_table(path, needed, what):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of on-scene times and bootstrap.")
 @click.option("--boot", type=click.IntRange(10), default=1000, show_default=True,
               help="Bootstrap resamples for the confidence intervals.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False),
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), callback=_check_out,
               help="Also write the per-call results (.csv or .parquet).")
 def dispatch_simulate(network_path, calls_path, units_path, policy, dispatch_delay, coverage_target,
                       seed, boot, out_path) -> None:
@@ -784,12 +835,22 @@ def dispatch_simulate(network_path, calls_path, units_path, policy, dispatch_del
     network = _load_network(network_path)
     calls = _checked_table(calls_path, ["ts", "lon", "lat", "kind"], "calls")
     units = _checked_table(units_path, ["unit_id", "kind", "lon", "lat"], "units")
+    for path, table, what in ((calls_path, calls, "call"), (units_path, units, "unit")):
+        try:
+            rs.check_kinds(table, what)
+        except ValueError as err:
+            raise click.ClickException(f"{path}: {err}") from None
     policies = rs.POLICIES if policy == "all" else (policy,)
     try:
         results = rs.compare_policies(network, calls, units, policies, dispatch_delay_s=dispatch_delay,
                                       coverage_target_s=coverage_target, seed=seed)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
+    if len(calls) and results["unit_id"].isna().all():
+        raise click.ClickException(
+            f"{calls_path}: no call could be answered by a unit of {units_path} (call kinds "
+            f"{', '.join(sorted(map(str, calls['kind'].unique())))}; unit kinds "
+            f"{', '.join(sorted(map(str, units['kind'].unique())))}; or no unit reaches them)")
     if out_path:
         _write_table_file(results, out_path)
     figures = rs.summarise(results, n_boot=boot, seed=seed)
@@ -812,8 +873,10 @@ def dispatch_simulate(network_path, calls_path, units_path, policy, dispatch_del
 @click.option("--per-station", type=click.IntRange(1), default=1, show_default=True,
               help="Synthetic units per station (4 police, 3 fire, 3 ambulance stations).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--calls-out", required=True, type=click.Path(dir_okay=False), help=".csv or .parquet")
-@click.option("--units-out", required=True, type=click.Path(dir_okay=False), help=".csv or .parquet")
+@click.option("--calls-out", required=True, type=click.Path(dir_okay=False), callback=_check_out,
+              help=".csv or .parquet")
+@click.option("--units-out", required=True, type=click.Path(dir_okay=False), callback=_check_out,
+              help=".csv or .parquet")
 def dispatch_inputs(network_path, city_dir, synthetic_calls, n_calls, days, per_station, seed, calls_out,
                     units_out) -> None:
     """Write calls and units files for 'dispatch simulate'.
@@ -832,8 +895,8 @@ def dispatch_inputs(network_path, city_dir, synthetic_calls, n_calls, days, per_
 
         d = Path(city_dir)
         params = json.loads((d / "city.json").read_text()) if (d / "city.json").exists() else {}
-        city = SimpleNamespace(truth={"incidents": pd.read_parquet(d / "truth" / "incidents.parquet")},
-                               stations=pd.read_parquet(d / "stations.parquet"), params=params)
+        city = SimpleNamespace(truth={"incidents": _read_table_file(d / "truth" / "incidents.parquet")},
+                               stations=_read_table_file(d / "stations.parquet"), params=params)
         units = rs.units_from_city(city)
         calls = rs.calls_from_city(city) if not synthetic_calls else \
             rs.synthetic_calls(_load_network(network_path), n_calls, days=days, seed=seed)

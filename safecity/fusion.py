@@ -141,31 +141,53 @@ class FusionRules:
         ``source_confidence`` are merged over the defaults.
         """
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(map(str, set(d) - known))  # YAML keys may be null or numbers
         if unknown:
             raise ValueError(f"invalid fusion rules: unknown key(s) {', '.join(unknown)} "
                              f"(known: {', '.join(sorted(known))})")
         base = cls()
-        kw: dict[str, Any] = {k: d[k] for k in ("window_s", "radius_m", "default_priority",
-                                                "default_confidence", "dedup_s") if k in d}
+        kw: dict[str, Any] = {k: _rule_number(k, d[k]) for k in (
+            "window_s", "radius_m", "default_priority", "default_confidence", "dedup_s") if k in d}
         window, radius = kw.get("window_s", base.window_s), kw.get("radius_m", base.radius_m)
         pairs = dict(base.pairs)
+        if not isinstance(d.get("pairs") or [], list):
+            raise ValueError("invalid fusion rules: pairs: expected a list of {kinds: [a, b], ...}")
         for i, p in enumerate(d.get("pairs") or []):
             kinds = p.get("kinds") if isinstance(p, Mapping) else None
-            if not kinds or len(kinds) != 2:
+            if not isinstance(kinds, list) or len(kinds) != 2 or not all(isinstance(k, str) for k in kinds):
                 raise ValueError(f"invalid fusion rules: pairs[{i}] needs 'kinds: [a, b]'")
-            pairs[_pair_key(*kinds)] = (p.get("window_s", window), p.get("radius_m", radius))
+            pairs[_pair_key(*kinds)] = (_rule_number(f"pairs[{i}].window_s", p.get("window_s", window)),
+                                        _rule_number(f"pairs[{i}].radius_m", p.get("radius_m", radius)))
         kw["pairs"] = pairs
         for name in ("priority", "needs", "source_confidence"):
-            kw[name] = {**getattr(base, name), **(d.get(name) or {})}
+            given = d.get(name) or {}
+            if not isinstance(given, Mapping):
+                raise ValueError(f"invalid fusion rules: {name}: expected a mapping, got {given!r:.80}")
+            for key, value in given.items():
+                if name == "needs":
+                    if not isinstance(value, Mapping):
+                        raise ValueError(f"invalid fusion rules: needs[{key}]: expected a mapping "
+                                         f"of unit kind to count, got {value!r:.80}")
+                    value = {str(k): _rule_number(f"needs[{key}][{k}]", v) for k, v in value.items()}
+                else:
+                    _rule_number(f"{name}[{key}]", value)
+            kw[name] = {**getattr(base, name), **{str(k): v for k, v in given.items()}}
         return cls(**kw)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "FusionRules":
         import yaml
 
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as err:  # syntax errors, and tags such as !!python/object
+            mark = getattr(err, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise ValueError(f"{where}: not valid fusion rules YAML: "
+                             f"{getattr(err, 'problem', None) or err}") from None
+        except (UnicodeDecodeError, OSError) as err:
+            raise ValueError(f"{path}: cannot read the fusion rules: {err}") from None
         if not isinstance(data, Mapping):
             raise ValueError(f"{path}: fusion rules must be a mapping")
         try:
@@ -176,6 +198,15 @@ class FusionRules:
     def uniform(self, window_s: float, radius_m: float) -> "FusionRules":
         """The same rules with one window and radius for every pair (for sweeps)."""
         return dataclasses.replace(self, window_s=window_s, radius_m=radius_m, pairs={})
+
+
+def _rule_number(where: str, value) -> float:
+    """A rules value that must be a number (YAML may give text, lists or booleans)."""
+    if isinstance(value, int) and abs(value) > 1e15:
+        raise ValueError(f"invalid fusion rules: {where}: {value!r:.80} is too large")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(float(value)):
+        raise ValueError(f"invalid fusion rules: {where}: expected a finite number, got {value!r:.80}")
+    return value
 
 
 def _pair_key(a: str, b: str) -> tuple[str, str]:

@@ -93,7 +93,11 @@ class RoadNetwork:
         from pyrosm import OSM
         from pyrosm.graphs import get_directed_edges
 
-        osm_nodes, osm_edges = OSM(str(path)).get_network(network_type=network_type, nodes=True)
+        try:
+            osm_nodes, osm_edges = OSM(str(path)).get_network(network_type=network_type, nodes=True)
+        except Exception as err:  # pyrosm, protobuf and zlib raise many types for a corrupt file
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"{path}: not a readable OSM PBF extract: {message}") from None
         if osm_edges is None or len(osm_edges) == 0:
             raise ValueError(f"{path}: no {network_type} network in this extract")
         osm_nodes, osm_edges = get_directed_edges(osm_nodes, osm_edges, network_type=network_type)

@@ -299,6 +299,17 @@ def _on_scene(kinds: np.ndarray, spec, seed: int) -> np.ndarray:
     return out
 
 
+def check_kinds(table: pd.DataFrame, what: str) -> None:
+    """Refuse kinds that are not unit kinds: a call no unit can take is silently never answered."""
+    kinds = table["kind"]
+    bad = ~kinds.isin(UNIT_KINDS)
+    if bad.any():
+        unknown = sorted(map(str, kinds[bad].unique()))
+        rows = ", ".join(str(i) for i in table.index[bad][:5])
+        raise ValueError(f"column 'kind': unknown {what} kind(s) {', '.join(map(repr, unknown[:10]))} "
+                         f"at rows {rows}; expected {', '.join(UNIT_KINDS)}")
+
+
 def compare_policies(network, calls: pd.DataFrame, units: pd.DataFrame, policies=POLICIES,
                      **kwargs) -> pd.DataFrame:
     """``simulate_responses`` for each policy on the same calls, stacked; stations computed once."""
