@@ -158,7 +158,9 @@ class CameraWall:
         fps = cam.fps if source_kind(cam.source) == "folder" else None
         feed.source = VideoSource(cam.source, cam.camera_id, fps=fps)
         feed.frames = iter(feed.source)
+        # A fresh pipeline shows whole frames blurred until it has warmed up (every open and loop).
         feed.pipeline = CameraPipeline(cam.scene, camera_id=cam.camera_id, fps=cam.fps, audit=self.audit)
+        feed.pipeline.watch(feed.source)
 
     def _advance(self, feed: _Feed) -> int:
         """One frame of one camera; any failure makes that camera offline, never the wall."""
