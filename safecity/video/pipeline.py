@@ -297,7 +297,8 @@ class CameraPipeline:
     ``[]`` runs none. ``bin_s``: the feature bin in seconds. ``fps``: the
     frame rate used when frames carry no timestamps. ``start``: the time of
     frame 0 for such frames. ``audit``: where turning the blur off or
-    enabling repeated presence is recorded (``Store(...).state``). ``warmup_s``:
+    enabling repeated presence is recorded (``Store(...).state``), in the name of
+    ``actor`` (default: the operating-system user running the pipeline). ``warmup_s``:
     seconds of frames shown wholly blurred after a start or a restart (a gap of
     more than ``RESTART_GAP_S`` or a step back in the frames' times, or ``restart()``).
     """
@@ -306,7 +307,7 @@ class CameraPipeline:
                  bin_s: float = 60.0, fps: float | None = None, start=None,
                  detector: Detector | None = None, tracker: Tracker | None = None,
                  audit=None, batch_bins: int = 1, counter=None, count_every: int = 5,
-                 warmup_s: float = WARMUP_S):
+                 warmup_s: float = WARMUP_S, actor: str | None = None):
         self.scene, self.camera_id = _scene_and_id(camera, camera_id)
         self.camera = camera
         self.bin_s = bin_s
@@ -314,6 +315,7 @@ class CameraPipeline:
         start = pd.Timestamp(start if start is not None else self.scene.get("start") or "1970-01-01")
         self.start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
         self.audit = audit
+        self.actor = actor
         self.batch_bins = batch_bins
         self.counter = counter
         self.count_every = count_every
@@ -490,12 +492,13 @@ class CameraPipeline:
                                  "reconnects": h.reconnects, "status": h.status, "last_error": h.last_error}
         return summary
 
-    def frames(self, source=None):
+    def frames(self, source=None, **options):
         """The frames of ``source``: a path or URL opened as a ``VideoSource`` (``None``: the
-        camera configuration's own source); anything else is taken to be an iterable of frames."""
+        camera configuration's own source; ``options`` go to ``VideoSource``, e.g.
+        ``give_up_after_s``); anything else is taken to be an iterable of frames."""
         if source is None:
             if hasattr(self.camera, "video_source"):
-                opened = self.camera.video_source()
+                opened = self.camera.video_source(**options)
                 self.watch(opened)
                 return opened
             source = self.scene.get("source")
@@ -504,7 +507,7 @@ class CameraPipeline:
         if isinstance(source, (str, int)) or hasattr(source, "__fspath__"):
             # A file keeps its own frame rate; only a frame folder needs the configured one.
             fps = self.scene.get("fps") if sources.source_kind(source) == "folder" else None
-            opened = sources.open_source(source, self.camera_id, fps=fps)
+            opened = sources.open_source(source, self.camera_id, fps=fps, **options)
             self.watch(opened)
             return opened
         if isinstance(source, sources.VideoSource):
@@ -544,7 +547,7 @@ class CameraPipeline:
         whole frame is.
         """
         if self.policy_ is None:
-            self.policy_ = privacy.privacy_policy(self.scene, audit=self.audit)
+            self.policy_ = privacy.privacy_policy(self.scene, audit=self.audit, actor=self.actor)
         people = result.tracks[result.tracks["cls"] == "person"]
         out = privacy.protect(image, people[["x", "y", "w", "h"]], self.policy_,
                               mask=_full_size(result.foreground, image.shape[:2]),

@@ -198,14 +198,15 @@ class PrivacyPolicy:
     reason: str = ""
 
 
-def privacy_policy(scene: dict, audit=None, actor: str = "system") -> PrivacyPolicy:
+def privacy_policy(scene: dict, audit=None, actor: str | None = None) -> PrivacyPolicy:
     """Decide blur on or off from a camera's ``scene['privacy']`` settings.
 
     Settings: ``{"blur": bool, "reason": str}``; blur is on when absent.
     Turning it off needs a non-empty reason and an audit sink (a
     ``Store(...).state`` or any object with ``audit(actor, action, target,
     details)``), which receives one ``disable_blur`` record: frames of people
-    never leave unblurred without a trace.
+    never leave unblurred without a trace. ``actor``: who decided (default: the
+    operating-system user running this process, ``os_user()``).
     """
     camera = camera_name(scene)
     settings = scene.get("privacy") or {}
@@ -223,7 +224,7 @@ def privacy_policy(scene: dict, audit=None, actor: str = "system") -> PrivacyPol
     if audit is None:
         raise ValueError(f"camera '{camera}': turning the blur off must be audited; pass an audit sink "
                          "(for example Store(data_dir).state)")
-    audit.audit(actor, "disable_blur", camera, {"reason": reason})
+    audit.audit(actor or os_user(), "disable_blur", camera, {"reason": reason})
     return PrivacyPolicy(camera, False, reason)
 
 
@@ -240,6 +241,17 @@ def protect(image: np.ndarray, boxes, policy: PrivacyPolicy, mask: np.ndarray | 
     if policy.blur:
         return blur_people(image, boxes, mask=mask, **kwargs)
     return np.asarray(image).copy()
+
+
+def os_user() -> str:
+    """The operating-system user of this process (its uid when it has no name): whom to audit."""
+    import getpass
+    import os
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no USER variable and a uid missing from the password database
+        return f"uid:{os.getuid()}"
 
 
 def camera_name(scene: dict) -> str:
