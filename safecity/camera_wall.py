@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 import tempfile
 import threading
 import time
@@ -31,7 +32,7 @@ import panel as pn
 import param
 
 from safecity.video.pipeline import CameraPipeline
-from safecity.video.sources import VideoSource, source_kind
+from safecity.video.sources import VideoSource, redact, source_kind
 
 #: Scripted clips the demo wall plays when no installation file is given.
 DEMO_SCENARIOS = ("loitering", "wrong_way", "forbidden_zone", "abandoned_object")
@@ -158,7 +159,9 @@ class CameraWall:
         fps = cam.fps if source_kind(cam.source) == "folder" else None
         feed.source = VideoSource(cam.source, cam.camera_id, fps=fps)
         feed.frames = iter(feed.source)
+        # A fresh pipeline shows whole frames blurred until it has warmed up (every open and loop).
         feed.pipeline = CameraPipeline(cam.scene, camera_id=cam.camera_id, fps=cam.fps, audit=self.audit)
+        feed.pipeline.watch(feed.source)
 
     def _advance(self, feed: _Feed) -> int:
         """One frame of one camera; any failure makes that camera offline, never the wall."""
@@ -240,7 +243,7 @@ class CameraWall:
                 status = "late"
             rows.append({"camera_id": cid, "status": status, "frames": f.frames_shown,
                          "dropped": f.frames_dropped, "last_frame_age_s": age, "fps": fps,
-                         "loops": f.loops, "events": len(f.events), "error": f_error or ""})
+                         "loops": f.loops, "events": len(f.events), "error": for_viewers(f_error or "")})
         return pd.DataFrame(rows)
 
     def recent_events(self, last: int = 20) -> pd.DataFrame:
@@ -429,6 +432,19 @@ def health_html(table: pd.DataFrame) -> str:
         rows.append(f'<tr class="{css}" data-camera="{html.escape(r.camera_id)}" style="{colour}">'
                     + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     return f'<table class="camera-health-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+#: An absolute path in a message (not a URL's path: no host or word character just before it).
+_ABS_PATH = re.compile(r"""(?<![\w:/.-])(?:[A-Za-z]:)?[/\\](?:[^\s/\\'"]+[/\\])+(?=[^\s/\\'"])""")
+
+
+def for_viewers(message: str) -> str:
+    """A camera's error as every viewer may read it: no credentials, no server directories.
+
+    The health table goes to every session; ``/srv/city/cams/gate.avi: ...``
+    becomes ``gate.avi: ...`` and a stream URL loses its password.
+    """
+    return _ABS_PATH.sub("", redact(message))
 
 
 def _duration(seconds: float) -> str:

@@ -977,23 +977,27 @@ def _video_cameras(config_path, camera_ids):
               help="Stop each camera after this many frames (a live stream never ends by itself).")
 @click.option("--bin", "bin_s", type=click.FloatRange(min=1), default=60.0, show_default=True,
               help="Feature bin in seconds.")
-def video_run(config_path, data_dir, camera_ids, max_frames, bin_s) -> None:
-    """Process each camera's source (one after the other) and write its results to the store.
+@click.option("--give-up-after", "give_up_s", type=click.FloatRange(min=0, min_open=True), default=30.0,
+              show_default=True, help="Seconds a live camera may go without a frame before it is failed.")
+def video_run(config_path, data_dir, camera_ids, max_frames, bin_s, give_up_s) -> None:
+    """Process every camera's source at once (one thread each) and write the results to the store.
 
-    Prints one JSON line per camera: frames, track ids, observations and
-    events written, frames per second, and the source's health.
+    Prints one JSON line per camera: status (ok or failed, with the error),
+    frames, track ids, observations and events written, frames per second,
+    and the source's health. Exits non-zero, naming them, if any camera failed.
     """
     from .store import Store
-    from .video.pipeline import CameraPipeline
+    from .video.runner import run_cameras
 
+    cameras = _video_cameras(config_path, camera_ids)
     store = Store(data_dir)
-    for camera in _video_cameras(config_path, camera_ids):
-        try:
-            pipe = CameraPipeline(camera, bin_s=bin_s, audit=store.state)
-            summary = pipe.run(None, store=store, max_frames=max_frames)
-        except (ValueError, FileNotFoundError) as exc:
-            raise click.ClickException(f"camera '{camera.id}': {exc}") from None
+    summaries = run_cameras(cameras, store, bin_s=bin_s, max_frames=max_frames, give_up_after_s=give_up_s)
+    for summary in summaries:
         click.echo(json.dumps(summary, default=str))
+    failed = [s for s in summaries if s["status"] == "failed"]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(summaries)} camera(s) failed:\n"
+                                   + "\n".join(s["error"] for s in failed))
 
 
 @video_group.command("annotate")
@@ -1006,23 +1010,30 @@ def video_run(config_path, data_dir, camera_ids, max_frames, bin_s) -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Store for audit records (needed only if the camera's privacy settings turn the blur off).")
 @click.option("--max-frames", type=click.IntRange(1), default=None)
-def video_annotate(source, out_path, config_path, camera_id, data_dir, max_frames) -> None:
+@click.option("--give-up-after", "give_up_s", type=click.FloatRange(min=0, min_open=True), default=30.0,
+              show_default=True, help="Seconds a live SOURCE may go without a frame before giving up.")
+def video_annotate(source, out_path, config_path, camera_id, data_dir, max_frames, give_up_s) -> None:
     """Write a blurred copy of SOURCE with boxes, track ids, zones and events drawn."""
     import cv2
 
     from .store import Store
     from .video.pipeline import CameraPipeline
+    from .video.sources import redact
+
+    shown = redact(source)  # errors quote the source, and a stream URL may carry a password
 
     audit = Store(data_dir).state if data_dir else None
     if config_path:
         cameras = _video_cameras(config_path, [camera_id] if camera_id else [])
         pipe = CameraPipeline(cameras[0], audit=audit)
     else:
-        pipe = CameraPipeline({"camera_id": camera_id or Path(source).stem}, detectors=[], audit=audit)
+        default_id = "stream" if "://" in source else Path(source).stem  # never a URL's query
+        pipe = CameraPipeline({"camera_id": camera_id or default_id}, detectors=[], audit=audit)
     fourcc = "mp4v" if out_path.lower().endswith((".mp4", ".m4v", ".mov")) else "MJPG"
     writer, n, events = None, 0, 0
     try:
-        for frame in pipe.frames(source):
+        for frame in pipe.frames(source, give_up_after_s=give_up_s,
+                                 timeout_s=max(0.5, min(10.0, give_up_s))):
             if max_frames is not None and n >= max_frames:
                 break
             result = pipe.process(frame)
@@ -1035,13 +1046,13 @@ def video_annotate(source, out_path, config_path, camera_id, data_dir, max_frame
             writer.write(image)
             n += 1
             events += len(result.events)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        raise click.ClickException(f"{source}: {exc}") from None
+    except (ValueError, FileNotFoundError, RuntimeError, TypeError) as exc:
+        raise click.ClickException(redact(f"{shown}: {exc}")) from None
     finally:
         if writer is not None:
             writer.release()
     if not n:
-        raise click.ClickException(f"{source}: no frame could be read")
+        raise click.ClickException(f"{shown}: no frame could be read")
     blurred = pipe.policy_.blur if pipe.policy_ is not None else True
     click.echo(json.dumps({"out": out_path, "frames": n, "events": events, "blurred": blurred}))
 

@@ -33,7 +33,7 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
                       ValidationError, ValidationInfo, field_validator, model_validator)
 
-from safecity.video.sources import VideoSource, source_kind
+from safecity.video.sources import VideoSource, redact, source_kind
 
 #: Event kinds a camera can be set to detect (names from ``safecity.schema.EVENT_KINDS``).
 DETECTOR_KINDS = ("loitering", "forbidden_zone", "wrong_way", "person_on_ground", "abandoned_object",
@@ -497,17 +497,27 @@ def load_installation(path: str | os.PathLike) -> Installation:
     if not path.is_file():
         raise ConfigError(f"{path}: no such configuration file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}); a cameras file is YAML "
+                          "text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        # the parser's message may quote the offending line, a source URL with its password
+        problem = redact(getattr(exc, "problem", None) or getattr(exc, "reason", None) or exc)
+        raise ConfigError(f"{path}:{where} not valid YAML ({problem})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with a 'cameras' list, got {type(raw).__name__}")
     try:
         return Installation.model_validate(raw, context={"base": path.resolve().parent})
     except ValidationError as exc:
-        raise ConfigError("\n".join(_describe(e, raw, path) for e in exc.errors())) from None
+        # pydantic echoes the values it rejects, and a source URL may carry a password
+        raise ConfigError(redact("\n".join(_describe(e, raw, path) for e in exc.errors()))) from None
 
 
 def load_cameras(path: str | os.PathLike) -> list[CameraConfig]:

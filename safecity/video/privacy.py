@@ -27,6 +27,10 @@ DEFAULT_CELLS = 8
 #: Foreground blobs smaller than this (pixels) are noise, not people.
 MIN_BLOB_AREA = 30
 
+#: Blurred cells along the height of a whole frame hidden while the detectors warm up: a
+#: person a quarter of the frame tall keeps about 6 cells, no more than ``blur_people`` leaves.
+WHOLE_FRAME_CELLS = 24
+
 
 def blur_people(image: np.ndarray, boxes=(), margin: float = 0.15, mask: np.ndarray | None = None,
                 cells: int = DEFAULT_CELLS) -> np.ndarray:
@@ -62,6 +66,40 @@ def blur_people(image: np.ndarray, boxes=(), margin: float = 0.15, mask: np.ndar
             inside[ry0 - y0:ry1 - y0, rx0 - x0:rx1 - x0] = True
         out[y0:y1, x0:x1][inside] = smudged[inside]
     return out
+
+
+def blur_all(image: np.ndarray, cells: int = WHOLE_FRAME_CELLS) -> np.ndarray:
+    """A copy of ``image`` smudged all over: what leaves before anyone in it can be located."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or image.size == 0:
+        raise ValueError(f"blur_all: expected an image (H x W or H x W x C), got shape {image.shape}")
+    return _smudge(image, max(2.0, image.shape[0] / cells))
+
+
+def sharp_boxes(raw: np.ndarray, shown: np.ndarray, boxes, ratio: float = 0.5) -> np.ndarray:
+    """For each box, True if ``shown`` keeps more than ``ratio`` of ``raw``'s detail inside it.
+
+    Detail is the variance of the Laplacian of the grey image in the box; a
+    box with no detail in ``raw`` (a flat area) is never counted as sharp. The
+    rule the leak checks (``bench/privacy_leak.py``, the security tests) use.
+    """
+    raw, shown = np.asarray(raw), np.asarray(shown)
+    height, width = raw.shape[:2]
+    out = []
+    for x, y, w, h in _as_boxes(boxes):
+        x0, y0 = max(0, int(x)), max(0, int(y))
+        x1, y1 = min(width, int(np.ceil(x + w))), min(height, int(np.ceil(y + h)))
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            out.append(False)
+            continue
+        before, after = (_detail(im[y0:y1, x0:x1]) for im in (raw, shown))
+        out.append(before > 0 and after > ratio * before)
+    return np.array(out, bool)
+
+
+def _detail(region: np.ndarray) -> float:
+    grey = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY) if region.ndim == 3 else region
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
 def _as_boxes(boxes) -> np.ndarray:
@@ -160,14 +198,15 @@ class PrivacyPolicy:
     reason: str = ""
 
 
-def privacy_policy(scene: dict, audit=None, actor: str = "system") -> PrivacyPolicy:
+def privacy_policy(scene: dict, audit=None, actor: str | None = None) -> PrivacyPolicy:
     """Decide blur on or off from a camera's ``scene['privacy']`` settings.
 
     Settings: ``{"blur": bool, "reason": str}``; blur is on when absent.
     Turning it off needs a non-empty reason and an audit sink (a
     ``Store(...).state`` or any object with ``audit(actor, action, target,
     details)``), which receives one ``disable_blur`` record: frames of people
-    never leave unblurred without a trace.
+    never leave unblurred without a trace. ``actor``: who decided (default: the
+    operating-system user running this process, ``os_user()``).
     """
     camera = camera_name(scene)
     settings = scene.get("privacy") or {}
@@ -185,16 +224,34 @@ def privacy_policy(scene: dict, audit=None, actor: str = "system") -> PrivacyPol
     if audit is None:
         raise ValueError(f"camera '{camera}': turning the blur off must be audited; pass an audit sink "
                          "(for example Store(data_dir).state)")
-    audit.audit(actor, "disable_blur", camera, {"reason": reason})
+    audit.audit(actor or os_user(), "disable_blur", camera, {"reason": reason})
     return PrivacyPolicy(camera, False, reason)
 
 
 def protect(image: np.ndarray, boxes, policy: PrivacyPolicy, mask: np.ndarray | None = None,
-            **kwargs) -> np.ndarray:
-    """The frame as it may leave the pipeline under ``policy``: blurred unless audited off."""
+            warming_up: bool = False, **kwargs) -> np.ndarray:
+    """The frame as it may leave the pipeline under ``policy``: blurred unless audited off.
+
+    ``warming_up``: the boxes and the mask cannot be trusted yet (a background
+    model that has seen no street, a tracker with no history: both empty at a
+    start, a reconnect or a clip's loop), so the whole frame is smudged.
+    """
+    if policy.blur and warming_up:
+        return blur_all(image)
     if policy.blur:
         return blur_people(image, boxes, mask=mask, **kwargs)
     return np.asarray(image).copy()
+
+
+def os_user() -> str:
+    """The operating-system user of this process (its uid when it has no name): whom to audit."""
+    import getpass
+    import os
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no USER variable and a uid missing from the password database
+        return f"uid:{os.getuid()}"
 
 
 def camera_name(scene: dict) -> str:

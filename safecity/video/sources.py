@@ -75,6 +75,8 @@ def source_kind(source: str | int | os.PathLike) -> str:
     if isinstance(source, (int, np.integer)) or (isinstance(source, str) and source.strip().isdigit()):
         return "device"
     text = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
+    if text.startswith("/dev/"):  # a capture device by path (/dev/video0); may be unplugged now
+        return "device"
     scheme = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", text)
     if scheme and not isinstance(source, os.PathLike):
         if scheme.group(1).lower() not in STREAM_SCHEMES:
@@ -89,15 +91,33 @@ def source_kind(source: str | int | os.PathLike) -> str:
     raise FileNotFoundError(f"{path}: no such video file or folder of frames")
 
 
-def redact(url: str) -> str:
-    """A stream URL without its user name and password, fit for logs and health reports."""
-    parts = urlsplit(str(url))
-    if parts.username is None and parts.password is None:
-        return str(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+#: A URL in free text: a scheme, ``://``, then anything up to white space or a quote.
+_URL = re.compile(r"""[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'"<>]*""")
+
+#: ``user:password@`` (or ``token@``) after the scheme; greedy, so a password holding ``@`` goes too.
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
+
+#: Query or fragment parameters whose value is a secret (or names whom it belongs to).
+_SECRET_PARAM = re.compile(
+    r"([?&;#][^=&;#]*(?:pass|pwd|token|key|auth|secret|sig|cred|session|user|login)[^=&;#]*=)[^&;#]*",
+    re.IGNORECASE)
+
+
+def redact(text) -> str:
+    """``text`` with every URL in it stripped of credentials: fit for logs, errors and health tables.
+
+    A bare source (``rtsp://admin:pw@cam/live``) or a message quoting one (an
+    OpenCV or urllib error): the ``user:password@`` part becomes ``***@`` and
+    the values of query parameters such as ``pwd=``, ``password=``, ``token=``,
+    ``key=``, ``auth=`` or ``user=`` become ``***``. Host, port and path stay,
+    so an operator still knows which camera is meant. Works on URLs that
+    ``urllib`` rejects (a port that is not a number), which is when errors quote them.
+    """
+    def clean(match: re.Match) -> str:
+        url = _USERINFO.sub(r"\1***@", match.group(0))
+        return _SECRET_PARAM.sub(r"\1***", url)
+
+    return _URL.sub(clean, str(text))
 
 
 class VideoSource:
@@ -265,7 +285,8 @@ class VideoSource:
 
     def _open_live(self) -> cv2.VideoCapture:
         if self.kind == "device":
-            return cv2.VideoCapture(int(self.source))
+            text = str(self.source).strip()
+            return cv2.VideoCapture(int(text) if text.isdigit() else text)
         ms = int(self.timeout_s * 1000)
         return cv2.VideoCapture(str(self.source), cv2.CAP_FFMPEG,
                                 [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
@@ -309,10 +330,11 @@ def open_source(source: str | int | os.PathLike, camera_id: str | None = None, *
 
 def _default_id(source, kind: str) -> str:
     if kind == "device":
-        return f"device-{int(source)}"
+        text = str(os.fspath(source) if isinstance(source, os.PathLike) else source).strip()
+        return f"device-{int(text)}" if text.isdigit() else f"device-{Path(text).name}"
     if kind == "stream":
-        parts = urlsplit(str(source))
-        return f"{parts.hostname or 'stream'}{parts.path}"
+        parts = urlsplit(redact(source))  # never a credential, even in ;matrix=params of the path
+        return f"{parts.hostname or 'stream'}{parts.path.split(';')[0]}"
     return Path(source).stem if kind == "file" else Path(source).name
 
 
