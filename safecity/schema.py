@@ -312,6 +312,15 @@ def _parse_time_column(values: pd.Series, c: str):
     return parsed, None
 
 
+def _row_label(label) -> str:
+    """A row's position as a number when the index is numbered, else the label itself (a frame
+    from a library caller may be indexed by anything)."""
+    try:
+        return str(int(label))
+    except (TypeError, ValueError):
+        return repr(label)
+
+
 def _describe(cases: pd.DataFrame) -> list[str]:
     problems = []
     for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
@@ -319,7 +328,7 @@ def _describe(cases: pd.DataFrame) -> list[str]:
         rows = [i for i in group["index"].tolist() if i is not None and not pd.isna(i)]
         values = group["failure_case"].tolist()
         if rows:
-            shown = ", ".join(f"{int(r)} ({v!r})" for r, v in list(zip(rows, values))[:10])
+            shown = ", ".join(f"{_row_label(r)} ({v!r})" for r, v in list(zip(rows, values))[:10])
             more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
             problems.append(f"column '{column}' fails {check} at rows {shown}{more}")
         else:

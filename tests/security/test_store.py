@@ -326,3 +326,16 @@ def test_temp_file_of_a_killed_writer_is_removed_later(tmp_path):
     assert store.append("observations", _obs("2026-01-02", 10)) == 10
     assert not list(day.glob(".tmp-*"))
     assert len(store.read("observations")) == before + 10
+
+
+def test_a_frame_indexed_by_text_gets_a_schema_error_not_a_crash():
+    """Found by the fuzzer: row labels that are not numbers made the error message itself crash."""
+    import pandas as pd
+    import pytest
+
+    from safecity import schema
+
+    df = pd.DataFrame({"sensor_id": ["s1"], "kind": ["tank"], "lon": [5.4], "lat": [43.3],
+                       "zone": ["z"], "metadata": ["{}"]}, index=["first"])
+    with pytest.raises(schema.SchemaError, match="kind.*'first'"):
+        schema.validate(df, "sensors")
