@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import concurrent.futures
 import hashlib
 import hmac
 import json
@@ -230,6 +231,8 @@ def auth_provider(users_file: str | os.PathLike, throttle: LoginThrottle | None 
     from .store import Store
 
     throttle = throttle or LoginThrottle()
+    # its own threads: a check must not queue behind the sessions' work in the default pool
+    checker = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="safecity-login")
     state_dir = os.environ.get("SAFECITY_STATE_DIR")  # opened now: not on the first failure's clock
     store = Store(state_dir) if state_dir else None
 
@@ -241,7 +244,7 @@ def auth_provider(users_file: str | os.PathLike, throttle: LoginThrottle | None 
             ok = False
             if throttle.locked(name, address) <= 0:  # while locked: a failure, password unchecked
                 users = read_users(users_file)  # re-read: 'safecity users add' needs no restart
-                ok = await IOLoop.current().run_in_executor(None, check, users, name, password)
+                ok = await IOLoop.current().run_in_executor(checker, check, users, name, password)
                 if ok:
                     throttle.succeeded(name)
                 else:
