@@ -21,7 +21,7 @@ import panel as pn
 
 from safecity.access import guard
 from safecity.camera_wall import camera_panel
-from safecity.dashboard import CityView, LiveUnitMap, LiveView, load_city
+from safecity.dashboard import CityView, LiveUnitMap, LiveView, follow_engine, load_city
 from safecity.engine import get_engine
 
 pn.extension("tabulator", sizing_mode="stretch_width")
@@ -39,23 +39,14 @@ live = LiveView(engine)
 units_map = LiveUnitMap(engine, city.zones, tiles=view.tiles_url)
 
 
-def refresh() -> None:  # this session reads the engine; it never steps it
-    live.refresh()
-    units_map.refresh()
-
-
-pn.state.add_periodic_callback(refresh, period=1000)
-# and at once when the engine changes (a new incident, a dispatch), not up to a second later
-doc = pn.state.curdoc
-watcher = engine.param.watch(lambda _: doc.add_next_tick_callback(refresh), "version")
-pn.state.on_session_destroyed(lambda _: engine.param.unwatch(watcher))
+follow_engine(engine, live, units_map)  # every second, and at once on a new incident or dispatch
 
 # The live view first; the city maps are built when their tab is first opened, so a
 # new session never stalls the others' updates while datashader and the forecasts render.
 maps = pn.Column(pn.pane.Markdown("Loading the city maps…"))
 
 
-def open_maps(event) -> None:
+def open_maps(event, maps=maps, view=view) -> None:  # bound: the script's names go with its session
     if event.new == 1 and len(maps) == 1 and isinstance(maps[0], pn.pane.Markdown):
         maps[:] = [pn.Row(pn.Column(view.controls(), width=300, sizing_mode="fixed"),
                           view.layout())]

@@ -16,7 +16,6 @@ import ipaddress
 import json
 import logging
 import os
-import stat
 import sys
 from pathlib import Path
 
@@ -88,8 +87,13 @@ def can_tune(role: str | None) -> bool:
 
 
 def _configured_roles() -> dict[str, str]:
+    """Roles from the users file (``safecity users add --role``), then the roles file, which wins."""
+    from .login import USERS_ENV, read_users
+
+    users = os.environ.get(USERS_ENV)
+    roles = {name: u.role for name, u in read_users(users).items() if u.role} if users else {}
     path = os.environ.get(ROLES_ENV)
-    return read_roles(path) if path else {}
+    return {**roles, **(read_roles(path) if path else {})}
 
 
 def _groups(user_info: dict | None) -> list[str]:
@@ -209,6 +213,16 @@ def served_address(argv: list[str] | None = None) -> str | None:
     return next((a for a in found if not is_loopback(a)), found[0] if found else None)
 
 
+def os_user() -> str:
+    """Who started this process, for the audit: the OS login name, else ``uid:N``."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid with no name (a container's arbitrary user)
+        return f"uid:{os.getuid()}"
+
+
 def _allowed_unauthenticated() -> bool:
     return os.environ.get(ALLOW_ENV, "").strip().lower() in {"1", "true", "yes"}
 
@@ -247,44 +261,37 @@ def guard() -> None:
 # -- credentials -----------------------------------------------------------------
 
 def check_credentials_file(path: str | os.PathLike) -> dict[str, str]:
-    """Users of a Panel basic-auth file (JSON user -> password), refused if others may read it.
+    """Users of a ``--basic-auth`` file (``safecity users add``), refused if others may read it.
 
-    Panel compares passwords in plain text, so the file itself must be private
-    (``chmod 600``); its values are never logged or returned.
+    Even hashes must stay private (``chmod 600``): they can be attacked offline.
+    Values are never logged or returned.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such credentials file")
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise PermissionError(f"{path}: the passwords file is readable by other users "
-                              f"(mode {stat.filemode(mode)}); run 'chmod 600 {path}'")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise ValueError(f"{path}: expected a JSON object of user name to password")
-    return {user: "***" for user in data}
+    from .login import read_users
+
+    return {user: "***" for user in read_users(path)}
 
 
-#: Panel's own login page loads its logo and icon from a CDN; this one loads nothing,
-#: so the login works in an operations room with no internet.
-LOGIN_TEMPLATE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>safecity · login</title>
+#: Panel's own login, logout, index and authorization-error pages load fonts, logos and
+#: icons from Google and the HoloViz CDN; these load nothing, so they work in an
+#: operations room with no internet.
+_HEAD = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>safecity · {title}</title>
 <link rel="icon" href="data:,">
 <style>
-body { font-family: sans-serif; background: #f3f5f9; display: flex; justify-content: center;
-       align-items: center; height: 100vh; margin: 0; }
-form { background: white; padding: 2em 2.5em; border-radius: 6px; box-shadow: 0 1px 6px #0002;
-       display: flex; flex-direction: column; gap: 0.8em; width: 18em; }
-h1 { color: #1f4e9c; font-size: 1.3em; margin: 0 0 0.3em; }
-input { padding: 0.5em; font-size: 1em; }
-button { padding: 0.6em; font-size: 1em; background: #1f4e9c; color: white; border: 0;
-         border-radius: 4px; cursor: pointer; }
-.errormessage { color: #b00; font-weight: bold; margin: 0; }
+body {{ font-family: sans-serif; background: #f3f5f9; display: flex; justify-content: center;
+       align-items: center; min-height: 100vh; margin: 0; }}
+.box {{ background: white; padding: 2em 2.5em; border-radius: 6px; box-shadow: 0 1px 6px #0002;
+       display: flex; flex-direction: column; gap: 0.8em; min-width: 18em; }}
+h1 {{ color: #1f4e9c; font-size: 1.3em; margin: 0 0 0.3em; }}
+input {{ padding: 0.5em; font-size: 1em; }}
+button {{ padding: 0.6em; font-size: 1em; background: #1f4e9c; color: white; border: 0;
+         border-radius: 4px; cursor: pointer; }}
+.errormessage {{ color: #b00; font-weight: bold; margin: 0; }}
 </style></head>
-<body><form class="login-form" action=".{{ login_endpoint }}" method="post">
+"""
+
+LOGIN_TEMPLATE = _HEAD.format(title="login") + """<body>
+<form class="login-form box" action=".{{ login_endpoint }}" method="post">
 <h1>safecity · sign in</h1>
 <p class="errormessage">{{ errormessage|escape }}</p>
 <input name="username" type="text" autocapitalize="off" autocorrect="off" placeholder="username"
@@ -294,21 +301,55 @@ button { padding: 0.6em; font-size: 1em; background: #1f4e9c; color: white; bord
 </form></body></html>
 """
 
+#: Jinja2, as Panel renders it (``LOGIN_ENDPOINT``).
+LOGOUT_TEMPLATE = _HEAD.format(title="signed out") + """<body>
+<form class="box" action=".{{ LOGIN_ENDPOINT }}" method="get">
+<h1>safecity · signed out</h1><p>You are signed out.</p>
+<button type="submit">Sign in again</button>
+</form></body></html>
+"""
 
-def write_login_template(folder: str | os.PathLike) -> Path:
-    """The offline login page, written where ``panel serve --basic-login-template`` can read it."""
-    path = Path(folder) / "safecity_login.html"
-    path.write_text(LOGIN_TEMPLATE, encoding="utf-8")
-    return path
+#: Jinja2, as Panel renders a refused authorization (``error_type``, ``error``, ``error_msg``).
+ERROR_TEMPLATE = _HEAD.format(title="not authorized") + """<body><div class="box">
+<h1>safecity · {{ error_type|default("Error", true)|escape }}</h1>
+<p class="errormessage">{{ error|escape }}</p>
+<p>{{ error_msg|escape }}</p>
+<p><a href="./logout">Sign out</a></p>
+</div></body></html>
+"""
+
+#: A Tornado template, as Bokeh renders the index of the served apps (``items``: slug, title).
+INDEX_TEMPLATE = _HEAD.format(title="dashboards") + """<body><div class="box">
+<h1>safecity · dashboards</h1>
+<ul class="apps">{% for slug, title in items %}
+<li><a href=".{{ slug }}">{{ title }}</a></li>{% end %}
+</ul></div></body></html>
+"""
+
+
+def write_templates(folder: str | os.PathLike) -> dict[str, Path]:
+    """The offline pages as files, for ``panel serve --index``, ``--auth-template``,
+    ``--basic-login-template`` and ``--logout-template``."""
+    pages = {"index": INDEX_TEMPLATE, "auth": ERROR_TEMPLATE, "login": LOGIN_TEMPLATE,
+             "logout": LOGOUT_TEMPLATE}
+    paths = {}
+    for name, text in pages.items():
+        paths[name] = Path(folder) / f"safecity_{name}.html"
+        paths[name].write_text(text, encoding="utf-8")
+    return paths
 
 
 def panel_command(apps: list[str], address: str, port: int, basic_auth: str | None = None,
                   cookie_secret: str | None = None, oauth_provider: str | None = None,
                   extra: list[str] | None = None) -> list[str]:
-    """The ``panel serve`` command line ``safecity serve`` runs."""
+    """The ``panel serve`` command line ``safecity serve`` runs.
+
+    ``basic_auth`` (a users file) is checked by ``safecity.auth_module``, not by
+    Panel's plain-text basic auth; the file's path goes in ``$SAFECITY_USERS``.
+    """
     cmd = [sys.executable, "-m", "panel", "serve", *apps, "--address", address, "--port", str(port)]
     if basic_auth:
-        cmd += ["--basic-auth", basic_auth]
+        cmd += ["--auth-module", str(Path(__file__).with_name("auth_module.py"))]
     if oauth_provider:
         cmd += ["--oauth-provider", oauth_provider]
     if cookie_secret:

@@ -5,6 +5,7 @@ dashboards in ``dashboards/`` only lay it out.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import os
@@ -258,6 +259,43 @@ class LiveUnitMap:
     def layout(self) -> pn.pane.HoloViews:
         return pn.pane.HoloViews(self.plot(), sizing_mode="stretch_width", min_height=450,
                                  css_classes=["live-units"])
+
+
+def follow_engine(engine, *views, period_ms: int = 1000) -> None:
+    """Refresh ``views`` (each has ``refresh()``) in this session every ``period_ms``, and at
+    once when the engine changes (a new incident, a dispatch), not up to a second later.
+
+    Everything the callbacks use is bound here, not read from the served script:
+    Bokeh empties a script's module when its session ends, and callbacks reading
+    its globals then raised ``NameError`` on every later engine change, for
+    everyone. The watcher is removed when the session ends, and removes itself
+    if it ever outlives its document.
+    """
+    def refresh() -> None:  # this session reads the engine; it never steps it
+        for view in views:
+            view.refresh()
+
+    pn.state.add_periodic_callback(refresh, period=period_ms)
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        return  # a notebook: the periodic callback is enough
+    watcher = None
+
+    def stop(*_) -> None:
+        with contextlib.suppress(ValueError, KeyError):
+            engine.param.unwatch(watcher)
+
+    def changed(_) -> None:
+        if doc.session_context is None:  # the session ended without telling us
+            stop()
+            return
+        try:
+            doc.add_next_tick_callback(refresh)
+        except Exception:  # a document being torn down refuses callbacks
+            stop()
+
+    watcher = engine.param.watch(changed, "version")
+    pn.state.on_session_destroyed(stop)
 
 
 @functools.lru_cache(maxsize=4)

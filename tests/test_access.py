@@ -243,7 +243,8 @@ def _log_in(page, url: str, app: str, user: str) -> None:
     page.goto(f"{url}/{app}")
     page.locator("input[name=username]").fill(user)
     page.locator("input[name=password]").fill(USERS[user][1])
-    page.get_by_role("button", name="Log in").click()
+    # the click waits for the app's page, whose first session loads the city: 15-30 s when loaded
+    page.get_by_role("button", name="Log in").click(timeout=60_000)
     page.wait_for_url(f"**/{app}*", timeout=60_000)
 
 
