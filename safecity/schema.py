@@ -296,10 +296,12 @@ def _parse_time_column(values: pd.Series, c: str):
     milliseconds or nanoseconds is a guess, and pandas' guess (nanoseconds)
     silently files the row in 1970.
     """
-    if pd.api.types.is_numeric_dtype(values.dtype):
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        is_number = pd.Series(False, index=values.index)  # already times (naive: taken as UTC)
+    elif pd.api.types.is_numeric_dtype(values.dtype):
         is_number = values.notna()
     else:
-        is_number = values.map(lambda v: isinstance(v, numbers.Number) and not pd.isna(v))
+        is_number = values.map(lambda v: isinstance(v, numbers.Number) and not pd.isna(v)).astype(bool)
     if is_number.any():
         return values, (f"column '{c}' holds numbers, not timestamps, at rows "
                         f"{_rows(values[is_number])} (the unit of an epoch number is a guess: "

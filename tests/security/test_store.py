@@ -339,3 +339,17 @@ def test_a_frame_indexed_by_text_gets_a_schema_error_not_a_crash():
                        "zone": ["z"], "metadata": ["{}"]}, index=["first"])
     with pytest.raises(schema.SchemaError, match="kind.*'first'"):
         schema.validate(df, "sensors")
+
+
+def test_naive_datetime_columns_are_still_timestamps_even_when_empty():
+    """A frame built in Python with datetime64 (naive) times, empty or not, is taken as UTC, not
+    checked for epoch numbers (the check crashed on an empty datetime column: no units simulated)."""
+    import pandas as pd
+
+    from safecity import schema
+
+    for times in ([], ["2026-06-01T10:00"]):
+        df = pd.DataFrame({"ts": pd.to_datetime(times), "sensor_id": ["s1"] * len(times),
+                           "metric": ["people_count"] * len(times), "value": [1.0] * len(times)})
+        out = schema.validate(df, "observations")
+        assert len(out) == len(times) and str(out["ts"].dt.tz) == "UTC"
