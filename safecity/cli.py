@@ -88,14 +88,15 @@ def store_ingest(table, path, data_dir) -> None:
     from filelock import Timeout
 
     from . import schema
-    from .store import Store, os_actor
+    from .access import os_user
+    from .store import Store
     from .units import TransitionError, UnknownUnitError, ingest_positions
 
     df = _read_table_file(path, schema.columns(table))
     try:
         store = Store(data_dir)
         if table == "units":
-            added = ingest_positions(store, df, actor=os_actor(), register=True)
+            added = ingest_positions(store, df, actor=os_user(), register=True)
         else:
             added = store.append(table, df)
     except (schema.SchemaError, TransitionError, UnknownUnitError, ValueError) as err:
@@ -113,14 +114,15 @@ def store_ingest(table, path, data_dir) -> None:
                    "The audit log's retention always follows the clock.")
 def store_retention(data_dir, now) -> None:
     """Delete what is older than each table's retention period, and audit it (as the OS user)."""
-    from .store import Store, os_actor, parse_time
+    from .access import os_user
+    from .store import Store, parse_time
 
     try:
         now = None if now is None else parse_time(now, "--now")
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     try:
-        deleted = Store(data_dir).enforce_retention(now=now, actor=os_actor())
+        deleted = Store(data_dir).enforce_retention(now=now, actor=os_user())
     except ValueError as err:  # a --now in the future
         raise click.ClickException(f"--now: {err}") from None
     click.echo(json.dumps(deleted))

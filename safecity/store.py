@@ -35,7 +35,6 @@ implementation can replace it without touching callers.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import hashlib
 import json
 import os
@@ -53,6 +52,7 @@ import pyarrow.parquet as pq
 from filelock import FileLock
 
 from . import schema
+from .access import os_user
 
 #: Columns that identify a row: a row whose key is stored already is not stored again.
 KEYS = {
@@ -83,15 +83,6 @@ LOCK_TIMEOUT = 300.0
 
 class ConflictError(schema.SchemaError):
     """Rows whose key is already stored (or repeated in the batch) with other values."""
-
-
-def os_actor() -> str:
-    """The audit actor for work started from a shell: the OS account, not a shared 'system'."""
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):  # no login name (a container's bare uid)
-        name = f"uid={os.getuid()}"
-    return f"os:{name}"
 
 
 def parse_time(value, name: str = "time") -> pd.Timestamp:
@@ -502,7 +493,7 @@ class Store:
                 deleted[table] = self.history.drop_days_before(table, cutoff)
             elif table in STATE_TABLES:
                 deleted[table] = self.state.delete_before(table, cutoff)
-        self.state.audit(actor or os_actor(), "enforce_retention", "store",
+        self.state.audit(actor or os_user(), "enforce_retention", "store",
                          {"deleted": deleted, "retention_days": self.retention_days,
                           "now": now.isoformat()})
         return deleted

@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from safecity.access import os_user
+
 #: Blurred cells along a box's height: at 8, a head (about 1/7 of a person's
 #: height) falls inside one or two cells and keeps no features at all.
 DEFAULT_CELLS = 8
@@ -241,17 +243,6 @@ def protect(image: np.ndarray, boxes, policy: PrivacyPolicy, mask: np.ndarray | 
     if policy.blur:
         return blur_people(image, boxes, mask=mask, **kwargs)
     return np.asarray(image).copy()
-
-
-def os_user() -> str:
-    """The operating-system user of this process (its uid when it has no name): whom to audit."""
-    import getpass
-    import os
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no USER variable and a uid missing from the password database
-        return f"uid:{os.getuid()}"
 
 
 def camera_name(scene: dict) -> str:

@@ -102,28 +102,19 @@ def _through_reader(data: bytes, suffix: str, table: str) -> None:
             pass
 
 
+@pytest.mark.parametrize("suffix,strategy", [(".csv", csv_bytes), (".parquet", parquet_bytes)])
 @pytest.mark.parametrize("table", schema.TABLES)
-def test_fuzz_csv_bytes_through_read_table_and_validate(table):
+def test_fuzz_file_bytes_through_read_table_and_validate(table, suffix, strategy):
+    name = f"read_table {suffix} -> validate {table}"
+
     @FUZZ
-    @given(csv_bytes(table))
+    @given(strategy(table))
     def run(data):
-        count(f"read_table .csv -> validate {table}")
-        _through_reader(data, ".csv", table)
+        count(name)
+        _through_reader(data, suffix, table)
 
     run()
-    assert tried[f"read_table .csv -> validate {table}"] >= min(EXAMPLES, 50)
-
-
-@pytest.mark.parametrize("table", schema.TABLES)
-def test_fuzz_parquet_bytes_through_read_table_and_validate(table):
-    @FUZZ
-    @given(parquet_bytes(table))
-    def run(data):
-        count(f"read_table .parquet -> validate {table}")
-        _through_reader(data, ".parquet", table)
-
-    run()
-    assert tried[f"read_table .parquet -> validate {table}"] >= min(EXAMPLES, 50)
+    assert tried[name] >= min(EXAMPLES, 50)
 
 
 # --------------------------------------------------------------------------- (b) frames -> validate -> Store.append

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from safecity import schema
-from safecity.store import Store, os_actor
+from safecity.access import os_user
+from safecity.store import Store
 
 CLI = [sys.executable, "-c", "import sys; from safecity.cli import main; sys.exit(main())"]
 
@@ -139,7 +140,7 @@ def test_retention_audit_record_carries_real_time_and_survives_past_now(tmp_path
     record = log.iloc[0]
     assert record["ts"] >= before.floor("s")  # the real clock, not 1900
     assert json.loads(record["details"])["now"].startswith("1900-01-01")
-    assert record["actor"] == os_actor() == f"os:{getpass.getuser()}"
+    assert record["actor"] == os_user() == getpass.getuser()
     _cli("store", "retention", "--data-dir", tmp_path, "--now", "1900-01-01")
     assert len(_audit_rows(store)) == 2  # the first record was not deleted by the second run
 
@@ -249,7 +250,7 @@ def test_cli_units_ingest_applies_transition_rules_and_audits(tmp_path):
     store = Store(data)
     log = store.read("audit_log")
     assert log["action"].tolist() == ["register_unit", "set_status"]
-    assert set(log["actor"]) == {os_actor()}
+    assert set(log["actor"]) == {os_user()}
     assert json.loads(log.iloc[1]["details"]) == {"from": "available", "to": "dispatched"}
     # dispatched -> out_of_service is not allowed: refused, nothing changes
     bad = tmp_path / "u2.csv"
