@@ -1,7 +1,7 @@
 """Benchmark of the usual-level baseline: 20,000 sensors x 7 days of 1-minute bins.
 
 Prints the fit and score times and the peak resident memory of
-``safecity.baseline.UsualLevel`` next to a plain pandas group-by that learns
+``safecity.baseline.usual.UsualLevel`` next to a plain pandas group-by that learns
 the same kind of profile in the same run: the median per sensor and minute of
 the day, the median absolute deviation around it, and the standardised
 departure of every bin (long format, one integer key per sensor and minute,
@@ -82,7 +82,7 @@ def phase(method: str, n_sensors: int, days: int, step_minutes: int) -> dict:
     if method == "data":
         return out
     if method == "usual_level":
-        from safecity.baseline import UsualLevel
+        from safecity.baseline.usual import UsualLevel
 
         model = UsualLevel(tz=TZ, country=None, school_zone=None)
         t0 = time.perf_counter()

@@ -85,8 +85,8 @@ def serve_app() -> None:
     """
     import panel as pn
 
-    from safecity.dashboard import LiveView
-    from safecity.engine import get_engine
+    from safecity.app.dashboard import LiveView
+    from safecity.app.engine import get_engine
 
     engine = get_engine(os.environ["SAFECITY_DATA_DIR"])
     if not getattr(engine, "_bench_watching", False):  # one injector per server process

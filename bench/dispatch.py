@@ -6,7 +6,7 @@ every third a 40 km/h secondary, the rest 30 km/h residential, one street in
 eight removed), places 500 random available units (police, fire, ambulance)
 and times, per incident:
 
-* ``safecity.dispatch.recommend`` (nearest nodes, one reverse Dijkstra from
+* ``safecity.dispatch.recommend.recommend`` (nearest nodes, one reverse Dijkstra from
   the scene with scipy, the ranking, and routes for the returned units), with
   ``top=5`` (what a dispatcher sees) and ``top=None`` (all 500 units ranked,
   500 routes); median and p95 over ``--incidents`` incidents;
@@ -82,8 +82,8 @@ def main() -> None:
 
     import networkx as nx
 
-    from safecity.dispatch import recommend
-    from safecity.network import RoadNetwork
+    from safecity.dispatch.recommend import recommend
+    from safecity.dispatch.network import RoadNetwork
 
     rng = np.random.default_rng(0)
     t = time.perf_counter()

@@ -37,7 +37,7 @@ def make_data(n_sensors: int, days: int, seed: int = 0):
     import numpy as np
     import pandas as pd
 
-    from safecity.schema import validate
+    from safecity.data.schema import validate
 
     rng = np.random.default_rng(seed)
     ts = pd.date_range(START, periods=days * 24, freq="h", tz="UTC")
@@ -83,7 +83,7 @@ def _peak_mb() -> float:
 
 def phase(method: str, n_sensors: int, days: int, max_samples: int) -> dict:
     """Generate the data, then fit and predict one method; times and peak memory."""
-    from safecity import forecast as fc
+    from safecity.forecast import model as fc
 
     t0 = time.perf_counter()
     obs, sensors, calendar = make_data(n_sensors, days)

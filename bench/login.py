@@ -58,7 +58,7 @@ def users_file(folder: Path) -> Path:
     """Hashed entries where ``safecity users add`` exists (the branch), else Panel's plain text."""
     path = folder / "users.json"
     try:
-        from safecity.login import add_user
+        from safecity.app.login import add_user
     except ImportError:
         path.write_text(json.dumps(PASSWORDS))
         path.chmod(0o600)
@@ -105,7 +105,7 @@ def main() -> None:
         proc.wait(10)
     audited = {"login_failed": 0, "login_locked": 0}
     if (state / "state.sqlite").exists():
-        from safecity.store import Store
+        from safecity.data.store import Store
 
         log = Store(state).read("audit_log")
         audited = {a: int((log["action"] == a).sum()) for a in audited}

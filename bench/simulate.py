@@ -28,8 +28,8 @@ START = "2026-06-01"
 
 
 def _world(n_sensors: int, days: int):
-    from safecity import geo
-    from safecity import simulate as sim
+    from safecity.data import geo
+    from safecity.sim import city as sim
 
     zones = geo.builtin_zones()
     nodes, edges = sim.road_network(zones)
@@ -53,7 +53,7 @@ def _peak_mb() -> float:
 
 def phase_demo(out: str) -> dict:
     """The default city as `safecity simulate` makes it, written, with its clips."""
-    from safecity import simulate as sim
+    from safecity.sim import city as sim
 
     t0 = time.perf_counter()
     city = sim.simulate_city()
@@ -71,7 +71,7 @@ def phase_generate(n_sensors: int, days: int, freq: str) -> dict:
     """All days generated and kept in memory, as simulate_city holds them."""
     import pandas as pd
 
-    from safecity import simulate as sim
+    from safecity.sim import city as sim
 
     sensors, calendar, anomalies = _world(n_sensors, days)
     before = _rss_mb()
@@ -90,8 +90,8 @@ def phase_store(n_sensors: int, days: int, freq: str, out: str) -> dict:
     """Each day generated (untimed) then appended through the store (timed)."""
     import pandas as pd
 
-    from safecity import simulate as sim
-    from safecity.store import Store
+    from safecity.sim import city as sim
+    from safecity.data.store import Store
 
     sensors, calendar, anomalies = _world(n_sensors, days)
     store = Store(out)
@@ -125,7 +125,7 @@ def phase_numpy_baseline(n_sensors: int, days: int, freq: str, rows_per_day: lis
     import numpy as np
     import pandas as pd
 
-    from safecity.schema import validate
+    from safecity.data.schema import validate
 
     ids = np.array([f"s-{i:04d}" for i in range(n_sensors)], dtype=object)
     t0 = time.perf_counter()
@@ -144,7 +144,7 @@ def phase_naive_baseline(n_sample: int, freq: str) -> dict:
     import numpy as np
     import pandas as pd
 
-    from safecity import simulate as sim
+    from safecity.sim import city as sim
 
     sensors, _, _ = _world(n_sample, 1)
     counting = sensors[sensors["kind"].isin(sim.COUNT_KINDS)].head(n_sample)

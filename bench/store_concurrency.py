@@ -30,7 +30,7 @@ import pandas as pd
 # writes start together, as they would for long-running ingest jobs (a 3 s import
 # on a loaded machine would otherwise space them out by chance).
 CLI = [sys.executable, "-c", (
-    "import os, sys, time; import safecity.store; from safecity.cli import main; "
+    "import os, sys, time; import safecity.data.store; from safecity.cli import main; "
     "print('ready', flush=True); go = os.environ['BENCH_GO']; "
     "[time.sleep(0.005) for _ in iter(lambda: os.path.exists(go), True)]; sys.exit(main())")]
 
@@ -68,7 +68,7 @@ def _all_at_once(commands: list[list[str]], go: Path) -> list[int]:
 
 
 def run_once(work: Path, writers: int) -> dict:
-    from safecity.store import Store
+    from safecity.data.store import Store
 
     data = work / "data"
     # a day already stored: reading its keys is the slow step between check and write

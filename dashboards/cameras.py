@@ -12,8 +12,8 @@ from pathlib import Path
 
 import panel as pn
 
-from safecity.access import guard
-from safecity.camera_wall import camera_panel
+from safecity.app.access import guard
+from safecity.app.camera_wall import camera_panel
 
 pn.extension(sizing_mode="stretch_width")
 guard()  # no page for an open server or a user without a role
@@ -21,7 +21,7 @@ guard()  # no page for an open server or a user without a role
 data_dir = os.environ.get("SAFECITY_DATA_DIR")
 engine = None
 if data_dir and (Path(data_dir) / "history").is_dir():
-    from safecity.engine import get_engine
+    from safecity.app.engine import get_engine
 
     engine = get_engine(data_dir)
 

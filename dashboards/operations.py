@@ -8,7 +8,7 @@ this folder, which ``safecity simulate --out demo-data`` writes).
 The live section reads one engine shared by every session (``get_engine``):
 it replays the city at ``$SAFECITY_REPLAY_SPEED`` simulated seconds per second
 and keeps dispatches in ``$SAFECITY_STATE_DIR`` (default: a temporary folder).
-Its unit markers move every second. The camera wall (``safecity.camera_wall``)
+Its unit markers move every second. The camera wall (``safecity.app.camera_wall``)
 shows blurred live tiles and their health, one wall per process.
 ``$SAFECITY_TILES_URL`` (an XYZ template such as
 ``https://tiles.city.example/{Z}/{X}/{Y}.png``) draws the city's own map tiles
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import panel as pn
 
-from safecity.access import guard
-from safecity.camera_wall import camera_panel
-from safecity.dashboard import CityView, LiveUnitMap, LiveView, follow_engine, load_city
-from safecity.engine import get_engine
+from safecity.app.access import guard
+from safecity.app.camera_wall import camera_panel
+from safecity.app.dashboard import CityView, LiveUnitMap, LiveView, follow_engine, load_city
+from safecity.app.engine import get_engine
 
 pn.extension("tabulator", sizing_mode="stretch_width")
 guard()  # no page for an open server or a user without a role

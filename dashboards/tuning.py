@@ -5,8 +5,8 @@ camera-hour it would give on labelled synthetic clips.
 """
 import panel as pn
 
-from safecity.access import guard, session_note
-from safecity.tuning import AlarmTuner
+from safecity.app.access import guard, session_note
+from safecity.evaluation.tuning import AlarmTuner
 
 pn.extension()
 guard()  # no page for an open server or a user without a role

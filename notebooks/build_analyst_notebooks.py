@@ -44,7 +44,7 @@ CATALOG_TOUR = [
 # A tour of the data catalog
 
 Every data set safecity reads is an entry of the intake catalog `catalog.yml`
-(drivers in `safecity.catalog`): the demo city that `safecity simulate` writes,
+(drivers in `safecity.data.catalog`): the demo city that `safecity simulate` writes,
 and the real data sets of `../shared/data` (pedestrian counts, emergency calls,
 fire responses, gunshot alerts, zones, landmarks, cameras, video benchmarks).
 A notebook asks the catalog for a table by name and never hard-codes a path.
@@ -59,7 +59,7 @@ import intake
 import pandas as pd
 import panel as pn
 
-from safecity import simulate
+from safecity.sim import city as simulate
 
 hv.extension("bokeh")
 pn.extension()
@@ -188,7 +188,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
-from safecity.synthetic_video import render_clip
+from safecity.sim.clips import render_clip
 from safecity.video.pipeline import CameraPipeline
 from safecity.video.track import covered_share, track_frames
 
@@ -243,7 +243,7 @@ shipped with it are not ground truth, but say where people are: the share of
 them overlapped (IoU 0.3) by one of our tracks in the same frame is a check of
 detection and tracking together (README: 0.948 on the whole clip)."""),
     code("""\
-from safecity.catalog import read_mot_detections
+from safecity.data.catalog import read_mot_detections
 
 if present("video/pets2009_s2l1/vtest.avi"):
     pets = CameraPipeline({"camera_id": "pets-view1", "fps": 10}, detectors=[], bin_s=10.0,
@@ -310,7 +310,7 @@ alarm threshold; it scores each frame by the strongest coherent motion. Fitted
 here on 4 of the 16 training clips and tested on test clips 01 and 02 (README,
 all 16 and all 6 labelled test clips: pooled AUC 0.9948)."""),
     code("""\
-from safecity import vad
+from safecity.video import anomaly as vad
 
 if present("video/ucsd_ped2/testing/labels.csv"):
     ped2 = DATA / "video/ucsd_ped2"
@@ -333,7 +333,7 @@ BASELINES = [
     md("""\
 # Usual levels and anomalies on the Melbourne pedestrian counts
 
-`safecity.baseline.UsualLevel` learns each sensor's usual level for every hour of
+`safecity.baseline.usual.UsualLevel` learns each sensor's usual level for every hour of
 the week on the city's calendar (normal days, school and public holidays apart)
 and alarms when a count departs from it, at a threshold solved from a target
 false-alarm rate. Here: the six busiest Melbourne counters over their last 400
@@ -347,14 +347,15 @@ import holoviews as hv
 import pandas as pd
 import panel as pn
 
-from safecity import forecast, simulate
-from safecity.baseline import UsualLevel
+from safecity.forecast import model as forecast
+from safecity.sim import city as simulate
+from safecity.baseline.usual import UsualLevel
 
 hv.extension("bokeh")
 pn.extension("tabulator")
 
 if present("city/melbourne_pedestrians/pedestriancounts_melbourne.zip"):
-    from safecity.catalog import read_melbourne_counts, read_melbourne_sensors
+    from safecity.data.catalog import read_melbourne_counts, read_melbourne_sensors
 
     counts = read_melbourne_counts(DATA / "city/melbourne_pedestrians/pedestriancounts_melbourne.zip")
     sensors = read_melbourne_sensors(DATA / "city/melbourne_pedestrians/Pedestrian_sensor_locations.csv")
@@ -415,7 +416,7 @@ FORECASTS = [
     md("""\
 # Forecasting gatherings
 
-`safecity.forecast.GatheringForecaster` forecasts each sensor's hourly count for
+`safecity.forecast.model.GatheringForecaster` forecasts each sensor's hourly count for
 the next 24 hours with the 10th, 50th and 90th percentiles, from history and
 the calendar; `SeasonalNaive` (the same hour a week before) is the baseline to
 beat. A short rolling-origin backtest: the six busiest Melbourne counters over
@@ -431,13 +432,14 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
-from safecity import forecast, simulate
+from safecity.forecast import model as forecast
+from safecity.sim import city as simulate
 
 hv.extension("bokeh")
 pn.extension()
 
 if present("city/melbourne_pedestrians/pedestriancounts_melbourne.zip"):
-    from safecity.catalog import read_melbourne_counts, read_melbourne_sensors
+    from safecity.data.catalog import read_melbourne_counts, read_melbourne_sensors
 
     counts = read_melbourne_counts(DATA / "city/melbourne_pedestrians/pedestriancounts_melbourne.zip")
     sensors = read_melbourne_sensors(DATA / "city/melbourne_pedestrians/Pedestrian_sensor_locations.csv")
@@ -591,10 +593,10 @@ for seeds, note in [("0, 1", "tuned on"), ("10, 11, 12", "held out")]:
     md("""\
 ## False alarms per camera-hour of the video anomaly detector
 
-`safecity.tuning.alarm_metrics` on the tuning dashboard's labelled synthetic clips,
+`safecity.evaluation.tuning.alarm_metrics` on the tuning dashboard's labelled synthetic clips,
 at the threshold the detector learnt on a normal clip."""),
     code("""\
-from safecity.tuning import AlarmTuner, alarm_metrics
+from safecity.evaluation.tuning import AlarmTuner, alarm_metrics
 
 tuner = AlarmTuner.from_synthetic_clips()
 m = alarm_metrics(tuner.scores, tuner.labels, tuner.threshold, tuner.fps)
@@ -615,7 +617,7 @@ blocks of 20 consecutive frames (neighbouring frames are not independent)."""),
     code("""\
 from sklearn.metrics import roc_auc_score
 
-from safecity import vad
+from safecity.video import anomaly as vad
 
 if present("video/ucsd_ped2/testing/labels.csv"):
     ped2 = DATA / "video/ucsd_ped2"
@@ -663,10 +665,11 @@ The forecaster against the seasonal naive over 14 daily origins, 24 h ahead, on
 four sensors (Melbourne when present, else the demo city); 95% bootstrap over
 forecast days. `notebooks/forecasts.ipynb` shows the same at more length."""),
     code("""\
-from safecity import forecast, simulate
+from safecity.forecast import model as forecast
+from safecity.sim import city as simulate
 
 if present("city/melbourne_pedestrians/pedestriancounts_melbourne.zip"):
-    from safecity.catalog import read_melbourne_counts, read_melbourne_sensors
+    from safecity.data.catalog import read_melbourne_counts, read_melbourne_sensors
 
     counts = read_melbourne_counts(DATA / "city/melbourne_pedestrians/pedestriancounts_melbourne.zip")
     sensors = read_melbourne_sensors(DATA / "city/melbourne_pedestrians/Pedestrian_sensor_locations.csv")
@@ -710,14 +713,14 @@ add("forecast", "Melbourne MAE, 39 sensors, 183 days (seasonal naive 110.3; rati
     md("""\
 ## Response times
 
-San Francisco Fire Department unit responses, April 2020 (`safecity.response.summarise`:
+San Francisco Fire Department unit responses, April 2020 (`safecity.dispatch.response.summarise`:
 bootstrap 95% CI of the median), and the simulated dispatch policies on the demo
-city (`safecity.responsesim`: calls resampled jointly across policies)."""),
+city (`safecity.dispatch.policies`: calls resampled jointly across policies)."""),
     code("""\
-from safecity import response
+from safecity.dispatch import response
 
 if present("city/sf_fire/sffd_calls_jnhamid_2020.csv"):
-    from safecity.catalog import read_sf_fire_responses
+    from safecity.data.catalog import read_sf_fire_responses
 
     sf = read_sf_fire_responses(DATA / "city/sf_fire/sffd_calls_jnhamid_2020.csv")
     sf_summary = response.summarise(sf, by=("unit_type",))
@@ -731,8 +734,8 @@ if present("city/sf_fire/sffd_calls_jnhamid_2020.csv"):
                 r["median_lo"] / 60, r["median_hi"] / 60, data=f"SF fire April 2020, n={r['n']}",
                 how="notebooks/dispatch_response_times.ipynb")"""),
     code("""\
-from safecity import responsesim
-from safecity.network import RoadNetwork
+from safecity.dispatch import policies as responsesim
+from safecity.dispatch.network import RoadNetwork
 
 city = simulate.simulate_city(seed=0)
 network = RoadNetwork.from_tables(city.nodes, city.edges)
@@ -749,7 +752,8 @@ sim"""),
 Pairwise precision and recall of "same incident" event pairs on the synthetic city,
 for two seeds (the spread between seeds is the uncertainty shown)."""),
     code("""\
-from safecity import fusion, geo
+from safecity.incidents import fusion
+from safecity.data import geo
 
 fused = []
 for seed in (0, 1):

@@ -22,7 +22,7 @@ to every call), each response is split into
 * **total**: call received → on scene (what the caller lives),
 
 summarised by unit type and priority with a bootstrap 95% confidence interval of the
-median. The functions are `safecity.response.response_times` and `summarise`; the
+median. The functions are `safecity.dispatch.response.response_times` and `summarise`; the
 dashboard calls the same ones."""),
     new_code_cell("""\
 from pathlib import Path
@@ -34,8 +34,8 @@ import pandas as pd
 import panel as pn
 
 import safecity
-from safecity.response import MEASURES, excluded_counts, response_times, summarise
-from safecity.views import response_time_bars
+from safecity.dispatch.response import MEASURES, excluded_counts, response_times, summarise
+from safecity.app.views import response_time_bars
 
 hv.extension("bokeh")
 pn.extension("tabulator")

@@ -13,8 +13,8 @@ CELLS = [
 # Tuning the video alarm threshold
 
 Where should the video anomaly detector's alarm threshold sit? The detector
-(`safecity.vad.FlowMomentumDetector`) is fitted on a normal synthetic clip, then scores
-every frame of clips with scripted events (`safecity.synthetic_video.render_clip`): a
+(`safecity.video.anomaly.FlowMomentumDetector`) is fitted on a normal synthetic clip, then scores
+every frame of clips with scripted events (`safecity.sim.clips.render_clip`): a
 person walking the wrong way, a crowd running off, a fire. Frames inside a scripted
 event are labelled anomalous. For a threshold we read
 
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
-from safecity.tuning import AlarmTuner, alarm_metrics
+from safecity.evaluation.tuning import AlarmTuner, alarm_metrics
 
 pn.extension()
 tuner = AlarmTuner.from_synthetic_clips()

@@ -17,7 +17,7 @@ from conftest import chromium_page, free_port, stop, wait_http
 from test_operations_live import live_city  # noqa: F401  the small simulated city, as a fixture
 from test_tuning_browser import FOCUS_HANDLE, READOUT_TEXT
 
-from safecity import access
+from safecity.app import access
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -92,8 +92,8 @@ def test_served_address_from_the_command_line(monkeypatch):
 
 
 def test_only_an_operator_dispatches(live_city, tmp_path):  # noqa: F811
-    from safecity.dashboard import LiveView
-    from safecity.engine import get_engine
+    from safecity.app.dashboard import LiveView
+    from safecity.app.engine import get_engine
 
     engine = get_engine(live_city, state_dir=tmp_path, run=False)
     engine.step(600)
@@ -111,7 +111,7 @@ def test_only_an_operator_dispatches(live_city, tmp_path):  # noqa: F811
 def test_only_an_analyst_tunes():
     import numpy as np
 
-    from safecity.tuning import AlarmTuner
+    from safecity.evaluation.tuning import AlarmTuner
 
     scores, labels = [np.linspace(0, 3, 40)], [np.arange(40) > 30]
     operator = AlarmTuner(["clip"], scores, labels, role="operator")
@@ -179,7 +179,7 @@ def test_serve_refuses_basic_auth_without_roles_and_readable_passwords(tmp_path)
 
 
 def test_allow_unauthenticated_starts_loudly_and_is_audited(tmp_path):
-    from safecity.store import Store
+    from safecity.data.store import Store
 
     port = free_port()
     proc = _cli("serve", "dashboards/tuning.py", "--address", "0.0.0.0", "--port", str(port),
@@ -272,7 +272,7 @@ def test_unauthenticated_browser_gets_the_login_page(secured):
 
 @pytest.mark.browser
 def test_operator_dispatches_and_is_named_in_the_audit(secured):
-    from safecity.store import Store
+    from safecity.data.store import Store
 
     url, state_dir = secured
     with chromium_page((1400, 1200)) as (page, requests, failures):

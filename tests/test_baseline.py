@@ -11,12 +11,13 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from conftest import shared_data
-from safecity import geo, schema
-from safecity import simulate as sim
-from safecity.baseline import PERIOD_COLUMNS, UsualLevel, anomaly_events
-from safecity.catalog import read_melbourne_counts, read_melbourne_sensors
+from safecity.data import geo
+from safecity.data import schema
+from safecity.sim import city as sim
+from safecity.baseline.usual import PERIOD_COLUMNS, UsualLevel, anomaly_events
+from safecity.data.catalog import read_melbourne_counts, read_melbourne_sensors
 from safecity.cli import main
-from safecity.forecast import hourly_counts, melbourne_events
+from safecity.forecast.model import hourly_counts, melbourne_events
 
 MELBOURNE = "city/melbourne_pedestrians/pedestriancounts_melbourne.zip"
 MELBOURNE_SENSORS = "city/melbourne_pedestrians/Pedestrian_sensor_locations.csv"
@@ -191,7 +192,7 @@ def test_partial_fit_moves_the_usual_level_toward_new_data_and_learns_a_new_norm
 
 def _school_city(seed: int = 0) -> pd.DataFrame:
     """Hourly counts where school-holiday weekdays are half as busy (the school run is gone), long format."""
-    from safecity.calendar import school_holidays
+    from safecity.data.calendars import school_holidays
 
     rng = np.random.default_rng(seed)
     ts = pd.date_range(pd.Timestamp("2025-11-10", tz="Europe/Paris"),

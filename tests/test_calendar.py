@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safecity import calendar as cal
-from safecity.calendar import (
+from safecity.data import calendars as cal
+from safecity.data.calendars import (
     CalendarError, calendar_flags, public_holidays, read_calendar, read_calendars,
     read_events_csv, read_events_ics, read_roadworks, school_holidays,
 )
-from safecity.geo import builtin_zones
-from safecity.schema import empty, validate
+from safecity.data.geo import builtin_zones
+from safecity.data.schema import empty, validate
 
 UTC = "UTC"
 

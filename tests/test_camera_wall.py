@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, chromium_page, panel_serve
-from safecity.camera_wall import (CameraWall, CameraWallView, HealthView, WallCamera, data_lag,
+from safecity.app.camera_wall import (CameraWall, CameraWallView, HealthView, WallCamera, data_lag,
                                   health_html, tile_html)
-from safecity.synthetic_video import render_clip, write_clips
+from safecity.sim.clips import render_clip, write_clips
 
 SIZE = (240, 180)
 ARTIFACTS = ROOT / "test-artifacts"
@@ -191,7 +191,7 @@ def test_views_read_the_wall_without_running_it(clips):
 
 
 def test_one_wall_per_process(clips, tmp_path):
-    from safecity.camera_wall import get_wall
+    from safecity.app.camera_wall import get_wall
 
     scene = json.loads((clips / "loitering_scene.json").read_text())
     config = tmp_path / "cameras.yml"
@@ -203,7 +203,7 @@ def test_one_wall_per_process(clips, tmp_path):
 
 
 def test_demo_cameras_use_the_data_folder_clips(tmp_path):
-    from safecity.camera_wall import DEMO_SCENARIOS, demo_cameras
+    from safecity.app.camera_wall import DEMO_SCENARIOS, demo_cameras
 
     write_clips(tmp_path / "clips", scenarios=DEMO_SCENARIOS, n_frames=5)  # as `safecity simulate` does
     cams = demo_cameras(tmp_path)
@@ -213,8 +213,8 @@ def test_demo_cameras_use_the_data_folder_clips(tmp_path):
 
 
 def test_data_lag_behind_the_replay_clock(tmp_path):
-    from safecity.engine import ReplayEngine
-    from safecity.simulate import simulate_city
+    from safecity.app.engine import ReplayEngine
+    from safecity.sim.city import simulate_city
 
     engine = ReplayEngine(simulate_city(seed=0, days=1), tmp_path)
     for table in ("observations", "events"):

@@ -13,8 +13,9 @@ import pytest
 import shapely
 from conftest import ROOT, shared_data
 
-from safecity import catalog, schema
-from safecity.store import Store
+from safecity.data import catalog
+from safecity.data import schema
+from safecity.data.store import Store
 
 CATALOG = ROOT / "catalog.yml"
 

@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 
 from conftest import shared_data
 from safecity.cli import main
-from safecity.synthetic_video import render_clip
+from safecity.sim.clips import render_clip
 from safecity.video import counting
 from safecity.video.counting import CrowdCounter, ForegroundEdgeRidge
 

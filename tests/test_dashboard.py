@@ -39,7 +39,7 @@ def test_panel_serve_answers(served):
 
 @pytest.fixture(scope="module")
 def city(city_dir):
-    from safecity.dashboard import load_city
+    from safecity.app.dashboard import load_city
 
     return load_city(city_dir)
 
@@ -48,8 +48,8 @@ def test_anomaly_map_puts_injected_spikes_on_top(city, city_dir):
     """In the window of each injected spike after the warm-up day, its sensor scores highest."""
     import pandas as pd
 
-    from safecity import views
-    from safecity.dashboard import CityView, city_models
+    from safecity.app import views
+    from safecity.app.dashboard import CityView, city_models
 
     models = city_models(city)
     scores = models.scores
@@ -78,7 +78,7 @@ def test_forecast_covers_the_next_hours_of_every_zone(city):
     import numpy as np
     import pandas as pd
 
-    from safecity.dashboard import CityView
+    from safecity.app.dashboard import CityView
 
     view = CityView(city, forecast_hours=5)
     fc = view.forecast()
@@ -104,7 +104,7 @@ def test_tiles_only_when_configured(city, monkeypatch):
     import holoviews as hv
     import numpy as np
 
-    from safecity.dashboard import CityView
+    from safecity.app.dashboard import CityView
 
     monkeypatch.delenv("SAFECITY_TILES_URL", raising=False)
     offline = CityView(city)
@@ -128,9 +128,9 @@ def test_tiles_only_when_configured(city, monkeypatch):
 
 
 def test_live_unit_map_pushes_markers_only_when_units_move(city_dir, tmp_path):
-    from safecity.dashboard import LiveUnitMap, load_city
-    from safecity.engine import ReplayEngine
-    from safecity.simulate import read_city
+    from safecity.app.dashboard import LiveUnitMap, load_city
+    from safecity.app.engine import ReplayEngine
+    from safecity.sim.city import read_city
 
     engine = ReplayEngine(read_city(city_dir), tmp_path, speed=600)
     live = LiveUnitMap(engine, load_city(city_dir).zones)

@@ -13,10 +13,11 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from conftest import ROOT, shared_data
-from safecity import forecast as fc
-from safecity import geo, schema
-from safecity import simulate as sim
-from safecity.catalog import read_melbourne_counts, read_melbourne_sensors
+from safecity.forecast import model as fc
+from safecity.data import geo
+from safecity.data import schema
+from safecity.sim import city as sim
+from safecity.data.catalog import read_melbourne_counts, read_melbourne_sensors
 from safecity.cli import main
 
 MELBOURNE = "city/melbourne_pedestrians/pedestriancounts_melbourne.zip"

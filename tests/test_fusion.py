@@ -8,10 +8,13 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from safecity import catalog, fusion, geo, schema
-from safecity import simulate as sim
+from safecity.data import catalog
+from safecity.incidents import fusion
+from safecity.data import geo
+from safecity.data import schema
+from safecity.sim import city as sim
 from safecity.cli import main
-from safecity.store import Store
+from safecity.data.store import Store
 
 from conftest import shared_data
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safecity.dispatch import recommend
-from safecity.network import RoadNetwork, parse_maxspeed
-from safecity.simulate import road_network
+from safecity.dispatch.recommend import recommend
+from safecity.dispatch.network import RoadNetwork, parse_maxspeed
+from safecity.sim.city import road_network
 
 T0 = pd.Timestamp("2026-06-01 08:00", tz="UTC")
 

@@ -21,7 +21,7 @@ SCRIPT = "<script>alert(1)</script>"
 @pytest.fixture(scope="module")
 def live_city(tmp_path_factory):
     """A 3-day city with one police log entry whose text is markup, early in the replay."""
-    from safecity.store import Store
+    from safecity.data.store import Store
 
     out = tmp_path_factory.mktemp("live") / "data"
     subprocess.run([sys.executable, "-m", "safecity.cli", "simulate", "--out", str(out),
@@ -38,7 +38,7 @@ def live_city(tmp_path_factory):
 
 
 def test_one_engine_per_process(live_city, tmp_path):
-    from safecity.engine import get_engine
+    from safecity.app.engine import get_engine
 
     engine = get_engine(live_city, state_dir=tmp_path, run=False)
     assert get_engine(live_city) is engine
@@ -76,7 +76,7 @@ def _tick(page) -> int:
 def test_live_counter_queue_and_dispatch(served_live):
     from playwright.sync_api import sync_playwright
 
-    from safecity.store import Store
+    from safecity.data.store import Store
 
     url, state_dir = served_live
     dialogs = []

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from conftest import shared_data
-from safecity.schema import validate
-from safecity.store import Store
+from safecity.data.schema import validate
+from safecity.data.store import Store
 from safecity.video.pipeline import CameraPipeline
 from safecity.video.track import covered_share
 

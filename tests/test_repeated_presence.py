@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safecity.store import Store
-from safecity.synthetic_video import RETURNING_PERSON, SCENARIOS, render_clip
+from safecity.data.store import Store
+from safecity.sim.clips import RETURNING_PERSON, SCENARIOS, render_clip
 from safecity.video.events import to_event_rows
 from safecity.video.repeat import RepeatedPresence
 

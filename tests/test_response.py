@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from conftest import shared_data
-from safecity.catalog import read_sf_fire_responses
-from safecity.response import MEASURES, excluded_counts, median_ci, response_times, summarise
+from safecity.data.catalog import read_sf_fire_responses
+from safecity.dispatch.response import MEASURES, excluded_counts, median_ci, response_times, summarise
 
 T0 = pd.Timestamp("2020-04-08 06:00", tz="UTC")
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from safecity import responsesim as rs
+from safecity.dispatch import policies as rs
 from safecity.cli import main
-from safecity.network import RoadNetwork
+from safecity.dispatch.network import RoadNetwork
 
 STEP_DEG = 0.0025  # about 200 m of latitude, 180 m of longitude at Marseille
 LON0, LAT0 = 5.37, 43.29
@@ -28,7 +28,7 @@ def grid(nx: int, ny: int, cut_rows: tuple[int, int] | None = None, bridge_col: 
     one = pd.DataFrame(pairs, columns=["u", "v"])
     edges = pd.concat([one, one.rename(columns={"u": "v", "v": "u"})], ignore_index=True)
     lon, lat = nodes["lon"].to_numpy(), nodes["lat"].to_numpy()
-    from safecity.geo import distance_m
+    from safecity.data.geo import distance_m
 
     edges["length_m"] = distance_m(lon[edges["u"]], lat[edges["u"]], lon[edges["v"]], lat[edges["v"]])
     edges["road_class"] = "residential"

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from safecity import schema
+from safecity.data import schema
 
 
 def _observations(**overrides):

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from conftest import shared_data
-from safecity import geo, schema
-from safecity import simulate as sim
-from safecity import synthetic_video as sv
+from safecity.data import geo
+from safecity.data import schema
+from safecity.sim import city as sim
+from safecity.sim import clips as sv
 
 ZONES = geo.builtin_zones()  # explicit zones: the same city with or without the real data
 

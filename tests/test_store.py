@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safecity import schema
-from safecity.store import Store
+from safecity.data import schema
+from safecity.data.store import Store
 
 
 def _obs(start, n, sensor="cam-1", value0=0.0):
@@ -136,7 +136,7 @@ def test_retention_deletes_old_days_and_is_audited(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys, numpy as np, pandas as pd
-    from safecity.store import Store
+    from safecity.data.store import Store
     store, n = Store(sys.argv[1]), int(sys.argv[2])
     for i in range(1000):
         day = pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(days=i % 5)

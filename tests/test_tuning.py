@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safecity.tuning import AlarmTuner, alarm_counts, alarm_metrics, event_labels
+from safecity.evaluation.tuning import AlarmTuner, alarm_counts, alarm_metrics, event_labels
 
 
 def test_hand_computed_case():

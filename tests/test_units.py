@@ -4,9 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from safecity import schema
-from safecity.store import Store
-from safecity.units import (TRANSITIONS, TransitionError, UnknownUnitError, check_transition,
+from safecity.data import schema
+from safecity.data.store import Store
+from safecity.dispatch.units import (TRANSITIONS, TransitionError, UnknownUnitError, check_transition,
                             dispatch, ingest_positions, set_status)
 
 T0 = pd.Timestamp("2026-06-01 08:00", tz="UTC")

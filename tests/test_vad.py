@@ -12,8 +12,8 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from conftest import shared_data
-from safecity import schema
-from safecity import vad
+from safecity.data import schema
+from safecity.video import anomaly as vad
 from safecity.cli import main
 
 PED2 = "video/ucsd_ped2"

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
-from safecity.geo import distance_m
-from safecity.synthetic_video import SCENARIOS, scene_for
-from safecity.video.config import EXAMPLE, CameraConfig, ConfigError, load_cameras, load_installation
+from safecity.data.geo import distance_m
+from safecity.sim.clips import SCENARIOS, scene_for
+from safecity.config.cameras import EXAMPLE, CameraConfig, ConfigError, load_cameras, load_installation
 
 CAMERA = {
     "id": "cam-3",

@@ -12,8 +12,8 @@ import json
 import pandas as pd
 import pytest
 
-from safecity.schema import validate
-from safecity.synthetic_video import render_clip
+from safecity.data.schema import validate
+from safecity.sim.clips import render_clip
 from safecity.video import events as ev
 
 SEED = 0

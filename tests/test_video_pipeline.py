@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import shapely
 
-from safecity.schema import validate
-from safecity.store import Store
-from safecity.synthetic_video import render_clip
+from safecity.data.schema import validate
+from safecity.data.store import Store
+from safecity.sim.clips import render_clip
 from safecity.video.detect import OnnxDetector, PersonSize
 from safecity.video.pipeline import FLOW_SECTORS, CameraPipeline, observations_for
 from safecity.video.track import TRACK_COLUMNS, iou_matrix, track_frames
@@ -309,7 +309,7 @@ def test_onnx_plugin_errors_name_the_model(tmp_path):
 @pytest.fixture(scope="module")
 def installation(tmp_path_factory):
     """A clip written to disk and a one-camera installation file pointing at it."""
-    from safecity.synthetic_video import write_clips
+    from safecity.sim.clips import write_clips
 
     folder = tmp_path_factory.mktemp("install")
     (video,) = write_clips(folder, scenarios=["forbidden_zone"], n_frames=150)

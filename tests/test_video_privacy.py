@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safecity.store import Store
-from safecity.synthetic_video import render_clip
+from safecity.data.store import Store
+from safecity.sim.clips import render_clip
 from safecity.video.privacy import PrivacyPolicy, blur_people, privacy_policy, protect
 from conftest import shared_data
 

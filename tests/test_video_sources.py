@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safecity.synthetic_video import write_clips
+from safecity.sim.clips import write_clips
 from safecity.video.sources import Frame, VideoSource, redact, source_kind
 from conftest import shared_data
 

@@ -11,5 +11,5 @@ index and UTC timestamp; the tracked objects of one frame are a DataFrame with
 columns ``frame, time_s, track_id, x, y, w, h, cls, confidence`` (pixels, box
 top-left corner; ``cls`` is ``person`` or ``object``); a camera's settings are
 the ``scene`` dict that ``config.CameraConfig.scene()`` returns, the same shape
-as ``safecity.synthetic_video.scene_for``. Crowd counting lives in ``counting``.
+as ``safecity.sim.clips.scene_for``. Crowd counting lives in ``counting``.
 """

@@ -11,7 +11,7 @@ where ``tracks`` holds the objects tracked in this frame (the package contract:
 one dict per *episode*, when the situation starts to hold (a person who has
 loitered for ten minutes is one alarm, not six thousand), with ``kind, frame,
 time_s, score, zone, track_ids, duration_s`` and evidence fields. Settings
-default from the camera's ``scene`` (``safecity.synthetic_video.scene_for``
+default from the camera's ``scene`` (``safecity.sim.clips.scene_for``
 has the shape); every one is a plain ``__init__`` argument so a notebook can
 tune them. ``to_event_rows`` turns what was found into ``events`` rows;
 ``evaluate_clips`` measures precision and recall on the scripted clips.
@@ -1178,8 +1178,8 @@ def run_detectors(detectors: list, frames, tracks: pd.DataFrame, fps: float,
 
 def to_event_rows(found: list[dict], camera_id: str, start_ts, lon: float | None = None,
                   lat: float | None = None) -> pd.DataFrame:
-    """``events`` rows (``safecity.schema``) from detector output; ``start_ts`` is the clip's frame 0."""
-    from safecity.schema import empty, validate
+    """``events`` rows (``safecity.data.schema``) from detector output; ``start_ts`` is the clip's frame 0."""
+    from safecity.data.schema import empty, validate
 
     if not found:
         return empty("events")
@@ -1287,7 +1287,7 @@ def evaluate_clips(seeds=(0,), scenarios=None, tracker: str = "real", kinds=KIND
     episodes found / episodes. Returns (table per kind, every event with
     its clip and verdict).
     """
-    from safecity.synthetic_video import SCENARIOS, render_clip
+    from safecity.sim.clips import SCENARIOS, render_clip
 
     records, episodes = [], []
     for seed in seeds:

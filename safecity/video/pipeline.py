@@ -515,7 +515,7 @@ class CameraPipeline:
         return source
 
     def _write(self, store, obs_parts, event_parts, n_obs, n_events) -> tuple[int, int]:
-        from safecity.schema import validate
+        from safecity.data.schema import validate
 
         obs = [p for p in obs_parts if len(p)]
         evs = [p for p in event_parts if len(p)]

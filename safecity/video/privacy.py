@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from safecity.access import os_user
+from safecity.data.store import os_user
 
 #: Blurred cells along a box's height: at 8, a head (about 1/7 of a person's
 #: height) falls inside one or two cells and keeps no features at all.

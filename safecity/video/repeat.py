@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from .privacy import camera_name
+from safecity.video.privacy import camera_name
 
 #: Rows of a person's box (fractions of its height) read for each body half.
 #: The top fifth (the head) is left out on purpose.
@@ -429,7 +429,7 @@ def evaluate_clips(seeds=(0,), scenarios=None, tracks: str = "pipeline", progres
     ``repeated_presence`` event inside the scripted episode; always False on
     other scenarios), false_events (events outside any episode), frames.
     """
-    from safecity.synthetic_video import SCENARIOS, render_clip
+    from safecity.sim.clips import SCENARIOS, render_clip
     from safecity.video.pipeline import CameraPipeline
     from safecity.video.track import track_frames
 

@@ -22,13 +22,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from safecity.vad import IMAGE_SUFFIXES, FrameSource
+from safecity.video.anomaly import IMAGE_SUFFIXES, FrameSource
 
 #: Frame rate assumed for a folder of images, or a video that does not state one.
 DEFAULT_FPS = 10.0

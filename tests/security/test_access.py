@@ -99,7 +99,7 @@ def test_users_add_writes_scrypt_hashes_in_a_private_file(tmp_path):
     import json
     import stat
 
-    from safecity import login
+    from safecity.app import login
 
     users = tmp_path / "users.json"
     done = _users_add("alice", "--file", str(users), "--role", "operator", "--password-stdin",
@@ -135,7 +135,7 @@ def test_users_add_writes_scrypt_hashes_in_a_private_file(tmp_path):
 def test_users_add_prompts_twice(tmp_path):
     from click.testing import CliRunner
 
-    from safecity import login
+    from safecity.app import login
     from safecity.cli import main
 
     users = tmp_path / "users.json"
@@ -147,7 +147,7 @@ def test_users_add_prompts_twice(tmp_path):
 
 
 def test_throttle_locks_a_name_for_a_growing_delay():
-    from safecity.login import LoginThrottle
+    from safecity.app.login import LoginThrottle
 
     now = [0.0]
     t = LoginThrottle(user_limit=5, address_limit=20, base_delay_s=30, clock=lambda: now[0])
@@ -167,7 +167,7 @@ def test_throttle_locks_a_name_for_a_growing_delay():
 @pytest.fixture(scope="module")
 def secured_hashed(live_city, tmp_path_factory):  # noqa: F811
     """``safecity serve`` of two dashboards with a hashed users file carrying the roles."""
-    from safecity import login
+    from safecity.app import login
 
     folder = tmp_path_factory.mktemp("logins")
     users = folder / "users.json"
@@ -205,7 +205,7 @@ def _post_login(url: str, user: str, password: str) -> bool:
 
 
 def test_repeated_failures_lock_the_name_and_are_audited(secured_hashed):
-    from safecity.store import Store
+    from safecity.data.store import Store
 
     url, state, _ = secured_hashed
     assert _post_login(url, "dave", "dave-right-pw")
@@ -301,7 +301,7 @@ def _wait_for_audit(state_dir: Path, proc, timeout: float = 120) -> None:
 def test_unauthenticated_serving_is_audited_with_the_os_user(tmp_path):
     import pwd
 
-    from safecity.store import Store
+    from safecity.data.store import Store
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("USER", "LOGNAME", "LNAME", "USERNAME")}

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from safecity.cli import main
-from safecity.tables import TableFileError, read_table
+from safecity.data.tables import TableFileError, read_table
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bad_input"
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,7 +139,7 @@ def test_broken_fusion_rules_are_a_clear_error(name, good, bad):
 
 
 def test_fusion_rules_name_the_field_of_the_wrong_type(bad):
-    from safecity.fusion import FusionRules
+    from safecity.incidents.fusion import FusionRules
 
     with pytest.raises(ValueError, match="window_s: expected a finite number, got 'soon'"):
         FusionRules.from_yaml(bad / "wrong_types.yml")
@@ -155,7 +155,7 @@ def test_a_broken_calendar_is_a_clear_error(name, good, bad):
 
 
 def test_nan_coordinates_are_refused_naming_the_feature(bad):
-    from safecity.calendar import CalendarError, read_roadworks
+    from safecity.data.calendars import CalendarError, read_roadworks
 
     with pytest.raises(CalendarError, match=r"features\[0\]\.geometry: coordinate \[nan, nan\] is not a number"):
         read_roadworks(bad / "nan_coordinates.geojson")
@@ -263,7 +263,7 @@ def test_a_real_process_prints_no_traceback(args, good, bad):
 
 PEAK_RSS = """
 import resource, sys
-from safecity.tables import TableFileError, read_table
+from safecity.data.tables import TableFileError, read_table
 try:
     read_table(sys.argv[1], required=["ts", "sensor_id", "metric", "value"])
     print("read")
@@ -298,7 +298,7 @@ def test_a_big_sparse_csv_is_refused_with_bounded_memory(header, tmp_path):
 
 def test_a_large_csv_body_is_read_in_chunks(tmp_path, monkeypatch):
     """A body longer than one chunk comes back whole and in order."""
-    import safecity.tables as tables
+    import safecity.data.tables as tables
 
     monkeypatch.setattr(tables, "CHUNK_ROWS", 1000)
     path = tmp_path / "obs.csv"

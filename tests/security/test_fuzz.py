@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from safecity import schema
-from safecity.tables import TableFileError, read_table
+from safecity.data import schema
+from safecity.data.tables import TableFileError, read_table
 
 EXAMPLES = int(os.environ.get("SAFECITY_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
@@ -152,7 +152,7 @@ def _stored_files(root: Path) -> list[Path]:
 
 @pytest.mark.parametrize("table", schema.TABLES)
 def test_fuzz_frames_through_validate_and_store_append(table):
-    from safecity.store import Store
+    from safecity.data.store import Store
 
     @FUZZ
     @given(frames(table))
@@ -222,7 +222,7 @@ def calendar_text(draw, suffix: str) -> bytes:
 
 @pytest.mark.parametrize("suffix", [".csv", ".ics", ".geojson"])
 def test_fuzz_calendar_readers(suffix):
-    from safecity.calendar import CalendarError, read_calendar
+    from safecity.data.calendars import CalendarError, read_calendar
 
     @FUZZ
     @given(calendar_text(suffix), st.sampled_from([None, "roadworks"]))
@@ -263,7 +263,7 @@ def rules_yaml(draw) -> bytes:
 
 
 def test_fuzz_fusion_rules_loader():
-    from safecity.fusion import FusionRules
+    from safecity.incidents.fusion import FusionRules
 
     @FUZZ
     @given(rules_yaml())

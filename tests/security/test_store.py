@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safecity import schema
-from safecity.access import os_user
-from safecity.store import Store
+from safecity.data import schema
+from safecity.data.store import os_user
+from safecity.data.store import Store
 
 CLI = [sys.executable, "-c", "import sys; from safecity.cli import main; sys.exit(main())"]
 
@@ -290,7 +290,7 @@ def test_stale_temp_files_and_half_deleted_days_are_cleaned_on_write(tmp_path):
 
 WRITER = """
 import sys, numpy as np, pandas as pd
-from safecity.store import Store
+from safecity.data.store import Store
 store = Store(sys.argv[1])
 for i in range(1000):
     ts = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(np.arange(300_000) % 1440, unit="min")
@@ -334,7 +334,7 @@ def test_a_frame_indexed_by_text_gets_a_schema_error_not_a_crash():
     import pandas as pd
     import pytest
 
-    from safecity import schema
+    from safecity.data import schema
 
     df = pd.DataFrame({"sensor_id": ["s1"], "kind": ["tank"], "lon": [5.4], "lat": [43.3],
                        "zone": ["z"], "metadata": ["{}"]}, index=["first"])
@@ -347,7 +347,7 @@ def test_naive_datetime_columns_are_still_timestamps_even_when_empty():
     checked for epoch numbers (the check crashed on an empty datetime column: no units simulated)."""
     import pandas as pd
 
-    from safecity import schema
+    from safecity.data import schema
 
     for times in ([], ["2026-06-01T10:00"]):
         df = pd.DataFrame({"ts": pd.to_datetime(times), "sensor_id": ["s1"] * len(times),

@@ -17,8 +17,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import shared_data  # noqa: E402
 
-from safecity.camera_wall import CameraWall, WallCamera  # noqa: E402
-from safecity.synthetic_video import render_clip  # noqa: E402
+from safecity.app.camera_wall import CameraWall, WallCamera  # noqa: E402
+from safecity.sim.clips import render_clip  # noqa: E402
 from safecity.video.pipeline import CameraPipeline  # noqa: E402
 from safecity.video.privacy import sharp_boxes  # noqa: E402
 
@@ -146,7 +146,7 @@ import subprocess  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
-from safecity.video.config import ConfigError, load_cameras  # noqa: E402
+from safecity.config.cameras import ConfigError, load_cameras  # noqa: E402
 from safecity.video.sources import VideoSource, redact  # noqa: E402
 
 
@@ -221,7 +221,7 @@ def _cli(*args, timeout: float = 240) -> subprocess.CompletedProcess:
 
 
 def _clip(folder: Path, n_frames: int = 30) -> Path:
-    from safecity.synthetic_video import write_clips
+    from safecity.sim.clips import write_clips
 
     write_clips(folder, scenarios=["normal"], size=SIZE, n_frames=n_frames)
     return folder / "normal.avi"
@@ -324,7 +324,7 @@ def test_video_run_gives_up_on_dead_sources_and_runs_the_good_camera(servers, tm
     assert "cam-good" not in run.stderr.split("failed:", 1)[-1]
     assert "5 of 6 camera(s) failed" in run.stderr
     assert servers["401"].connections and servers["garbage"].connections and servers["stall"].connections
-    from safecity.store import Store
+    from safecity.data.store import Store
 
     assert len(Store(tmp_path / "store").read("observations"))
     print(f"6 cameras, 5 dead, ended in {time.monotonic() - started:.1f} s")
@@ -363,7 +363,7 @@ def test_wall_health_shows_no_server_directories(tmp_path):
     assert "gone.avi" in table.loc["cam-missing", "error"] and "cut.avi" in table.loc["cam-cut", "error"]
     assert str(tmp_path) not in table.to_string() + table.to_json()
     assert "/srv/city" not in table.to_json().replace("\\/", "/")
-    from safecity.camera_wall import for_viewers
+    from safecity.app.camera_wall import for_viewers
 
     assert for_viewers("/srv/city/cams/gate.avi: cannot open") == "gate.avi: cannot open"
 
@@ -378,7 +378,7 @@ def test_cli_blur_off_is_audited_in_the_name_of_the_os_user(tmp_path):
     run = _cli("video", "annotate", str(good), "-o", str(tmp_path / "out.avi"), "--config", str(config),
                "--data-dir", str(tmp_path / "store"), "--max-frames", "3")
     assert run.returncode == 0, run.stderr
-    from safecity.store import Store
+    from safecity.data.store import Store
 
     audit = Store(tmp_path / "store").state.read("audit_log")
     row = audit[audit["action"] == "disable_blur"].iloc[0]

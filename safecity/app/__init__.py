@@ -1,0 +1,1 @@
+"""The served application: engine, dashboards' state, camera runner, access control."""

@@ -1,0 +1,438 @@
+"""Dashboard state: what an operator or analyst may change, and the views derived from it.
+
+``CityView`` works the same in a notebook cell and under ``panel serve``; the
+dashboards in ``dashboards/`` only lay it out.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import html
+import os
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from safecity.app import access
+from safecity.incidents import fusion
+from safecity.app import views
+
+hv.extension("bokeh", logo=False)
+
+
+def load_city(data_dir: str | Path) -> SimpleNamespace:
+    """The tables a dashboard shows, read from a data directory written by ``safecity simulate``.
+
+    Read once per server process: every session shares the same tables (and
+    the models ``city_models`` fits on them).
+    """
+    return _load_city(str(Path(data_dir).resolve()))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_city(data_dir: str) -> SimpleNamespace:
+    from safecity.sim.city import read_city
+
+    data_dir = Path(data_dir)
+    if not (data_dir / "history").is_dir():
+        raise FileNotFoundError(
+            f"no safecity data in {data_dir}: create the demo data with "
+            f"'safecity simulate --out {data_dir}' or set SAFECITY_DATA_DIR")
+    city = read_city(data_dir)
+    return SimpleNamespace(sensors=city.sensors, observations=city.observations,
+                           units=city.units, zones=city.zones, events=city.events,
+                           calendar=city.calendar)
+
+
+_MODELS_LOCK = threading.Lock()
+
+
+def city_models(city: SimpleNamespace) -> SimpleNamespace:
+    """Anomaly scores and the zones' forecaster, fitted once per city and process.
+
+    Sessions share them (a second browser never refits). ``scores`` are
+    ``UsualLevel`` departures of every people-count bin, ``forecaster`` a
+    ``TimeOfWeekProfile`` of each zone's hourly total: the gradient-boosted
+    ``GatheringForecaster`` needs eight days of history and took 65 s to fit
+    on a 21-day city here, too slow for a page's start-up.
+    """
+    with _MODELS_LOCK:
+        if getattr(city, "models", None) is None:
+            city.models = _fit_models(city)
+    return city.models
+
+
+def _fit_models(city: SimpleNamespace) -> SimpleNamespace:
+    from safecity.forecast.model import TimeOfWeekProfile, aggregate_zones
+
+    counts = city.observations[city.observations["metric"] == "people_count"]
+    usual, scores = replay_scores(counts, getattr(city, "calendar", None), city.sensors)
+    zone_counts, zone_table = aggregate_zones(counts, city.sensors)
+    return SimpleNamespace(usual=usual, scores=scores,
+                           forecaster=TimeOfWeekProfile().fit(zone_counts), zone_table=zone_table)
+
+
+def replay_scores(counts: pd.DataFrame, calendar: pd.DataFrame | None, sensors: pd.DataFrame,
+                  warm_days: int = 3):
+    """``UsualLevel`` scores of every bin as the model would have given them live.
+
+    Fitted on the first ``warm_days`` (fewer on a short history), then each
+    later day is scored before the model learns it: a model scoring the days
+    it learnt from barely sees an injected spike (on the 7-day demo city, the
+    spiked or dropped sensor was its window's top score for 4 of 10 injected
+    anomalies scored in sample; for 3 of the 4 after the warm-up days scored
+    this way, the fourth second). The warm-up days are scored in sample.
+    """
+    from safecity.baseline.usual import UsualLevel
+
+    day = counts["ts"].dt.floor("D")
+    days = np.sort(day.unique())
+    warm = days[max(1, min(warm_days, len(days) // 2)) - 1]  # at least half the days replayed
+    first = counts[day <= warm]
+    model = UsualLevel(rate=0.1).fit(first, calendar=calendar, sensors=sensors)
+    parts = [model.score_samples(first)]
+    for d in days[days > warm]:
+        today = counts[day == d]
+        parts.append(model.score_samples(today))
+        model.partial_fit(today)
+    return model, pd.concat(parts).sort_index()
+
+
+def projected(city: SimpleNamespace, tiles: str | None) -> SimpleNamespace:
+    """The map tables in the coordinates the map draws: lon/lat, or Web Mercator under tiles."""
+    tables = ("zones", "sensors", "units", "events")
+    if not tiles:
+        return SimpleNamespace(**{t: getattr(city, t) for t in tables})
+    with _MODELS_LOCK:
+        if getattr(city, "mercator", None) is None:
+            city.mercator = SimpleNamespace(**{t: views.to_web_mercator(getattr(city, t))
+                                               for t in tables})
+    return city.mercator
+
+
+class CityView(param.Parameterized):
+    """The city over a time window: crowd levels, anomalies and events, the forecast after it, the units.
+
+    The window is the ``window_hours`` before ``time``; the forecast covers
+    the ``forecast_hours`` after it. Models are fitted once per process
+    (``city_models``), so a session only selects and draws.
+    """
+
+    time = param.Date(doc="The end of the window shown; the forecast starts here.")
+    window_hours = param.Integer(default=3, bounds=(1, 48), doc="Hours of data in the heatmaps.")
+    metric = param.Selector(default="people_count", objects=["people_count"])
+    forecast_hours = param.Integer(default=6, bounds=(1, 24), doc="Hours ahead the forecast covers.")
+    zone = param.Selector(default=None, objects=[], doc="The zone whose forecast is drawn as a line.")
+    tiles_url = param.String(default=None, allow_None=True, constant=True,
+                             doc="XYZ tile template ($SAFECITY_TILES_URL); None: no tiles, "
+                                 "nothing is fetched from outside.")
+
+    def __init__(self, city, **params):
+        self.city = city
+        ts = city.observations["ts"]
+        start, end = ts.min().tz_convert(None), ts.max().tz_convert(None)
+        self.param.time.bounds = (start.to_pydatetime(), end.to_pydatetime())
+        self.param.metric.objects = sorted(city.observations["metric"].unique())
+        params.setdefault("time", (start + (end - start) * 0.6).floor("h").to_pydatetime())
+        params.setdefault("tiles_url", os.environ.get("SAFECITY_TILES_URL") or None)
+        self.models = city_models(city)
+        names = city.zones.set_index("zone_id")["name"].astype(str)
+        zones = {names.get(z, z): z for z in self.models.zone_table["sensor_id"]}
+        self.param.zone.objects = dict(sorted(zones.items()))
+        if zones:
+            busiest = np.nanargmax(np.nanmean(self.models.forecaster.table_, axis=(0, 1)))
+            params.setdefault("zone", self.models.forecaster.sensor_ids_[busiest])
+        super().__init__(**params)
+        self.geo = projected(city, self.tiles_url)
+
+    def _window(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        end = pd.Timestamp(self.time, tz="UTC")
+        return end - pd.Timedelta(hours=self.window_hours), end
+
+    @param.depends("time", "window_hours", "metric")
+    def map(self) -> hv.Overlay:
+        start, end = self._window()
+        obs = self.city.observations
+        obs = obs[(obs["ts"] > start) & (obs["ts"] <= end)]
+        levels = views.sensor_levels(obs, self.geo.sensors, self.metric)
+        units = views.latest_units(self.geo.units, at=end)
+        title = f"Crowd: {self.metric}, {start:%a %d %b %H:%M} – {end:%H:%M} UTC"
+        return views.city_map(self.geo.zones, levels, units, title=title, tiles=self.tiles_url)
+
+    @param.depends("time", "window_hours")
+    def anomaly_map(self) -> hv.Overlay:
+        start, end = self._window()
+        anomaly = views.sensor_anomaly(self.models.scores, self.geo.sensors, start, end)
+        events = views.events_between(self.geo.events, start, end)
+        title = f"Anomalies and {len(events)} events, {start:%a %d %b %H:%M} – {end:%H:%M} UTC"
+        return views.anomaly_map(self.geo.zones, anomaly, events, title=title, tiles=self.tiles_url)
+
+    def forecast(self) -> pd.DataFrame:
+        """The zones' hourly forecast for the ``forecast_hours`` after ``time`` (q10, q50, q90)."""
+        _, end = self._window()
+        return self.models.forecaster.predict(end.ceil("h"), f"{self.forecast_hours}h")
+
+    @param.depends("time", "forecast_hours")
+    def forecast_map(self) -> hv.Overlay:
+        fc = self.forecast()
+        peak = fc.groupby("sensor_id", as_index=False)["q50"].max().rename(
+            columns={"sensor_id": "zone", "q50": "value"})
+        start = fc["ts"].min() if len(fc) else self._window()[1]
+        title = f"Forecast: peak per zone, next {self.forecast_hours} h from {start:%a %H:%M} UTC"
+        return views.zone_forecast_map(self.geo.zones, peak, title=title, tiles=self.tiles_url)
+
+    @param.depends("time", "forecast_hours", "zone")
+    def forecast_line(self) -> hv.Overlay:
+        names = {v: k for k, v in self.param.zone.objects.items()}
+        return views.forecast_band(self.forecast(), self.zone).opts(
+            title=f"Forecast for {names.get(self.zone, self.zone)}: median and 80% interval")
+
+    @param.depends("metric")
+    def usual_week(self) -> hv.HeatMap:
+        return views.time_of_week_heatmap(self.city.observations, self.city.sensors,
+                                          self.metric).opts(title="Usual week by zone")
+
+    @param.depends("time")
+    def unit_table(self) -> pn.widgets.Tabulator:
+        _, end = self._window()
+        units = views.latest_units(self.city.units, at=end)
+        return pn.widgets.Tabulator(units[["unit_id", "kind", "status", "station", "ts"]],
+                                    disabled=True, show_index=False, height=300)
+
+    def controls(self) -> pn.Param:
+        return pn.Param(self.param, parameters=["time", "window_hours", "metric", "forecast_hours",
+                                                "zone"],
+                        widgets={"time": pn.widgets.DatetimeSlider}, show_name=False)
+
+    def layout(self) -> pn.Column:
+        def plot(method) -> pn.param.ParamMethod:
+            # drawn once the page is up: the first heatmap pays datashader's compilation
+            return pn.param.ParamMethod(method, defer_load=True, sizing_mode="stretch_width",
+                                        min_height=450)
+
+        return pn.Column(
+            pn.Row(plot(self.anomaly_map), plot(self.map)),
+            pn.Row(plot(self.forecast_map), plot(self.forecast_line)),
+            pn.Row(pn.pane.HoloViews(self.usual_week, sizing_mode="stretch_width"),
+                   pn.Column("### Units", self.unit_table)),
+        )
+
+
+class LiveUnitMap:
+    """The units on the zone map, moved every second to their positions in the shared engine.
+
+    ``refresh`` (the session's periodic callback) pushes only the markers
+    through a ``Pipe`` when a unit moved or changed status: the zones, and the
+    zoom the operator chose, stay as they are. Positions are the engine's
+    replayed reports (``engine.positions()``), read once per simulated moment
+    for all sessions.
+    """
+
+    def __init__(self, engine, zones: pd.DataFrame, tiles: str | None = None):
+        self.engine = engine
+        self.tiles = tiles
+        self.zones = views.to_web_mercator(zones) if tiles else zones
+        self._shown = self._positions()
+        self.pipe = hv.streams.Pipe(data=self._shown)
+
+    def _positions(self) -> pd.DataFrame:
+        return _positions_at(self.engine, self.engine.now, bool(self.tiles))
+
+    def refresh(self) -> None:
+        now = self._positions()
+        if now is self._shown:
+            return
+        cols = ["unit_id", "lon", "lat", "status"]
+        if not now[cols].equals(self._shown[cols]):
+            self.pipe.send(now)
+        self._shown = now
+
+    def plot(self) -> hv.DynamicMap:
+        markers = hv.DynamicMap(lambda data: views.unit_markers(data), streams=[self.pipe])
+        return views.on_zone_map(self.zones, markers, title="Units now (replayed positions)",
+                                 tiles=self.tiles)
+
+    def layout(self) -> pn.pane.HoloViews:
+        return pn.pane.HoloViews(self.plot(), sizing_mode="stretch_width", min_height=450,
+                                 css_classes=["live-units"])
+
+
+def follow_engine(engine, *views, period_ms: int = 1000) -> None:
+    """Refresh ``views`` (each has ``refresh()``) in this session every ``period_ms``, and at
+    once when the engine changes (a new incident, a dispatch), not up to a second later.
+
+    Everything the callbacks use is bound here, not read from the served script:
+    Bokeh empties a script's module when its session ends, and callbacks reading
+    its globals then raised ``NameError`` on every later engine change, for
+    everyone. The watcher is removed when the session ends, and removes itself
+    if it ever outlives its document.
+    """
+    def refresh() -> None:  # this session reads the engine; it never steps it
+        for view in views:
+            view.refresh()
+
+    pn.state.add_periodic_callback(refresh, period=period_ms)
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        return  # a notebook: the periodic callback is enough
+    watcher = None
+
+    def stop(*_) -> None:
+        with contextlib.suppress(ValueError, KeyError):
+            engine.param.unwatch(watcher)
+
+    def changed(_) -> None:
+        if doc.session_context is None:  # the session ended without telling us
+            stop()
+            return
+        try:
+            doc.add_next_tick_callback(refresh)
+        except Exception:  # a document being torn down refuses callbacks
+            stop()
+
+    watcher = engine.param.watch(changed, "version")
+    pn.state.on_session_destroyed(stop)
+
+
+@functools.lru_cache(maxsize=4)
+def _positions_at(engine, now, mercator: bool) -> pd.DataFrame:
+    """The engine's unit positions at one simulated moment, shared by every session."""
+    pos = engine.positions()
+    return views.to_web_mercator(pos) if mercator else pos
+
+
+def _table_html(df: pd.DataFrame, css: str) -> str:
+    """A small table as HTML; ``to_html`` escapes every cell, so text stays text."""
+    return df.to_html(index=False, escape=True, classes=css, border=0, na_rep="")
+
+
+@functools.lru_cache(maxsize=8)
+def _live_snapshot(engine, version: int) -> SimpleNamespace:
+    """What every session shows of the engine at one version, read and rendered once.
+
+    Twenty sessions each reading the store and rendering the queue made one new
+    incident cost twenty times the work on the server's one event loop
+    (``bench/dashboard.py``); keyed by the engine's version, they share it.
+    """
+    queue = engine.incident_queue()
+    open_ = queue[queue["status"].isin(["open", "dispatched"])]
+    return SimpleNamespace(
+        queue_html="".join(fusion.incident_html(r) for _, r in queue.iterrows())
+        or "<p>No incidents yet.</p>",
+        options={f"{r.incident_id} · {r.kind} · {r.status}": r.incident_id
+                 for r in open_.itertuples()},
+        units_html=_table_html(engine.unit_status()[["unit_id", "kind", "status", "ts"]],
+                               "unit-status"),
+        audit_html=_table_html(engine.audit(10)[["ts", "actor", "action", "target", "details"]],
+                               "audit-rows"),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _recommendation(engine, version: int, incident_id: str | None) -> tuple[pd.DataFrame, str]:
+    """The units to propose for an incident (fastest first) and their table, shared by sessions."""
+    if incident_id is None:
+        rec = engine.unit_status().query("status == 'available'")
+    else:
+        rec = engine.recommended(incident_id)
+    shown = rec[[c for c in ("unit_id", "kind", "travel_time_s", "distance_m") if c in rec]]
+    html_ = _table_html(shown.round(0), "recommended") if len(shown) \
+        else html.escape(rec.attrs.get("reason", "no available unit"))
+    return rec, html_
+
+
+class LiveView(param.Parameterized):
+    """One browser session's view of the shared engine: it reads the engine, never runs it.
+
+    ``refresh`` (called every second by the session) copies what changed into
+    the panes; ``dispatch`` is the one thing a session asks the engine to do.
+    """
+
+    incident = param.Selector(default=None, objects=[], doc="The incident to send a unit to.")
+    unit = param.Selector(default=None, objects=[], doc="The unit to send.")
+    actor = param.String(default="operator", doc="Who is dispatching (written to the audit log).")
+    role = param.String(default=None, allow_None=True, constant=True,
+                        doc="The session's role (safecity.app.access); only an operator may dispatch.")
+
+    def __init__(self, engine, **params):
+        # under an authenticated server, the logged-in user and their role; else the local defaults
+        params.setdefault("role", access.current_role())
+        params.setdefault("actor", access.current_user() or "operator")
+        super().__init__(**params)
+        self.engine = engine
+        self._seen_version = -1
+        self.counter = pn.pane.HTML("", css_classes=["live-tick"], name="live-tick")
+        self.queue = pn.pane.HTML("", css_classes=["incident-queue"], max_height=420,
+                                  styles={"overflow-y": "auto"})
+        self.units = pn.pane.HTML("", css_classes=["unit-status"])
+        self.audit_log = pn.pane.HTML("", css_classes=["audit-log"])
+        self.message = pn.pane.HTML("", css_classes=["dispatch-message"])
+        self.recommendation = pn.pane.HTML("", css_classes=["recommended-units"])
+        self.button = pn.widgets.Button(name="Dispatch", button_type="primary",
+                                        disabled=not access.can_dispatch(self.role))
+        self.button.on_click(lambda _: self.dispatch())
+        if self.button.disabled:  # say why, rather than leave a grey button
+            self.message.object = (f'<p class="role-note">'
+                                   f'{html.escape(access.session_note(self.role, "dispatch"))}</p>')
+        self.refresh()
+
+    def refresh(self) -> None:
+        e = self.engine
+        self.counter.object = (f'<span class="live-counter">updates: {e.tick}</span> · '
+                               f'sim time {pd.Timestamp(e.now):%Y-%m-%d %H:%M:%S} UTC')
+        if e.version == self._seen_version:
+            return
+        self._seen_version = e.version
+        shown = _live_snapshot(e, e.version)
+        self.queue.object = shown.queue_html
+        self.param.incident.objects = shown.options
+        if self.incident not in shown.options.values():
+            self.incident = next(iter(shown.options.values()), None)
+        self._update_units()
+        self.units.object = shown.units_html
+        self.audit_log.object = shown.audit_html
+
+    @param.depends("incident", watch=True)
+    def _update_units(self) -> None:
+        rec, shown_html = _recommendation(self.engine, self.engine.version, self.incident)
+        self.recommendation.object = shown_html
+        ids = [u for u, ok in zip(rec["unit_id"], rec.get("reachable", [True] * len(rec))) if ok]
+        self.param.unit.objects = ids
+        if self.unit not in ids:
+            self.unit = ids[0] if ids else None
+
+    def dispatch(self) -> None:
+        if not access.can_dispatch(self.role):
+            self.message.object = (f"<p>Not dispatched: role {html.escape(str(self.role))} "
+                                   f"may not dispatch units.</p>")
+            return
+        if self.incident is None or self.unit is None:
+            self.message.object = "<p>Choose an incident and a unit first.</p>"
+            return
+        try:
+            self.engine.dispatch(self.unit, self.incident, self.actor)
+        except (ValueError, KeyError) as exc:
+            self.message.object = f"<p>Not dispatched: {html.escape(str(exc))}</p>"
+            return
+        self.message.object = (f'<p class="dispatch-done" data-unit="{html.escape(self.unit)}">'
+                               f"{html.escape(self.unit)} dispatched to "
+                               f"{html.escape(self.incident)}</p>")
+        self.refresh()
+
+    def layout(self) -> pn.Column:
+        controls = pn.Param(self.param, parameters=["incident", "unit"], show_name=False,
+                            widgets={"incident": pn.widgets.Select, "unit": pn.widgets.Select})
+        return pn.Column(
+            "### Live", self.counter,
+            pn.Row(pn.Column("#### Incident queue", self.queue),
+                   pn.Column("#### Dispatch", controls, "Recommended (fastest first)", self.recommendation,
+                             self.button, self.message,
+                             "#### Units", self.units, width=520, sizing_mode="fixed")),
+            "#### Audit log (latest)", self.audit_log,
+        )

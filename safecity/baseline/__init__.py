@@ -1,0 +1,1 @@
+"""The usual level of each sensor and camera, and what departs from it."""

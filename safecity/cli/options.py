@@ -1,0 +1,94 @@
+"""Options and file helpers shared by the commands."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _write_table_file(df, path: str) -> None:
+    """Write atomically: a reader never sees half a file."""
+    import os
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise click.ClickException(f"{path}: expected a .csv or .parquet file name")
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    try:
+        if suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise click.ClickException(f"{path}: cannot write: {err.strerror or err}") from None
+
+
+def _read_table_file(path: str, required=()):
+    """``tables.read_table`` with its error as a ClickException; ``required`` columns are checked first."""
+    from safecity.data.tables import TableFileError, read_table
+
+    try:
+        return read_table(path, required)
+    except TableFileError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def _check_tz(ctx, param, value):
+    """Click callback: an unknown time zone is refused while parsing, before any reading or fitting."""
+    import pandas as pd
+
+    try:
+        pd.Timestamp("2026-01-01").tz_localize(value)
+    except Exception:  # pytz, zoneinfo and dateutil raise different types
+        raise click.BadParameter(f"unknown time zone {value!r} (like Europe/Paris or UTC)") from None
+    return value
+
+
+def _check_duration(ctx, param, value):
+    """Click callback: a pandas duration (24h, 3D), checked while parsing."""
+    import pandas as pd
+
+    try:
+        pd.Timedelta(value)
+    except (ValueError, TypeError):
+        raise click.BadParameter(f"not a duration: {value!r} (like 6h or 3D)") from None
+    return value
+
+
+def _check_out(ctx, param, value):
+    """Click callback: an output file whose folder does not exist is refused before the long work."""
+    if value is not None and not Path(value).resolve().parent.is_dir():
+        raise click.BadParameter(f"{value}: the folder {Path(value).parent} does not exist")
+    return value
+
+
+# --------------------------------------------------------------------------- forecast
+
+
+def _city_options(command):
+    """The options every forecast command shares: the data and the city's time zone and holidays."""
+    options = [
+        click.option("--observations", "observations_path", required=True,
+                     type=click.Path(exists=True, dir_okay=False),
+                     help="Observations table, CSV or Parquet (ts, sensor_id, metric, value)."),
+        click.option("--calendar", "calendar_paths", multiple=True,
+                     type=click.Path(exists=True, dir_okay=False),
+                     help="Calendar file (.csv, .ics, .geojson); repeat for several."),
+        click.option("--sensors", "sensors_path", type=click.Path(exists=True, dir_okay=False),
+                     help="Sensors table (sensor_id, lon, lat), to place events near sensors."),
+        click.option("--metric", default="people_count", show_default=True),
+        click.option("--horizon", default="24h", show_default=True, callback=_check_duration,
+                     help="How far ahead (pandas duration: 24h, 3D, 7D)."),
+        click.option("--tz", default="Europe/Paris", show_default=True, callback=_check_tz,
+                     help="The city's time zone."),
+        click.option("--country", default="FR", show_default=True,
+                     help="Public holidays of this country ('none': none)."),
+        click.option("--subdiv", default=None, help="Holiday subdivision (state, region), e.g. VIC."),
+        click.option("--school-zone", default="B", show_default=True,
+                     help="French school-holiday zone ('none': none)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command

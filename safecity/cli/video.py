@@ -1,0 +1,299 @@
+"""Commands on video: anomaly scoring (``vad``), crowd counting (``count``), camera pipelines (``video``)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from safecity.cli.root import main
+from safecity.cli.options import _write_table_file, _check_out
+
+
+@main.group()
+def vad() -> None:
+    """Frame-level video anomaly detection for a fixed camera, trained on normal footage."""
+
+
+def _vad_options(command):
+    """The detector's hyperparameters and the training footage, shared by every vad command."""
+    options = [
+        click.option("--train", "train_dir", required=True, type=click.Path(exists=True, file_okay=False),
+                     help="Normal footage: one sub-folder of frames (or a video file) per clip, "
+                          "or a single folder of frames."),
+        click.option("--window", type=click.IntRange(1), default=None,
+                     help="Box window in pixels (about a person's height). Default: learned from --train."),
+        click.option("--margin", type=click.IntRange(0), default=8, show_default=True,
+                     help="Image border ignored, pixels."),
+        click.option("--smoothing", type=click.FloatRange(0), default=5.0, show_default=True,
+                     help="Temporal smoothing, frames (Gaussian sigma, or EMA span with --causal)."),
+        click.option("--causal/--centred", default=False, show_default=True,
+                     help="Smooth with past frames only (as live) or centred on each frame."),
+        click.option("--finest-scale", type=click.IntRange(0, 6), default=1, show_default=True,
+                     help="DIS optical flow finest level (1: half resolution, 2: quarter)."),
+        click.option("--false-alarm-rate", type=click.FloatRange(0, 1, max_open=True), default=0.001,
+                     show_default=True, help="Share of training frames allowed above the alarm threshold."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _vad_clips(folder) -> list:
+    """The clips of a folder: its sub-folders and video files in name order, else the folder itself."""
+    from safecity.video.anomaly import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+    items = sorted(p for p in Path(folder).iterdir() if not p.name.startswith("."))
+    clips = [p for p in items if p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES]
+    if clips:
+        return clips
+    if any(p.suffix.lower() in IMAGE_SUFFIXES for p in items):
+        return [Path(folder)]  # a folder of frames is one clip
+    raise click.ClickException(f"{folder}: no clip (expected one sub-folder of frames, or a video, per clip)")
+
+
+def _vad_detector(window, margin, smoothing, causal, finest_scale, false_alarm_rate):
+    from safecity.video.anomaly import FlowMomentumDetector
+
+    return FlowMomentumDetector(window=window, margin=margin, smoothing=smoothing, causal=causal,
+                                finest_scale=finest_scale, false_alarm_rate=false_alarm_rate)
+
+
+@vad.command("eval")
+@_vad_options
+@click.option("--test", "test_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Labelled test clips: one sub-folder of frames per clip, named as the labels' video.")
+@click.option("--labels", "labels_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="CSV with columns video, frame_file, abnormal (0/1), one row per test frame.")
+def vad_eval(train_dir, window, margin, smoothing, causal, finest_scale, false_alarm_rate, test_dir,
+             labels_path) -> None:
+    """Fit on --train, score --test; frame-level ROC AUC and speed vs the flow baseline, as JSON.
+
+    Keys: auc (pooled over all test frames), fps (frames per second on one
+    core, decoding included), baseline_auc and baseline_fps (99.9th percentile
+    of flow magnitude, smoothed, measured in the same run), per_clip_auc,
+    baseline_per_clip_auc, threshold (learned on --train), fpr_at_threshold,
+    tpr_at_threshold, frames, window (learned or given), window_estimate, ...
+    """
+    from tqdm import tqdm
+
+    from safecity.video.anomaly import LabelsError, evaluate
+
+    detector = _vad_detector(window, margin, smoothing, causal, finest_scale, false_alarm_rate)
+    train, test = _vad_clips(train_dir), _vad_clips(test_dir)
+    total = len(train) * (2 if window is None else 1) + 2 * len(test)
+    with tqdm(total=total, desc="vad eval", unit="clip", file=sys.stderr) as bar:
+        def progress(stage):
+            bar.set_postfix_str(stage, refresh=False)
+            bar.update()
+
+        try:
+            result = evaluate(train, test, labels_path, detector=detector, progress=progress)
+        except (LabelsError, ValueError, FileNotFoundError) as err:
+            raise click.ClickException(str(err)) from None
+    click.echo(json.dumps(result, indent=1))
+
+
+@vad.command("score")
+@_vad_options
+@click.option("--source", required=True, type=click.Path(exists=True),
+              help="Footage to score: a folder of frames or a video file.")
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), callback=_check_out,
+              help="CSV to write (default: standard output).")
+def vad_score(train_dir, window, margin, smoothing, causal, finest_scale, false_alarm_rate, source,
+              out_path) -> None:
+    """Fit on --train and write one row per frame of --source: frame, name, score, alarm.
+
+    score is in pixels per frame (higher: more anomalous); alarm is 1 above the
+    threshold learned on the training clips. With -o, a JSON summary goes to
+    standard output.
+    """
+    import pandas as pd
+    from tqdm import tqdm
+
+    from safecity.video.anomaly import FrameSource
+
+    detector = _vad_detector(window, margin, smoothing, causal, finest_scale, false_alarm_rate)
+    train = _vad_clips(train_dir)
+    frames = FrameSource(source)
+    try:
+        readable = next(iter(frames), None) is not None  # before the fit: an empty score is no answer
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    if not readable:
+        skipped = f" ({len(frames.skipped)} files do not decode: {', '.join(frames.skipped[:5])})" \
+            if frames.skipped else ""
+        raise click.ClickException(f"{source}: no frame could be read{skipped}")
+    with tqdm(total=len(train) * (2 if window is None else 1) + 1, desc="vad score", unit="clip",
+              file=sys.stderr) as bar:
+        def progress(stage):
+            bar.set_postfix_str(stage, refresh=False)
+            bar.update()
+
+        try:
+            detector.fit(train, progress=progress)
+            scores = detector.score_samples(frames)
+        except ValueError as err:
+            raise click.ClickException(str(err)) from None
+        progress("score")
+    table = pd.DataFrame({"frame": range(len(scores)), "name": frames.names, "score": scores.round(5),
+                          "alarm": (scores > detector.threshold_).astype(int)})
+    if out_path is None:
+        click.echo(table.to_csv(index=False), nl=False)
+        return
+    _write_table_file(table, out_path)
+    click.echo(json.dumps({"out": str(out_path), "frames": len(table),
+                           "alarm_frames": int(table["alarm"].sum()), "skipped": frames.skipped,
+                           "threshold": round(detector.threshold_, 4), "window": detector.window_}))
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+
+@main.group("count")
+def count_group() -> None:
+    """Crowd counting per frame and per zone, calibrated with the scene's perspective."""
+
+
+@count_group.command("eval")
+@click.option("--frames", "frames_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder holding the frames named in --counts.")
+@click.option("--counts", "counts_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="CSV frame_file,count: the labelled frames, in time order.")
+@click.option("--train", "n_train", required=True, type=int,
+              help="Fit on the first N rows of --counts, test on the rest.")
+@click.option("--heads", "heads_path", type=click.Path(exists=True, dir_okay=False),
+              help="CSV frame_file,x,y: one row per annotated head (teaches where people are).")
+@click.option("--perspective", "perspective_path", type=click.Path(exists=True, dir_okay=False),
+              help=".mat file with the perspective map pMapN (and optionally roi), e.g. Mall's perspective_roi.mat.")
+def count_eval(frames_dir, counts_path, n_train, heads_path, perspective_path) -> None:
+    """Fit the crowd counter and the ridge baseline on the first N frames; errors on the rest, as JSON.
+
+    Keys: mae, mse (people per frame), fps (prediction frames per second on
+    one core, decoding included), baseline_mae, baseline_mse, baseline_fps,
+    bias, n_train, n_test, ...
+    """
+    from safecity.video.counting import CountingDataError, evaluate
+
+    try:
+        result = evaluate(frames_dir, counts_path, n_train, heads_path=heads_path,
+                          perspective_path=perspective_path)
+    except (CountingDataError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(json.dumps(result, indent=1))
+
+
+# --------------------------------------------------------------------------- video pipeline
+
+
+@main.group("video")
+def video_group() -> None:
+    """Per-camera video analytics: tracks, per-bin observations and events, blurred output."""
+
+
+def _video_cameras(config_path, camera_ids):
+    from safecity.config.cameras import ConfigError, load_cameras
+
+    try:
+        cameras = load_cameras(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if camera_ids:
+        known = {c.id for c in cameras}
+        missing = [c for c in camera_ids if c not in known]
+        if missing:
+            raise click.ClickException(f"{config_path}: no camera {missing}; cameras: {', '.join(sorted(known))}")
+        cameras = [c for c in cameras if c.id in camera_ids]
+    return cameras
+
+
+@video_group.command("run")
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The installation's cameras (YAML, see safecity/data/cameras.example.yml).")
+@click.option("--data-dir", type=click.Path(file_okay=False), required=True,
+              help="Store receiving observations, events and audit records.")
+@click.option("--camera", "camera_ids", multiple=True, help="Only this camera id (repeatable; default all).")
+@click.option("--max-frames", type=click.IntRange(1), default=None,
+              help="Stop each camera after this many frames (a live stream never ends by itself).")
+@click.option("--bin", "bin_s", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Feature bin in seconds.")
+@click.option("--give-up-after", "give_up_s", type=click.FloatRange(min=0, min_open=True), default=30.0,
+              show_default=True, help="Seconds a live camera may go without a frame before it is failed.")
+def video_run(config_path, data_dir, camera_ids, max_frames, bin_s, give_up_s) -> None:
+    """Process every camera's source at once (one thread each) and write the results to the store.
+
+    Prints one JSON line per camera: status (ok or failed, with the error),
+    frames, track ids, observations and events written, frames per second,
+    and the source's health. Exits non-zero, naming them, if any camera failed.
+    """
+    from safecity.data.store import Store
+    from safecity.app.camera_runner import run_cameras
+
+    cameras = _video_cameras(config_path, camera_ids)
+    store = Store(data_dir)
+    summaries = run_cameras(cameras, store, bin_s=bin_s, max_frames=max_frames, give_up_after_s=give_up_s)
+    for summary in summaries:
+        click.echo(json.dumps(summary, default=str))
+    failed = [s for s in summaries if s["status"] == "failed"]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(summaries)} camera(s) failed:\n"
+                                   + "\n".join(s["error"] for s in failed))
+
+
+@video_group.command("annotate")
+@click.argument("source")
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Annotated copy to write (.mp4 or .avi).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Cameras YAML: zones and event detectors of the camera (without it: tracks only).")
+@click.option("--camera", "camera_id", default=None, help="Camera id in --config (default: the first).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Store for audit records (needed only if the camera's privacy settings turn the blur off).")
+@click.option("--max-frames", type=click.IntRange(1), default=None)
+@click.option("--give-up-after", "give_up_s", type=click.FloatRange(min=0, min_open=True), default=30.0,
+              show_default=True, help="Seconds a live SOURCE may go without a frame before giving up.")
+def video_annotate(source, out_path, config_path, camera_id, data_dir, max_frames, give_up_s) -> None:
+    """Write a blurred copy of SOURCE with boxes, track ids, zones and events drawn."""
+    import cv2
+
+    from safecity.data.store import Store
+    from safecity.video.pipeline import CameraPipeline
+    from safecity.video.sources import redact
+
+    shown = redact(source)  # errors quote the source, and a stream URL may carry a password
+
+    audit = Store(data_dir).state if data_dir else None
+    if config_path:
+        cameras = _video_cameras(config_path, [camera_id] if camera_id else [])
+        pipe = CameraPipeline(cameras[0], audit=audit)
+    else:
+        default_id = "stream" if "://" in source else Path(source).stem  # never a URL's query
+        pipe = CameraPipeline({"camera_id": camera_id or default_id}, detectors=[], audit=audit)
+    fourcc = "mp4v" if out_path.lower().endswith((".mp4", ".m4v", ".mov")) else "MJPG"
+    writer, n, events = None, 0, 0
+    try:
+        for frame in pipe.frames(source, give_up_after_s=give_up_s,
+                                 timeout_s=max(0.5, min(10.0, give_up_s))):
+            if max_frames is not None and n >= max_frames:
+                break
+            result = pipe.process(frame)
+            image = pipe.display(frame.image if hasattr(frame, "image") else frame, result)
+            if writer is None:
+                h, w = image.shape[:2]
+                writer = cv2.VideoWriter(out_path, cv2.VideoWriter_fourcc(*fourcc), pipe.fps, (w, h))
+                if not writer.isOpened():
+                    raise click.ClickException(f"{out_path}: OpenCV cannot write this file ({fourcc})")
+            writer.write(image)
+            n += 1
+            events += len(result.events)
+    except (ValueError, FileNotFoundError, RuntimeError, TypeError) as exc:
+        raise click.ClickException(redact(f"{shown}: {exc}")) from None
+    finally:
+        if writer is not None:
+            writer.release()
+    if not n:
+        raise click.ClickException(f"{shown}: no frame could be read")
+    blurred = pipe.policy_.blur if pipe.policy_ is not None else True
+    click.echo(json.dumps({"out": out_path, "frames": n, "events": events, "blurred": blurred}))

@@ -1,0 +1,1 @@
+"""Validated configuration: the city (time zone, calendars) and the camera installation."""

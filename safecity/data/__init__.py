@@ -1,0 +1,1 @@
+"""Data model, storage and readers: what every other stage reads and writes."""

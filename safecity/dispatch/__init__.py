@@ -1,0 +1,1 @@
+"""Road network, units, recommendations and response-time analysis."""

@@ -1,0 +1,101 @@
+"""Which unit to send: the available units of the needed kinds, ranked by road travel time.
+
+The ranking is one reverse shortest-path tree from the incident
+(``RoadNetwork.travel_times_to``): every unit's time to the scene at once, and
+each unit's route by following the tree's next hops. A unit that cannot reach
+the scene (closed roads, a disconnected island) is listed last with
+``reachable=False``; when none can, the answer says so in ``reason`` rather
+than raising, because a dispatcher needs an answer either way.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from safecity.data.geo import distance_m
+from safecity.dispatch.network import RoadNetwork
+
+RECOMMEND_COLUMNS = ["unit_id", "kind", "status", "travel_time_s", "eta", "distance_m",
+                     "route", "reachable", "reason"]
+
+
+def current_units(units: pd.DataFrame) -> pd.DataFrame:
+    """The latest row per unit of a ``units`` table (its current state)."""
+    if units.empty or units["unit_id"].is_unique:
+        return units
+    return units.sort_values("ts", kind="stable").groupby("unit_id", sort=False).tail(1)
+
+
+def recommend(incident_lon: float, incident_lat: float, units: pd.DataFrame, network: RoadNetwork,
+              kinds: Iterable[str] = ("police",), at=None, calendar: pd.DataFrame | None = None,
+              top: int | None = 5) -> pd.DataFrame:
+    """Available units of ``kinds`` ranked by road travel time to the incident.
+
+    Returns unit_id, kind, status, travel_time_s (inf when unreachable), eta
+    (``at``, else the latest unit report, plus the travel time), distance_m
+    (road length of the route), route (node ids, unit to scene; [] when
+    unreachable), reachable and reason (why a unit has no route; empty
+    otherwise). Reachable units come first, fastest first; ``top`` keeps the
+    best ``top`` reachable ones (None keeps all). When no unit can reach the
+    scene every candidate is returned, marked unreachable, and
+    ``result.attrs["reason"]`` says why. Roadworks in ``calendar`` active at
+    ``at`` close the roads near them.
+    """
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    latest = current_units(units)
+    when = _utc(at) if at is not None else (pd.Timestamp(latest["ts"].max()) if len(latest) else None)
+    candidates = latest[(latest["status"] == "available") & latest["kind"].isin(kinds)]
+    if candidates.empty:
+        return _empty(f"no available unit of kind {', '.join(kinds)}")
+
+    net = network.with_roadworks(calendar, at) if calendar is not None and at is not None else network
+    scene = int(net.nearest_node(incident_lon, incident_lat)[0])
+    starts = net.nearest_node(candidates["lon"].to_numpy(), candidates["lat"].to_numpy())
+    times_all, nxt = net.tree_to(scene)
+    times = times_all[net.positions(starts)]
+    unit_ids = candidates["unit_id"].to_numpy().astype(str)
+
+    # numpy rather than DataFrame sorts: this runs per incident and must stay in milliseconds.
+    reachable = np.isfinite(times)
+    order = np.lexsort((unit_ids, times, ~reachable))
+    n_ok = int(reachable.sum())
+    reason = ""
+    if n_ok == 0:
+        reason = (f"no road route from any available {'/'.join(kinds)} unit to the incident "
+                  f"(node {scene}): the scene is cut off (disconnected roads or closures)")
+    elif top is not None:
+        order = order[: min(top, n_ok)]
+    ok = reachable[order]
+    routes = [[] for _ in range(len(order))]
+    for i, r in zip(np.flatnonzero(ok), net.follow_many(starts[order][ok], nxt, scene)):
+        routes[i] = r
+    travel = times[order]
+    out = pd.DataFrame({
+        "unit_id": unit_ids[order], "kind": candidates["kind"].to_numpy()[order],
+        "status": candidates["status"].to_numpy()[order], "travel_time_s": travel,
+        "eta": (when + pd.to_timedelta(np.where(ok, travel, np.nan), unit="s")
+                if when is not None else pd.NaT),
+        "distance_m": np.where(ok, net.route_lengths_m(routes), np.inf),
+        "route": routes, "reachable": ok,
+        "reason": np.where(ok, "", reason or "no road route from this unit to the incident"),
+    }, columns=RECOMMEND_COLUMNS)
+    scene_lon, scene_lat = net.nodes[["lon", "lat"]].to_numpy()[net.positions([scene])[0]]
+    out.attrs["reason"] = reason
+    out.attrs["scene_node"] = scene
+    out.attrs["scene_offset_m"] = float(distance_m(incident_lon, incident_lat, scene_lon, scene_lat))
+    return out
+
+
+def _empty(reason: str) -> pd.DataFrame:
+    out = pd.DataFrame({c: pd.Series(dtype=object) for c in RECOMMEND_COLUMNS})
+    out["travel_time_s"] = out["travel_time_s"].astype(float)
+    out["reachable"] = out["reachable"].astype(bool)
+    out.attrs["reason"] = reason
+    return out
+
+
+def _utc(ts) -> pd.Timestamp:
+    ts = pd.Timestamp(ts)
+    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")

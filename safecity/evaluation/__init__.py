@@ -1,0 +1,1 @@
+"""Harnesses that score detectors, fusion and forecasts against ground truth."""

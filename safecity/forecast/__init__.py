@@ -1,0 +1,1 @@
+"""Forecasting mass gatherings from history and calendars."""

@@ -1,0 +1,1 @@
+"""Fusing events from every source into incidents."""

@@ -1,0 +1,1 @@
+"""Synthetic city and clips, for tests, the demo and evaluation; never imported by live code."""
