@@ -19,14 +19,14 @@ import os
 import sys
 from pathlib import Path
 
+from safecity.app.login import ANALYST, OPERATOR, ROLES, USERS_ENV, read_users
+
 log = logging.getLogger(__name__)
 
-OPERATOR, ANALYST = "operator", "analyst"
 #: Unauthenticated serving on the loopback address is one person at their own
 #: machine trying the demo: they are both operator and analyst.
 LOCAL = "local"
 PERMISSIONS = {OPERATOR: {"dispatch"}, ANALYST: {"tune"}, LOCAL: {"dispatch", "tune"}}
-ROLES = (OPERATOR, ANALYST)
 
 #: Environment set by ``safecity serve`` and read inside the served apps.
 ROLES_ENV = "SAFECITY_ROLES"
@@ -88,8 +88,6 @@ def can_tune(role: str | None) -> bool:
 
 def _configured_roles() -> dict[str, str]:
     """Roles from the users file (``safecity users add --role``), then the roles file, which wins."""
-    from safecity.app.login import USERS_ENV, read_users
-
     users = os.environ.get(USERS_ENV)
     roles = {name: u.role for name, u in read_users(users).items() if u.role} if users else {}
     path = os.environ.get(ROLES_ENV)
@@ -256,77 +254,7 @@ def check_credentials_file(path: str | os.PathLike) -> dict[str, str]:
     Even hashes must stay private (``chmod 600``): they can be attacked offline.
     Values are never logged or returned.
     """
-    from safecity.app.login import read_users
-
     return {user: "***" for user in read_users(path)}
-
-
-#: Panel's own login, logout, index and authorization-error pages load fonts, logos and
-#: icons from Google and the HoloViz CDN; these load nothing, so they work in an
-#: operations room with no internet.
-_HEAD = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>safecity · {title}</title>
-<link rel="icon" href="data:,">
-<style>
-body {{ font-family: sans-serif; background: #f3f5f9; display: flex; justify-content: center;
-       align-items: center; min-height: 100vh; margin: 0; }}
-.box {{ background: white; padding: 2em 2.5em; border-radius: 6px; box-shadow: 0 1px 6px #0002;
-       display: flex; flex-direction: column; gap: 0.8em; min-width: 18em; }}
-h1 {{ color: #1f4e9c; font-size: 1.3em; margin: 0 0 0.3em; }}
-input {{ padding: 0.5em; font-size: 1em; }}
-button {{ padding: 0.6em; font-size: 1em; background: #1f4e9c; color: white; border: 0;
-         border-radius: 4px; cursor: pointer; }}
-.errormessage {{ color: #b00; font-weight: bold; margin: 0; }}
-</style></head>
-"""
-
-LOGIN_TEMPLATE = _HEAD.format(title="login") + """<body>
-<form class="login-form box" action=".{{ login_endpoint }}" method="post">
-<h1>safecity · sign in</h1>
-<p class="errormessage">{{ errormessage|escape }}</p>
-<input name="username" type="text" autocapitalize="off" autocorrect="off" placeholder="username"
-       aria-label="username" required>
-<input name="password" type="password" placeholder="password" aria-label="password" required>
-<button type="submit">Log in</button>
-</form></body></html>
-"""
-
-#: Jinja2, as Panel renders it (``LOGIN_ENDPOINT``).
-LOGOUT_TEMPLATE = _HEAD.format(title="signed out") + """<body>
-<form class="box" action=".{{ LOGIN_ENDPOINT }}" method="get">
-<h1>safecity · signed out</h1><p>You are signed out.</p>
-<button type="submit">Sign in again</button>
-</form></body></html>
-"""
-
-#: Jinja2, as Panel renders a refused authorization (``error_type``, ``error``, ``error_msg``).
-ERROR_TEMPLATE = _HEAD.format(title="not authorized") + """<body><div class="box">
-<h1>safecity · {{ error_type|default("Error", true)|escape }}</h1>
-<p class="errormessage">{{ error|escape }}</p>
-<p>{{ error_msg|escape }}</p>
-<p><a href="./logout">Sign out</a></p>
-</div></body></html>
-"""
-
-#: A Tornado template, as Bokeh renders the index of the served apps (``items``: slug, title).
-INDEX_TEMPLATE = _HEAD.format(title="dashboards") + """<body><div class="box">
-<h1>safecity · dashboards</h1>
-<ul class="apps">{% for slug, title in items %}
-<li><a href=".{{ slug }}">{{ title }}</a></li>{% end %}
-</ul></div></body></html>
-"""
-
-
-def write_templates(folder: str | os.PathLike) -> dict[str, Path]:
-    """The offline pages as files, for ``panel serve --index``, ``--auth-template``,
-    ``--basic-login-template`` and ``--logout-template``."""
-    pages = {"index": INDEX_TEMPLATE, "auth": ERROR_TEMPLATE, "login": LOGIN_TEMPLATE,
-             "logout": LOGOUT_TEMPLATE}
-    paths = {}
-    for name, text in pages.items():
-        paths[name] = Path(folder) / f"safecity_{name}.html"
-        paths[name].write_text(text, encoding="utf-8")
-    return paths
 
 
 def panel_command(apps: list[str], address: str, port: int, basic_auth: str | None = None,

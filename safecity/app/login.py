@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 #: Environment read by the served process (set by ``safecity serve``).
 USERS_ENV = "SAFECITY_USERS"
+#: The roles the users file may give a user; what each may do is ``safecity.app.access.PERMISSIONS``.
+OPERATOR, ANALYST = "operator", "analyst"
+ROLES = (OPERATOR, ANALYST)
 #: scrypt cost: ~50 ms and 16 MB per check here, the usual interactive-login setting.
 SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
 MAX_NAME = 128  # a longer "user name" is cut before it reaches the log
@@ -79,8 +82,6 @@ def read_users(path: str | os.PathLike) -> dict[str, User]:
     """The users of a ``--basic-auth`` file: ``{name: {"hash": ..., "role": ...}}``, or the old
     Panel form ``{name: password}``. Refused (naming the file) if others may read it or it is
     not such a mapping."""
-    from safecity.app.access import ROLES
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such credentials file")
@@ -226,8 +227,7 @@ def auth_provider(users_file: str | os.PathLike, throttle: LoginThrottle | None 
     from panel.io.state import state
     from tornado.ioloop import IOLoop
 
-    from safecity.app.access import LOGIN_TEMPLATE, LOGOUT_TEMPLATE
-
+    from safecity.app.pages import LOGIN_TEMPLATE, LOGOUT_TEMPLATE
     from safecity.data.store import Store
 
     throttle = throttle or LoginThrottle()

@@ -35,10 +35,9 @@ def serve(apps, address, port, basic_auth, oauth_provider, roles_path, allow_una
     import os
     import secrets
 
-    from safecity.app import access
+    from safecity.app import access, login
+    from safecity.app.pages import write_templates
     from safecity.data.store import os_user
-
-    from safecity.app import login
 
     authenticated = bool(basic_auth or oauth_provider)
     try:
@@ -86,7 +85,7 @@ def serve(apps, address, port, basic_auth, oauth_provider, roles_path, allow_una
     extra = [arg for origin in origins for arg in ("--allow-websocket-origin", origin)]
     import tempfile
 
-    pages = access.write_templates(tempfile.mkdtemp(prefix="safecity-pages-"))  # offline pages
+    pages = write_templates(tempfile.mkdtemp(prefix="safecity-pages-"))  # offline pages
     extra += ["--index", str(pages["index"]), "--auth-template", str(pages["auth"])]
     if oauth_provider:
         extra += ["--logout-template", str(pages["logout"])]
