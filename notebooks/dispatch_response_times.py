@@ -1,30 +1,34 @@
-"""Write ``dispatch_response_times.ipynb`` (run: python notebooks/build_dispatch_response_times.py).
+# ---
+# jupyter:
+#   jupytext:
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-The notebook is generated so that its cells stay reviewable as code; outputs
-are left empty and produced by running it (``tests/test_notebooks.py``).
-"""
-from pathlib import Path
+# %% [markdown]
+# # Dispatch and response times
+#
+# How long does a caller wait for a unit, and where does the time go? Using the San
+# Francisco Fire Department's unit responses (two weeks of April 2020, every unit sent
+# to every call), each response is split into
+#
+# * **dispatch delay**: call received → unit dispatched (the call centre),
+# * **turnout**: dispatched → unit en route (the crew leaving),
+# * **travel**: en route → on scene (the road),
+# * **total**: call received → on scene (what the caller lives),
+#
+# summarised by unit type and priority with a bootstrap 95% confidence interval of the
+# median. The functions are `safecity.dispatch.response.response_times` and `summarise`; the
+# dashboard calls the same ones.
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-CELLS = [
-    new_markdown_cell("""\
-# Dispatch and response times
-
-How long does a caller wait for a unit, and where does the time go? Using the San
-Francisco Fire Department's unit responses (two weeks of April 2020, every unit sent
-to every call), each response is split into
-
-* **dispatch delay**: call received → unit dispatched (the call centre),
-* **turnout**: dispatched → unit en route (the crew leaving),
-* **travel**: en route → on scene (the road),
-* **total**: call received → on scene (what the caller lives),
-
-summarised by unit type and priority with a bootstrap 95% confidence interval of the
-median. The functions are `safecity.dispatch.response.response_times` and `summarise`; the
-dashboard calls the same ones."""),
-    new_code_cell("""\
+# %%
 from pathlib import Path
 
 import holoviews as hv
@@ -40,14 +44,17 @@ from safecity.app.views import response_time_bars
 hv.extension("bokeh")
 pn.extension("tabulator")
 REPO = Path(safecity.__file__).resolve().parents[1]
-catalog = intake.open_catalog(str(REPO / "catalog.yml"))"""),
-    new_markdown_cell("""\
-The data come through the intake catalog (`sf_fire_2020`). Where the shared data
-folder is absent, a small synthetic table of the same shape stands in, so that the
-notebook still runs end to end."""),
-    new_code_cell("""\
+catalog = intake.open_catalog(str(REPO / "catalog.yml"))
+
+
+# %% [markdown]
+# The data come through the intake catalog (`sf_fire_2020`). Where the shared data
+# folder is absent, a small synthetic table of the same shape stands in, so that the
+# notebook still runs end to end.
+
+# %%
 def synthetic_responses(n=600, seed=0):
-    \"\"\"A stand-in ``responses`` table with plausible, made-up intervals (seconds).\"\"\"
+    """A stand-in ``responses`` table with plausible, made-up intervals (seconds)."""
     rng = np.random.default_rng(seed)
     received = pd.Timestamp("2020-04-08", tz="UTC") + pd.to_timedelta(rng.uniform(0, 14 * 86400, n), "s")
     unit_type = rng.choice(["ENGINE", "MEDIC", "TRUCK"], n, p=[0.45, 0.4, 0.15])
@@ -74,43 +81,53 @@ except (FileNotFoundError, OSError) as err:
     responses = synthetic_responses()
     source = "synthetic stand-in (the shared data folder is absent)"
 print(source, "-", len(responses), "unit responses")
-responses.head()"""),
-    new_markdown_cell("""\
-Each measure is cleaned on its own: a unit cancelled on the way has no travel time,
-but its dispatch delay still counts. Missing, negative and implausibly long intervals
-are excluded and counted here."""),
-    new_code_cell("""\
+responses.head()
+
+# %% [markdown]
+# Each measure is cleaned on its own: a unit cancelled on the way has no travel time,
+# but its dispatch delay still counts. Missing, negative and implausibly long intervals
+# are excluded and counted here.
+
+# %%
 times = response_times(responses)
-excluded_counts(times)"""),
-    new_code_cell("""\
+excluded_counts(times)
+
+# %%
 summary = summarise(times, by=("unit_type", "priority"))
 minutes = summary.assign(**{c: (summary[c] / 60).round(1)
                             for c in ["median", "mean", "p90", "median_lo", "median_hi"]})
-minutes[minutes["measure"] == "total_s"].drop(columns="measure")"""),
-    new_markdown_cell("""\
-The same table by unit type alone, medians in minutes per measure: travel is where
-ambulances (MEDIC) differ from engines, not the call centre."""),
-    new_code_cell("""\
+minutes[minutes["measure"] == "total_s"].drop(columns="measure")
+
+# %% [markdown]
+# The same table by unit type alone, medians in minutes per measure: travel is where
+# ambulances (MEDIC) differ from engines, not the call centre.
+
+# %%
 by_type = summarise(times, by=("unit_type",), min_n=30)
 pivot = (by_type.assign(median_min=(by_type["median"] / 60).round(1))
          .pivot(index="unit_type", columns="measure", values="median_min")[list(MEASURES)])
-pivot"""),
-    new_code_cell("""\
+pivot
+
+# %%
 main_types = times["unit_type"].value_counts().index[:4]
 main = summary[summary["unit_type"].isin(main_types) & (summary["n"] >= 20)]
-response_time_bars(main, "total_s")"""),
-    new_markdown_cell("""\
-The distribution behind the medians: response times have long tails, so the mean is
-well above the median and the 90th percentile matters for planning."""),
-    new_code_cell("""\
+response_time_bars(main, "total_s")
+
+# %% [markdown]
+# The distribution behind the medians: response times have long tails, so the mean is
+# well above the median and the 90th percentile matters for planning.
+
+# %%
 long = times[times["unit_type"].isin(main_types)].assign(total_min=times["total_s"] / 60)
 hv.BoxWhisker(long.dropna(subset=["total_min"]), ["unit_type", "priority"], "total_min").opts(
     ylabel="total response (min)", responsive=True, min_height=380, xrotation=45,
-    box_fill_color="priority", cmap="Category10", title="Total response time by unit type and priority")"""),
-    new_markdown_cell("""\
-A servable view: pick the measure, see medians with confidence intervals and the table
-(`panel serve notebooks/dispatch_response_times.ipynb`)."""),
-    new_code_cell("""\
+    box_fill_color="priority", cmap="Category10", title="Total response time by unit type and priority")
+
+# %% [markdown]
+# A servable view: pick the measure, see medians with confidence intervals and the table
+# (`panel serve notebooks/dispatch_response_times.ipynb`).
+
+# %%
 measure = pn.widgets.Select(name="measure", options=list(MEASURES), value="total_s")
 
 
@@ -121,23 +138,10 @@ def table_for(measure):
 
 
 pn.Column(
-    f"## Response times\\n{source}",
+    f"## Response times\n{source}",
     measure,
     pn.pane.HoloViews(pn.bind(lambda m: response_time_bars(main, m), measure),
                       sizing_mode="stretch_width", height=420),
     pn.bind(table_for, measure),
     sizing_mode="stretch_width",
-).servable()"""),
-]
-
-
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook(cells=CELLS)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
-
-
-if __name__ == "__main__":
-    path = Path(__file__).with_name("dispatch_response_times.ipynb")
-    nbformat.write(build(), path)
-    print(f"wrote {path}")
+).servable()
