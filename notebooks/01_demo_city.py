@@ -21,10 +21,11 @@
 # writes the same city to disk for the dashboard.
 
 # %%
-import pandas as pd
 import panel as pn
-from safecity import schema, simulate
+
 from safecity.app.dashboard import CityView
+from safecity.data import schema
+from safecity.sim import city as simulate
 
 pn.extension("tabulator")
 city = simulate.simulate_city(seed=0, days=3)

@@ -26,52 +26,27 @@
 
 # %%
 import os
-from pathlib import Path
 
 # One OpenMP thread: on a shared 2-core machine the gradient-boosting models' threads
 # wait on each other (a 3 s fit took 60 s under load). Set before anything loads OpenMP.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import safecity
-
-REPO = Path(safecity.__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SAFECITY_SHARED_DATA") or REPO.parent / "shared" / "data")
-
-
-def present(relpath: str) -> bool:
-    """True when the real data set is there; otherwise say what is skipped and why."""
-    if (DATA / relpath).exists():
-        return True
-    print(f"skipped: {DATA / relpath} is absent (set SAFECITY_SHARED_DATA or put the data in ../shared/data)")
-    return False
-
-
-# %%
 import holoviews as hv
 import pandas as pd
 import panel as pn
 
-from safecity.forecast import model as forecast
-from safecity.sim import city as simulate
 from safecity.baseline.usual import UsualLevel
+from safecity.data.catalog import open_catalog
+from safecity.evaluation.history import count_history
 
 hv.extension("bokeh")
 pn.extension("tabulator")
 
-if present("city/melbourne_pedestrians/pedestriancounts_melbourne.zip"):
-    from safecity.data.catalog import read_melbourne_counts, read_melbourne_sensors
-
-    counts = read_melbourne_counts(DATA / "city/melbourne_pedestrians/pedestriancounts_melbourne.zip")
-    sensors = read_melbourne_sensors(DATA / "city/melbourne_pedestrians/Pedestrian_sensor_locations.csv")
-    calendar = forecast.melbourne_events()
-    city_kw = dict(tz="Australia/Melbourne", country="AU", subdiv="VIC", school_zone=None)
-    source, history_days, flagged_days = "Melbourne pedestrian counts", 400, 90
-else:
-    city = simulate.simulate_city(seed=0, days=56)
-    counts, sensors, calendar = city.observations, city.sensors, city.calendar
-    counts = counts[counts["metric"] == "people_count"]
-    city_kw = dict(tz="Europe/Paris", country="FR", school_zone="B")
-    source, history_days, flagged_days = "demo city (seed 0)", 56, 14
+history = count_history(open_catalog())  # Melbourne's counts, else the demo city's
+counts, sensors, calendar, source = history.counts, history.sensors, history.calendar, history.source
+city = history.city  # time zone and holidays
+city_kw = dict(tz=city.tz, country=city.country, subdiv=city.subdiv, school_zone=city.school_zone)
+history_days, flagged_days = (400, 90) if history.real else (56, 14)
 
 busiest = counts.groupby("sensor_id")["value"].sum().nlargest(6).index
 end = counts["ts"].max()

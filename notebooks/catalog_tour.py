@@ -24,40 +24,24 @@
 
 # %%
 import os
+import tempfile
 from pathlib import Path
 
 # One OpenMP thread: on a shared 2-core machine the gradient-boosting models' threads
 # wait on each other (a 3 s fit took 60 s under load). Set before anything loads OpenMP.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import safecity
-
-REPO = Path(safecity.__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SAFECITY_SHARED_DATA") or REPO.parent / "shared" / "data")
-
-
-def present(relpath: str) -> bool:
-    """True when the real data set is there; otherwise say what is skipped and why."""
-    if (DATA / relpath).exists():
-        return True
-    print(f"skipped: {DATA / relpath} is absent (set SAFECITY_SHARED_DATA or put the data in ../shared/data)")
-    return False
-
-
-# %%
-import json
-import tempfile
-
 import holoviews as hv
-import intake
+import numpy as np
 import pandas as pd
 import panel as pn
 
+from safecity.data.catalog import open_catalog, read_if_present
 from safecity.sim import city as simulate
 
 hv.extension("bokeh")
 pn.extension()
-cat = intake.open_catalog(REPO / "catalog.yml")
+cat = open_catalog()
 entries = pd.DataFrame([{"entry": name, "table": cat[name].metadata.get("table"),
                          "description": " ".join(str(cat[name].description).split())}
                         for name in cat])
@@ -70,28 +54,26 @@ entries
 # overridden when it is opened.
 
 # %%
-demo_dir = REPO / "demo-data"
-if not demo_dir.exists():
-    print(f"{demo_dir} is absent: writing the demo city (seed 0, 3 days) to a temporary folder")
+demo = [n for n in cat if n.startswith("demo_")]
+tables = {name: read_if_present(cat, name) for name in demo}
+if any(table is None for table in tables.values()):
+    print("writing the demo city (seed 0, 3 days) to a temporary folder instead")
     demo_dir = Path(tempfile.mkdtemp(prefix="safecity-demo-"))
     simulate.write_city(simulate.simulate_city(seed=0, days=3), demo_dir)
-
-tables = {}
-for name in [n for n in cat if n.startswith("demo_")]:
-    tables[name] = cat[name](data_dir=str(demo_dir)).read()
+    tables = {name: cat[name](data_dir=str(demo_dir)).read() for name in demo}
 {name: df.shape for name, df in tables.items()}
 
 # %% [markdown]
 # The real data sets, each read whole (a few seconds in all); an absent one is skipped, not faked.
 
 # %%
-skipped = {}
+skipped = []
 for name in [n for n in cat if not n.startswith("demo_")]:
-    try:
-        tables[name] = cat[name].read()
-    except FileNotFoundError as err:
-        skipped[name] = str(err).split(". ")[0]
-        print(f"skipped {name}: {skipped[name]}")
+    table = read_if_present(cat, name)
+    if table is None:
+        skipped.append(name)
+    else:
+        tables[name] = table
 pd.DataFrame([{"entry": name, "rows": len(df), "columns": ", ".join(map(str, df.columns))}
               for name, df in tables.items()])
 
@@ -122,8 +104,7 @@ def preview(name: str, df: pd.DataFrame):
         return daily(df, "ts").relabel("events per day")
     if table == "responses":
         minutes = (df["on_scene"] - df["received"]).dt.total_seconds() / 60
-        return hv.Histogram(pd.Series(minutes[(minutes > 0) & (minutes < 60)]).pipe(
-            lambda m: __import__("numpy").histogram(m, bins=40))).opts(
+        return hv.Histogram(np.histogram(minutes[(minutes > 0) & (minutes < 60)], bins=40)).opts(
             xlabel="call to on scene (min)", **OPTS)
     if table == "frames" and "count" in df:
         return hv.Curve(df, "frame", "count").opts(**OPTS)

@@ -29,22 +29,18 @@
 # dashboard calls the same ones.
 
 # %%
-from pathlib import Path
-
 import holoviews as hv
-import intake
 import numpy as np
 import pandas as pd
 import panel as pn
 
-import safecity
-from safecity.dispatch.response import MEASURES, excluded_counts, response_times, summarise
 from safecity.app.views import response_time_bars
+from safecity.data.catalog import open_catalog
+from safecity.dispatch.response import MEASURES, excluded_counts, response_times, summarise
 
 hv.extension("bokeh")
 pn.extension("tabulator")
-REPO = Path(safecity.__file__).resolve().parents[1]
-catalog = intake.open_catalog(str(REPO / "catalog.yml"))
+catalog = open_catalog()
 
 
 # %% [markdown]

@@ -15,66 +15,67 @@
 # %% [markdown]
 # # Evaluation report: every measured figure, with its uncertainty
 #
-# What is cheap is **recomputed here** (on the synthetic data always, on the real
-# data when present, on small subsets); what takes minutes is shown as
-# **recorded, not recomputed here**, with the README's figure and the command
-# that reproduces it. Intervals are 95%: Wilson intervals for proportions,
-# exact Poisson intervals for counts of false alarms, bootstrap intervals for
-# errors, medians and AUCs.
+# Every figure here is computed when the notebook runs; none is typed in. What is
+# cheap is computed on every run (on the synthetic data always, on the real data
+# when present, on small subsets). The figures measured on whole data sets take
+# minutes: they are computed by running their own command (the one the docs give)
+# and reading its output when `RUN_LONG` is true (set it in the next cell, or run
+# with `SAFECITY_REPORT_LONG=1`; a quarter of an hour more). Otherwise their rows
+# give the command and no value. Intervals are 95%: Wilson intervals for
+# proportions, exact Poisson intervals for counts of false alarms, bootstrap
+# intervals for errors, medians and AUCs (`safecity.evaluation.stats`).
+#
+# Data come through the catalog (`catalog.yml`); a real data set absent here is
+# skipped with the reason printed.
 
-# %%
+# %% tags=["parameters"]
 import os
-from pathlib import Path
 
 # One OpenMP thread: on a shared 2-core machine the gradient-boosting models' threads
 # wait on each other (a 3 s fit took 60 s under load). Set before anything loads OpenMP.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import safecity
-
-REPO = Path(safecity.__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SAFECITY_SHARED_DATA") or REPO.parent / "shared" / "data")
-
-
-def present(relpath: str) -> bool:
-    """True when the real data set is there; otherwise say what is skipped and why."""
-    if (DATA / relpath).exists():
-        return True
-    print(f"skipped: {DATA / relpath} is absent (set SAFECITY_SHARED_DATA or put the data in ../shared/data)")
-    return False
-
+RUN_LONG = os.environ.get("SAFECITY_REPORT_LONG") == "1"  # True: also the figures that take minutes
 
 # %%
+import json
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import panel as pn
-from scipy import stats
+
+from safecity.data.catalog import open_catalog, read_if_present
+from safecity.evaluation.stats import (block_bootstrap_auc, day_bootstrap_mae, poisson_interval,
+                                       quantile_interval, wilson_interval)
 
 pn.extension("tabulator")
+cat = open_catalog()
 figures = []  # one row per figure: what, value, interval, data, status, how to reproduce
-RECOMPUTED, RECORDED = "recomputed here", "recorded, not recomputed here"
+COMPUTED, BY_COMMAND, NOT_RUN = "computed here", "computed here by its command", "not run (RUN_LONG is off)"
 
 
-def wilson(k: int, n: int) -> tuple[float, float]:
-    """95% interval of a proportion k/n that stays sensible for small n."""
-    if n == 0:
-        return (np.nan, np.nan)
-    z, p = 1.96, k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (centre - half, centre + half)
-
-
-def poisson(k: int) -> tuple[float, float]:
-    """Exact 95% interval of a Poisson count."""
-    return (stats.chi2.ppf(0.025, 2 * k) / 2 if k else 0.0, stats.chi2.ppf(0.975, 2 * k + 2) / 2)
-
-
-def add(area, what, value, lo=np.nan, hi=np.nan, data="", status=RECOMPUTED, how=""):
+def add(area, what, value, lo=np.nan, hi=np.nan, data="", status=COMPUTED, how=""):
     figures.append({"area": area, "figure": what, "value": value, "low": lo, "high": hi,
                     "data": data, "status": status, "reproduce": how})
+
+
+def command(*args) -> str:
+    """The command line that reproduces a figure, as a reader types it."""
+    return " ".join(["safecity", *map(str, args)])
+
+
+def run(*args) -> dict:
+    """Run a safecity command and read the JSON it prints: the figure is the command's own output."""
+    done = subprocess.run([sys.executable, "-m", "safecity.cli", *map(str, args)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{command(*args)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout)
 
 
 clock = time.perf_counter()
@@ -82,27 +83,37 @@ clock = time.perf_counter()
 # %% [markdown]
 # ## Video event detectors
 #
-# `safecity.video.events.evaluate_clips` on seed 0 (one scripted clip per scenario,
-# end to end through the real background model, detector and tracker). Few episodes
-# per kind, so the intervals are wide: that width is the honest uncertainty.
+# `safecity.video.events.evaluate_clips` (one scripted clip per scenario and seed,
+# end to end through the real background model, detector and tracker): seed 0 on
+# every run; with `RUN_LONG`, the seeds the detectors were tuned on (0, 1) and the
+# held-out ones (10, 11, 12). Few episodes per kind, so the intervals are wide:
+# that width is the honest uncertainty.
 
 # %%
 from safecity.video.events import evaluate_clips
 
-per_kind, video_events = evaluate_clips(seeds=(0,))
-for r in per_kind.itertuples():
-    found = int(round(r.recall * r.episodes)) if r.episodes else 0
-    add("video events", f"{r.kind} precision", r.precision, *wilson(r.true_positives, r.events),
-        data=f"seed 0, {r.events} events", how="python -m safecity.video.events --seeds 0")
-    add("video events", f"{r.kind} recall", r.recall, *wilson(found, r.episodes),
-        data=f"seed 0, {r.episodes} episodes", how="python -m safecity.video.events --seeds 0")
-per_kind
 
-# %%
-for seeds, note in [("0, 1", "tuned on"), ("10, 11, 12", "held out")]:
-    add("video events", f"precision and recall per kind, seeds {seeds} ({note})", "README table",
-        data="scripted clips", status=RECORDED,
-        how=f"python -m safecity.video.events --seeds {seeds.replace(' ', '')}")
+def add_video_events(seeds, note=""):
+    per_kind, _ = evaluate_clips(seeds=seeds)
+    names = ",".join(map(str, seeds))
+    how = f"python -m safecity.video.events --seeds {names}"
+    for r in per_kind.itertuples():
+        found = int(round(r.recall * r.episodes)) if r.episodes else 0
+        add("video events", f"{r.kind} precision{note}", r.precision, *wilson_interval(r.true_positives, r.events),
+            data=f"seeds {names}, {r.events} events", how=how)
+        add("video events", f"{r.kind} recall{note}", r.recall, *wilson_interval(found, r.episodes),
+            data=f"seeds {names}, {r.episodes} episodes", how=how)
+    return per_kind
+
+
+per_kind = add_video_events((0,))
+for seeds, note in [((0, 1), " (seeds tuned on)"), ((10, 11, 12), " (held-out seeds)")]:
+    if RUN_LONG:
+        add_video_events(seeds, note)
+    else:
+        add("video events", f"precision and recall per kind{note}", "", data="scripted clips", status=NOT_RUN,
+            how=f"python -m safecity.video.events --seeds {','.join(map(str, seeds))}")
+per_kind
 
 # %% [markdown]
 # ## False alarms per camera-hour of the video anomaly detector
@@ -115,7 +126,7 @@ from safecity.evaluation.tuning import AlarmTuner, alarm_metrics
 
 tuner = AlarmTuner.from_synthetic_clips()
 m = alarm_metrics(tuner.scores, tuner.labels, tuner.threshold, tuner.fps)
-lo, hi = poisson(m["false_alarms"])
+lo, hi = poisson_interval(m["false_alarms"])
 add("video anomaly", "false alarms per camera-hour", round(m["false_alarms_per_camera_hour"], 1),
     lo / m["hours"], hi / m["hours"], data=f"synthetic clips, {m['hours'] * 60:.1f} min, threshold {tuner.threshold}",
     how="panel serve dashboards/tuning.py")
@@ -129,108 +140,138 @@ m
 # ## Video anomaly detection AUC (UCSD Ped2)
 #
 # Fitted on 2 training clips, scored on test clips 01 and 02; the interval resamples
-# blocks of 20 consecutive frames (neighbouring frames are not independent).
+# blocks of 20 consecutive frames (neighbouring frames are not independent). With
+# `RUN_LONG`, `safecity vad eval` on all 16 training and all 6 test clips.
 
 # %%
 from sklearn.metrics import roc_auc_score
 
 from safecity.video import anomaly as vad
 
-if present("video/ucsd_ped2/testing/labels.csv"):
-    ped2 = DATA / "video/ucsd_ped2"
-    detector = vad.FlowMomentumDetector().fit(
-        [vad.read_frames(ped2 / "training/frames" / c) for c in ("01", "02")])
-    labels = pd.read_csv(ped2 / "testing/labels.csv", dtype={"video": str})
+ped2 = read_if_present(cat, "ucsd_ped2_frames")  # split, video, frame, frame_file, path, abnormal
+if ped2 is not None:
+    clips = ped2.assign(folder=ped2["path"].map(lambda p: Path(p).parent)).groupby(["split", "video"])["folder"].first()
+    detector = vad.FlowMomentumDetector().fit([vad.read_frames(clips["training", c]) for c in ("01", "02")])
     scores, truth = [], []
     for c in ("01", "02"):
-        s = detector.score_samples(vad.read_frames(ped2 / "testing/frames" / c))
-        y = labels[labels["video"] == c].sort_values("frame_file")["abnormal"].to_numpy()
+        s = detector.score_samples(vad.read_frames(clips["testing", c]))
+        y = ped2[(ped2["split"] == "testing") & (ped2["video"] == c)].sort_values("frame_file")["abnormal"]
         scores.append(s)
-        truth.append(y[:len(s)])
+        truth.append(y.to_numpy().astype(int)[:len(s)])
     s, y = np.concatenate(scores), np.concatenate(truth)
-    blocks = np.array_split(np.arange(len(s)), len(s) // 20)
-    rng = np.random.default_rng(0)
-    draws = []
-    for _ in range(500):
-        idx = np.concatenate([blocks[i] for i in rng.integers(0, len(blocks), len(blocks))])
-        if 0 < y[idx].sum() < len(idx):
-            draws.append(roc_auc_score(y[idx], s[idx]))
     add("video anomaly", "UCSD Ped2 pooled frame AUC", round(roc_auc_score(y, s), 4),
-        *np.quantile(draws, [0.025, 0.975]), data="2 training clips, test clips 01-02",
-        how="notebooks/evaluation_report.ipynb")
-add("video anomaly", "UCSD Ped2 pooled frame AUC, all 16 training and 6 test clips", 0.9948,
-    data="UCSD Ped2", status=RECORDED,
-    how="safecity vad eval --train ../shared/data/video/ucsd_ped2/training/frames "
-        "--test ../shared/data/video/ucsd_ped2/testing/frames --labels ../shared/data/video/ucsd_ped2/testing/labels.csv")
+        *quantile_interval(block_bootstrap_auc(y, s, block=20, n_boot=500, seed=0)),
+        data="2 training clips, test clips 01-02", how="notebooks/evaluation_report.ipynb")
+    args = ("vad", "eval", "--train", clips["training", "01"].parent, "--test", clips["testing", "01"].parent,
+            "--labels", clips["testing", "01"].parents[1] / "labels.csv")
+    what, data = "UCSD Ped2 pooled frame AUC, all 16 training and 6 test clips", "UCSD Ped2"
+    if RUN_LONG:
+        add("video anomaly", what, round(run(*args)["auc"], 4), data=data, status=BY_COMMAND, how=command(*args))
+    else:
+        add("video anomaly", what, "", data=data, status=NOT_RUN, how=command(*args))
 
 # %% [markdown]
-# ## Crowd counting (Mall)
+# ## Crowd counting (Mall) and tracking (PETS 2009)
 #
-# Fitting the counter takes about two minutes: recorded, not recomputed here
-# (`notebooks/video_analytics.ipynb` recomputes it on a small subset). One run on
-# 400 test frames; no interval was recorded.
+# Fitting the counter on 800 frames takes about two minutes (`notebooks/video_analytics.ipynb`
+# fits it on a small subset), and tracking the whole PETS clip about one: both run
+# with `RUN_LONG` only. One run each; no interval.
 
 # %%
-add("counting", "Mall MAE, fit 1..800, test 801..1200 (ridge baseline 2.50)", 2.46, data="Mall",
-    status=RECORDED,
-    how="safecity count eval --frames ../shared/data/video/mall/frames --counts ../shared/data/video/mall/counts.csv "
-        "--train 800 --heads ../shared/data/video/mall/heads.csv --perspective ../shared/data/video/mall/perspective_roi.mat")
-add("tracking", "PETS 2009 coverage of public detections", 0.948, data="PETS 2009 S2.L1", status=RECORDED,
-    how="python -m pytest tests/test_pets.py")
+from safecity.video.pipeline import CameraPipeline
+from safecity.video.track import covered_share
+
+mall = read_if_present(cat, "mall_frames")  # frame, frame_file, path, count
+if mall is not None:
+    frames_dir = Path(mall["path"].iloc[0]).parent  # the data set's files sit beside its frames
+    args = ("count", "eval", "--frames", frames_dir, "--counts", frames_dir.parent / "counts.csv", "--train", 800,
+            "--heads", frames_dir.parent / "heads.csv", "--perspective", frames_dir.parent / "perspective_roi.mat")
+    what = "Mall MAE, fit 1..800, test 801..1200"
+    if RUN_LONG:
+        result = run(*args)
+        add("counting", what, round(result["mae"], 2), data="Mall", status=BY_COMMAND, how=command(*args))
+        add("counting", f"{what}, ridge baseline", round(result["baseline_mae"], 2), data="Mall",
+            status=BY_COMMAND, how=command(*args))
+    else:
+        add("counting", what, "", data="Mall", status=NOT_RUN, how=command(*args))
+
+pets_video = read_if_present(cat, "pets2009_video")
+if pets_video is not None:
+    what, how = "PETS 2009 coverage of public detections", "python -m pytest tests/test_pets.py"
+    if RUN_LONG:
+        pets = CameraPipeline({"camera_id": "pets-view1", "fps": 10}, detectors=[], bin_s=10.0,
+                              start="2009-01-01T12:00:00Z")
+        pets_tracks = pd.concat([pets.process(frame).tracks for frame in pets.frames(pets_video["path"].iloc[0])],
+                                ignore_index=True)
+        mot = cat["pets2009_detections"].read()
+        mot["frame"] -= 1  # MOTChallenge counts frames from 1, the pipeline from 0
+        add("tracking", what, round(covered_share(pets_tracks, mot), 3), data=f"PETS 2009 S2.L1, {len(mot):,} detections",
+            how=how)
+    else:
+        add("tracking", what, "", data="PETS 2009 S2.L1", status=NOT_RUN, how=how)
 
 # %% [markdown]
 # ## Forecast error
 #
 # The forecaster against the seasonal naive over 14 daily origins, 24 h ahead, on
 # four sensors (Melbourne when present, else the demo city); 95% bootstrap over
-# forecast days. `notebooks/forecasts.ipynb` shows the same at more length.
+# forecast days. `notebooks/forecasts.ipynb` shows the same at more length. With
+# `RUN_LONG` and the Melbourne counts, `safecity forecast backtest` on every sensor
+# over the last 183 days, 6 folds.
 
 # %%
+from safecity.evaluation.history import count_history
 from safecity.forecast import model as forecast
 from safecity.sim import city as simulate
 
-if present("city/melbourne_pedestrians/pedestriancounts_melbourne.zip"):
-    from safecity.data.catalog import read_melbourne_counts, read_melbourne_sensors
-
-    counts = read_melbourne_counts(DATA / "city/melbourne_pedestrians/pedestriancounts_melbourne.zip")
-    sensors = read_melbourne_sensors(DATA / "city/melbourne_pedestrians/Pedestrian_sensor_locations.csv")
-    calendar, source = forecast.melbourne_events(), "Melbourne, 4 sensors"
-    city_kw = dict(tz="Australia/Melbourne", country="AU", subdiv="VIC", school_zone=None)
-else:
-    city = simulate.simulate_city(seed=0, days=56)
-    counts = city.observations[city.observations["metric"] == "people_count"]
-    sensors, calendar, source = city.sensors, city.calendar, "demo city, 4 sensors"
-    city_kw = dict(tz="Europe/Paris", country="FR", school_zone="B")
+history = count_history(cat)  # Melbourne's counts, else the demo city's
+counts, sensors, calendar, city = history.counts, history.sensors, history.calendar, history.city
+city_kw = dict(tz=city.tz, country=city.country, subdiv=city.subdiv, school_zone=city.school_zone)
+source = f"{history.source}, 4 sensors"
 busiest = counts.groupby("sensor_id")["value"].sum().nlargest(4).index
 end = counts["ts"].max()
-counts = counts[counts["sensor_id"].isin(busiest) & (counts["ts"] > end - pd.Timedelta(days=240))]
+recent = counts[counts["sensor_id"].isin(busiest) & (counts["ts"] > end - pd.Timedelta(days=240))]
 origins = pd.date_range((end - pd.Timedelta(days=15)).tz_convert(city_kw["tz"]).normalize(),
                         periods=14, freq="D").tz_convert("UTC")
-train = counts[counts["ts"] < origins[0]]
+train = recent[recent["ts"] < origins[0]]
 models = {"forecaster": forecast.GatheringForecaster(max_iter=100, **city_kw).fit(train, calendar, sensors),
           "naive": forecast.SeasonalNaive(tz=city_kw["tz"]).fit(train)}
-actual = forecast.hourly_counts(counts).stack().rename("count")
+actual = forecast.hourly_counts(recent).stack().rename("count")
 actual.index.names = ["ts", "sensor_id"]
-scored = pd.concat([models[k].predict(start=o, horizon="24h", observations=counts).assign(method=k, origin=o)
+scored = pd.concat([models[k].predict(start=o, horizon="24h", observations=recent).assign(method=k, origin=o)
                     for o in origins for k in models], ignore_index=True)
 scored = scored.join(actual, on=["ts", "sensor_id"]).dropna(subset=["count"])
 scored["err"] = (scored["q50"] - scored["count"]).abs()
 err = scored.pivot_table(index="origin", columns="method", values="err", aggfunc="sum")
 n = scored.pivot_table(index="origin", columns="method", values="err", aggfunc="size")
-draws = np.random.default_rng(0).integers(0, len(err), size=(2000, len(err)))
-mae = {k: err[k].to_numpy()[draws].sum(1) / n[k].to_numpy()[draws].sum(1) for k in models}
+mae = day_bootstrap_mae(err, n, n_boot=2000, seed=0)
 for k in models:
     add("forecast", f"{k} MAE, 24 h ahead", round(err[k].sum() / n[k].sum(), 1),
-        *np.quantile(mae[k], [0.025, 0.975]), data=f"{source}, {len(origins)} days")
-ratio = mae["forecaster"] / mae["naive"]
+        *quantile_interval(mae[k]), data=f"{source}, {len(origins)} days")
 add("forecast", "forecaster MAE / seasonal naive MAE",
     round((err["forecaster"].sum() / n["forecaster"].sum()) / (err["naive"].sum() / n["naive"].sum()), 3),
-    *np.quantile(ratio, [0.025, 0.975]), data=f"{source}, {len(origins)} days")
-add("forecast", "Melbourne MAE, 39 sensors, 183 days (seasonal naive 110.3; ratio 0.71)", 77.8,
-    data="Melbourne", status=RECORDED,
-    how="safecity forecast backtest --observations melbourne.parquet --calendar safecity/data/melbourne_events.csv "
-        "--sensors melbourne_sensors.parquet --tz Australia/Melbourne --country AU --subdiv VIC "
-        "--school-zone none --horizon 24h --folds 6 --test-days 183")
+    *quantile_interval(mae["forecaster"] / mae["naive"]), data=f"{source}, {len(origins)} days")
+
+# %%
+if history.real:
+    inputs = Path(tempfile.mkdtemp(prefix="safecity-report-"))
+    counts.to_parquet(inputs / "melbourne.parquet")
+    sensors.to_parquet(inputs / "melbourne_sensors.parquet")
+    args = ("forecast", "backtest", "--observations", inputs / "melbourne.parquet",
+            "--calendar", Path(cat["melbourne_calendar"].path), "--sensors", inputs / "melbourne_sensors.parquet",
+            "--tz", city.tz, "--country", city.country, "--subdiv", city.subdiv, "--school-zone", "none",
+            "--horizon", "24h", "--folds", 6, "--test-days", 183)
+    data = f"Melbourne, {counts['sensor_id'].nunique()} sensors, 183 days"
+    if RUN_LONG:
+        result = run(*args)
+        for method in ("forecaster", "seasonal_naive"):
+            add("forecast", f"Melbourne {method.replace('_', ' ')} MAE, 24 h ahead",
+                round(result["methods"][method]["mae"], 1), data=data, status=BY_COMMAND, how=command(*args))
+        add("forecast", "Melbourne forecaster MAE / seasonal naive MAE",
+            round(result["mae_ratio_to_seasonal_naive"], 2), data=data, status=BY_COMMAND, how=command(*args))
+    else:
+        add("forecast", "Melbourne forecaster and seasonal naive MAE, 24 h ahead", "", data=data,
+            status=NOT_RUN, how=command(*args))
 
 # %% [markdown]
 # ## Response times
@@ -242,29 +283,24 @@ add("forecast", "Melbourne MAE, 39 sensors, 183 days (seasonal naive 110.3; rati
 # %%
 from safecity.dispatch import response
 
-if present("city/sf_fire/sffd_calls_jnhamid_2020.csv"):
-    from safecity.data.catalog import read_sf_fire_responses
-
-    sf = read_sf_fire_responses(DATA / "city/sf_fire/sffd_calls_jnhamid_2020.csv")
+sf = read_if_present(cat, "sf_fire_2020")
+if sf is not None:
     sf_summary = response.summarise(sf, by=("unit_type",))
-    sf_summary[sf_summary["measure"] == "total_s"]
-
-# %%
-if present("city/sf_fire/sffd_calls_jnhamid_2020.csv"):
     for r in sf_summary.to_dict("records"):
         if r["measure"] in ("total_s", "travel_s") and r["unit_type"] in ("ENGINE", "MEDIC"):
             what = "call to on scene" if r["measure"] == "total_s" else "travel"
             add("response times", f"SF {r['unit_type']} median {what} (min)", round(r["median"] / 60, 1),
                 r["median_lo"] / 60, r["median_hi"] / 60, data=f"SF fire April 2020, n={r['n']}",
                 how="notebooks/dispatch_response_times.ipynb")
+    sf_summary[sf_summary["measure"] == "total_s"]
 
 # %%
 from safecity.dispatch import policies as responsesim
 from safecity.dispatch.network import RoadNetwork
 
-city = simulate.simulate_city(seed=0)
-network = RoadNetwork.from_tables(city.nodes, city.edges)
-calls, units = responsesim.calls_from_city(city), responsesim.units_from_city(city)
+demo = simulate.simulate_city(seed=0)
+network = RoadNetwork.from_tables(demo.nodes, demo.edges)
+calls, units = responsesim.calls_from_city(demo), responsesim.units_from_city(demo)
 sim = responsesim.summarise(responsesim.compare_policies(network, calls, units), n_boot=500)
 for r in sim.to_dict("records"):
     add("response times", f"simulated mean response, {r['policy']} (s)", round(r["mean_s"]),
@@ -279,8 +315,8 @@ sim
 # for two seeds (the spread between seeds is the uncertainty shown).
 
 # %%
-from safecity.incidents import fusion
 from safecity.data import geo
+from safecity.incidents import fusion
 
 fused = []
 for seed in (0, 1):
@@ -293,7 +329,7 @@ for what in ("precision", "recall", "exact"):
         round(fused[what].mean(), 3), fused[what].min(), fused[what].max(),
         data="synthetic city, 14 days, seeds 0 and 1 (low/high: the two seeds)",
         how="python -m pytest tests/test_fusion.py -s")
-print(f"recomputed in {time.perf_counter() - clock:.0f} s")
+print(f"computed in {time.perf_counter() - clock:.0f} s")
 fused
 
 # %% [markdown]
@@ -305,8 +341,8 @@ report[["low", "high"]] = report[["low", "high"]].astype(float).round(3)
 report["value"] = report["value"].astype(str)
 print(report.drop(columns="reproduce").to_string())
 pn.Column("# safecity evaluation report",
-          pn.pane.Markdown(f"{(report['status'] == RECOMPUTED).sum()} figures recomputed here, "
-                           f"{(report['status'] == RECORDED).sum()} recorded, not recomputed here. "
-                           "Intervals are 95%."),
+          pn.pane.Markdown(f"{(report['status'] != NOT_RUN).sum()} figures computed here, "
+                           f"{(report['status'] == NOT_RUN).sum()} not run (they take minutes: "
+                           "set `RUN_LONG`). Intervals are 95%."),
           pn.widgets.Tabulator(report, groupby=["area"], disabled=True, show_index=False,
                                layout="fit_data_table", width=1300)).servable()

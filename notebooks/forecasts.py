@@ -27,52 +27,28 @@
 
 # %%
 import os
-from pathlib import Path
 
 # One OpenMP thread: on a shared 2-core machine the gradient-boosting models' threads
 # wait on each other (a 3 s fit took 60 s under load). Set before anything loads OpenMP.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import safecity
-
-REPO = Path(safecity.__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SAFECITY_SHARED_DATA") or REPO.parent / "shared" / "data")
-
-
-def present(relpath: str) -> bool:
-    """True when the real data set is there; otherwise say what is skipped and why."""
-    if (DATA / relpath).exists():
-        return True
-    print(f"skipped: {DATA / relpath} is absent (set SAFECITY_SHARED_DATA or put the data in ../shared/data)")
-    return False
-
-
-# %%
 import holoviews as hv
-import numpy as np
 import pandas as pd
 import panel as pn
 
+from safecity.data.catalog import open_catalog
+from safecity.evaluation.history import count_history
+from safecity.evaluation.stats import day_bootstrap_mae, quantile_interval
 from safecity.forecast import model as forecast
-from safecity.sim import city as simulate
 
 hv.extension("bokeh")
 pn.extension()
 
-if present("city/melbourne_pedestrians/pedestriancounts_melbourne.zip"):
-    from safecity.data.catalog import read_melbourne_counts, read_melbourne_sensors
-
-    counts = read_melbourne_counts(DATA / "city/melbourne_pedestrians/pedestriancounts_melbourne.zip")
-    sensors = read_melbourne_sensors(DATA / "city/melbourne_pedestrians/Pedestrian_sensor_locations.csv")
-    calendar = forecast.melbourne_events()
-    city_kw = dict(tz="Australia/Melbourne", country="AU", subdiv="VIC", school_zone=None)
-    source, history_days, test_days = "Melbourne pedestrian counts", 240, 21
-else:
-    city = simulate.simulate_city(seed=0, days=56)
-    counts, sensors, calendar = city.observations, city.sensors, city.calendar
-    counts = counts[counts["metric"] == "people_count"]
-    city_kw = dict(tz="Europe/Paris", country="FR", school_zone="B")
-    source, history_days, test_days = "demo city (seed 0)", 56, 14
+history = count_history(open_catalog())  # Melbourne's counts, else the demo city's
+counts, sensors, calendar, source = history.counts, history.sensors, history.calendar, history.source
+city = history.city  # time zone and holidays
+city_kw = dict(tz=city.tz, country=city.country, subdiv=city.subdiv, school_zone=city.school_zone)
+history_days, test_days = (240, 21) if history.real else (56, 14)
 
 busiest = counts.groupby("sensor_id")["value"].sum().nlargest(6).index
 end = counts["ts"].max()
@@ -103,14 +79,12 @@ scored.groupby("method")[["abs_error", "inside_80"]].mean().round(3)
 # %%
 by_day = scored.pivot_table(index="origin", columns="method", values="abs_error", aggfunc="sum")
 n_day = scored.pivot_table(index="origin", columns="method", values="abs_error", aggfunc="size")
-rng = np.random.default_rng(0)
-draws = rng.integers(0, len(by_day), size=(2000, len(by_day)))
-mae_draws = {m: by_day[m].to_numpy()[draws].sum(1) / n_day[m].to_numpy()[draws].sum(1) for m in by_day}
+mae_draws = day_bootstrap_mae(by_day, n_day, n_boot=2000, seed=0)  # the same days for both methods
 ratio = mae_draws["forecaster"] / mae_draws["seasonal naive"]
 
 
 def interval(point, values):
-    lo, hi = np.quantile(values, [0.025, 0.975])
+    lo, hi = quantile_interval(values)
     return f"{point:.1f} [{lo:.1f}, {hi:.1f}]"
 
 
@@ -120,8 +94,8 @@ summary = pd.DataFrame({
     "scored sensor-hours": scored.groupby("method").size()})
 point_ratio = (by_day["forecaster"].sum() / n_day["forecaster"].sum()) / (
     by_day["seasonal naive"].sum() / n_day["seasonal naive"].sum())
-print(f"forecaster MAE / seasonal naive MAE = {point_ratio:.2f} "
-      f"[{np.quantile(ratio, 0.025):.2f}, {np.quantile(ratio, 0.975):.2f}]")
+ratio_lo, ratio_hi = quantile_interval(ratio)
+print(f"forecaster MAE / seasonal naive MAE = {point_ratio:.2f} [{ratio_lo:.2f}, {ratio_hi:.2f}]")
 summary
 
 # %% [markdown]

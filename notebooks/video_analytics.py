@@ -28,28 +28,12 @@
 
 # %%
 import os
+import time
 from pathlib import Path
 
 # One OpenMP thread: on a shared 2-core machine the gradient-boosting models' threads
 # wait on each other (a 3 s fit took 60 s under load). Set before anything loads OpenMP.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-import safecity
-
-REPO = Path(safecity.__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SAFECITY_SHARED_DATA") or REPO.parent / "shared" / "data")
-
-
-def present(relpath: str) -> bool:
-    """True when the real data set is there; otherwise say what is skipped and why."""
-    if (DATA / relpath).exists():
-        return True
-    print(f"skipped: {DATA / relpath} is absent (set SAFECITY_SHARED_DATA or put the data in ../shared/data)")
-    return False
-
-
-# %%
-import time
 
 import cv2
 import holoviews as hv
@@ -57,6 +41,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
+from safecity.data.catalog import open_catalog, read_if_present
 from safecity.sim.clips import render_clip
 from safecity.video.pipeline import CameraPipeline
 from safecity.video.track import covered_share, track_frames
@@ -64,6 +49,7 @@ from safecity.video.track import covered_share, track_frames
 hv.extension("bokeh")
 pn.extension()
 cv2.setNumThreads(1)
+cat = open_catalog()
 
 
 def png(image: np.ndarray, width: int = 420) -> pn.pane.PNG:
@@ -119,23 +105,23 @@ track_frames(clip.frames[:50], clip.scene).groupby("track_id").agg(
 # 795 frames of a campus walkway (480x360). The MOTChallenge public detections
 # shipped with it are not ground truth, but say where people are: the share of
 # them overlapped (IoU 0.3) by one of our tracks in the same frame is a check of
-# detection and tracking together (README: 0.948 on the whole clip).
+# detection and tracking together; the evaluation report lists the same figure
+# (`notebooks/evaluation_report.ipynb`).
 
 # %%
-from safecity.data.catalog import read_mot_detections
-
-if present("video/pets2009_s2l1/vtest.avi"):
+pets_video = read_if_present(cat, "pets2009_video")
+if pets_video is not None:
     pets = CameraPipeline({"camera_id": "pets-view1", "fps": 10}, detectors=[], bin_s=10.0,
                           start="2009-01-01T12:00:00Z")
     parts, pets_shown, started = [], None, time.perf_counter()
-    for frame in pets.frames(DATA / "video/pets2009_s2l1/vtest.avi"):
+    for frame in pets.frames(pets_video["path"].iloc[0]):
         result = pets.process(frame)
         parts.append(result.tracks)
         if result.index == 300:
             pets_shown = pets.display(frame.image, result)
     seconds = time.perf_counter() - started
     pets_tracks = pd.concat(parts, ignore_index=True)
-    mot = read_mot_detections(DATA / "video/pets2009_s2l1/mot15_public_det.txt", scale=0.625)
+    mot = cat["pets2009_detections"].read()  # boxes scaled to the 480x360 video
     mot["frame"] -= 1  # MOTChallenge counts frames from 1, the pipeline from 0
     life = pets_tracks.groupby("track_id")["time_s"].agg(lambda t: t.max() - t.min())
     pets_figures = {"frames": len(parts), "track ids": pets_tracks["track_id"].nunique(),
@@ -152,23 +138,23 @@ if present("video/pets2009_s2l1/vtest.avi"):
 # `CrowdCounter` learns a density of people per 16 px cell from annotated frames.
 # To keep this notebook quick it is fitted on frames 1..100 and tested on
 # 101..150 only: **a subset**, so its error is not the reported figure. The full
-# figure (fit 1..800, test 801..1200: MAE 2.46) comes from
+# figure (fit 1..800, test 801..1200) comes from
 # `safecity count eval --frames ../shared/data/video/mall/frames --counts ../shared/data/video/mall/counts.csv
 # --train 800 --heads ../shared/data/video/mall/heads.csv --perspective ../shared/data/video/mall/perspective_roi.mat`
 # (about 2 minutes).
 
 # %%
-from safecity.video.counting import (CrowdCounter, ForegroundEdgeRidge, FrameFiles, load_perspective,
-                                     read_counts, read_heads)
+from safecity.video.counting import CrowdCounter, ForegroundEdgeRidge, FrameFiles, load_perspective
 
 N_FIT, N_TEST = 100, 50
-if present("video/mall/frames"):
-    mall = DATA / "video/mall"
-    table = read_counts(mall / "counts.csv", mall / "frames")
-    perspective, roi = load_perspective(mall / "perspective_roi.mat")
-    images = FrameFiles(mall / "frames", table["frame_file"][:N_FIT + N_TEST])
+table = read_if_present(cat, "mall_frames")  # frame, frame_file, path, count (annotated people)
+if table is not None:
+    frames_dir = Path(table["path"].iloc[0]).parent
+    perspective, roi = load_perspective(frames_dir.parent / "perspective_roi.mat")  # shipped with the frames
+    images = FrameFiles(frames_dir, table["frame_file"][:N_FIT + N_TEST])
     truth = table["count"].to_numpy(float)[:N_FIT + N_TEST]
-    heads = read_heads(mall / "heads.csv", table["frame_file"][:N_FIT])
+    head_points = {f: g[["x", "y"]].to_numpy(float) for f, g in cat["mall_heads"].read().groupby("frame_file")}
+    heads = [head_points.get(f, np.zeros((0, 2))) for f in table["frame_file"][:N_FIT]]
     counter = CrowdCounter(perspective=perspective, roi=roi).fit(images[:N_FIT], truth[:N_FIT], heads=heads)
     ridge = ForegroundEdgeRidge(perspective=perspective, roi=roi).fit(images[:N_FIT], truth[:N_FIT])
     mall_counts = pd.DataFrame({"frame": np.arange(N_FIT + 1, N_FIT + N_TEST + 1),
@@ -189,18 +175,20 @@ if present("video/mall/frames"):
 #
 # `FlowMomentumDetector` learns, on normal clips only, the size of a person and an
 # alarm threshold; it scores each frame by the strongest coherent motion. Fitted
-# here on 4 of the 16 training clips and tested on test clips 01 and 02 (README,
-# all 16 and all 6 labelled test clips: pooled AUC 0.9948).
+# here on 4 of the 16 training clips and tested on test clips 01 and 02 (the
+# figure on all 16 and all 6 labelled test clips: `safecity vad eval`, in the
+# evaluation report).
 
 # %%
 from safecity.video import anomaly as vad
 
-if present("video/ucsd_ped2/testing/labels.csv"):
-    ped2 = DATA / "video/ucsd_ped2"
-    labels = pd.read_csv(ped2 / "testing/labels.csv", dtype={"video": str})
-    vad_result = vad.evaluate([ped2 / "training/frames" / c for c in ("01", "02", "03", "04")],
-                              [ped2 / "testing/frames" / c for c in ("01", "02")],
-                              labels[labels["video"].isin(["01", "02"])])
+ped2 = read_if_present(cat, "ucsd_ped2_frames")  # split, video, frame, frame_file, path, abnormal
+if ped2 is not None:
+    clips = ped2.assign(folder=ped2["path"].map(lambda p: Path(p).parent)).groupby(["split", "video"])["folder"].first()
+    test = ped2[(ped2["split"] == "testing") & ped2["video"].isin(["01", "02"])]
+    vad_result = vad.evaluate([clips["training", c] for c in ("01", "02", "03", "04")],
+                              [clips["testing", c] for c in ("01", "02")],
+                              test[["video", "frame_file"]].assign(abnormal=test["abnormal"].astype(int)))
     vad_figures = {k: vad_result[k] for k in ("auc", "per_clip_auc", "baseline_auc", "threshold",
                                               "fpr_at_threshold", "tpr_at_threshold", "frames")}
     results["ped2"] = pn.Column("### UCSD Ped2, test clips 01 and 02", pn.pane.JSON(vad_figures, depth=2))
