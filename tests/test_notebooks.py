@@ -1,4 +1,5 @@
-"""Every notebook runs top to bottom in a real Jupyter kernel and ends in a servable Panel view."""
+"""Every notebook is a Jupytext pair in sync, runs top to bottom in a real Jupyter kernel and ends in a
+servable Panel view."""
 import subprocess
 import sys
 from pathlib import Path
@@ -41,17 +42,28 @@ def test_notebook_is_committed_without_outputs(path):
     assert not [c for c in code_cells(nb) if c.outputs or c.execution_count], path.name
 
 
-def test_built_notebooks_match_their_build_script(tmp_path):
-    """The analyst notebooks are generated: the committed files are what the script writes."""
-    sys.path.insert(0, str(ROOT / "notebooks"))
-    try:
-        import build_analyst_notebooks as build
-    finally:
-        sys.path.pop(0)
-    for name, cells in build.NOTEBOOKS.items():
-        committed = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
-        assert [c.source for c in committed.cells] == [c.source for c in build.build(cells).cells], \
-            f"notebooks/{name}.ipynb is stale: run python notebooks/build_analyst_notebooks.py"
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_is_a_jupytext_pair_in_sync(path):
+    """Each notebook has its percent-format .py beside it, with the same cells: the .py is
+    what a diff and a linter read, the .ipynb what Jupyter opens (`jupytext --sync`)."""
+    import jupytext
+
+    text = path.with_suffix(".py")
+    assert text.exists(), f"{path.name} has no {text.name}: run jupytext --sync notebooks/{path.name}"
+    paired = jupytext.read(text)
+    committed = nbformat.read(path, as_version=4)
+    assert [(c.cell_type, c.source) for c in committed.cells] == \
+        [(c.cell_type, c.source) for c in paired.cells], \
+        f"{path.name} and {text.name} differ: run jupytext --sync notebooks/{path.name}"
+
+
+def test_every_notebook_text_has_its_notebook_and_the_pairing_is_declared():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "notebooks" / "jupytext.toml").read_text())
+    assert config["formats"] == "ipynb,py:percent"
+    orphans = [p.name for p in (ROOT / "notebooks").glob("*.py") if not p.with_suffix(".ipynb").exists()]
+    assert not orphans, f"no .ipynb for {orphans}: run jupytext --sync on them"
 
 
 def wait_port(port: int, proc, timeout: float = 120) -> None:

@@ -109,6 +109,31 @@ def shared_path(relpath: str, root: str | os.PathLike | None = None) -> Path:
     return path.resolve()
 
 
+def open_catalog(path: str | os.PathLike | None = None):
+    """The project's ``catalog.yml`` (the one beside the package unless ``path`` is given).
+
+    A notebook opens it this way from any folder, even the temporary one a test
+    runs it in, and then asks for tables by name.
+    """
+    import intake
+
+    return intake.open_catalog(str(path or Path(__file__).resolve().parents[2] / "catalog.yml"))
+
+
+def read_if_present(catalog, name: str, **args) -> pd.DataFrame | None:
+    """An entry's table, or ``None`` when its data is absent here (the reason is printed).
+
+    ``args`` override the entry's arguments (e.g. ``data_dir`` of a demo store).
+    Notebooks run on the built-in data alone and add each real data set that is
+    there; an absent one is skipped and said so, never faked.
+    """
+    try:
+        return (catalog[name](**args) if args else catalog[name]).read()
+    except FileNotFoundError as err:
+        print(f"skipped {name}: {err}")
+        return None
+
+
 def local_to_utc(local: pd.Series, tz: str, nonexistent: str = "shift_forward") -> pd.Series:
     """Naive wall-clock times in ``tz`` as UTC; the repeated hour is read as its first occurrence."""
     first = np.ones(len(local), dtype=bool)  # True = daylight-saving time, i.e. the earlier instant
