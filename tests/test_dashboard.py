@@ -127,10 +127,37 @@ def test_tiles_only_when_configured(city, monkeypatch):
     assert np.allclose(first[: len(ex), 0], ex) and np.allclose(first[: len(ny), 1], ny)
 
 
+def test_usual_week_is_drawn_in_the_city_time(city_dir, tmp_path):
+    """A city directory whose city.yml is Melbourne draws its usual week in Melbourne time."""
+    import pandas as pd
+
+    from safecity.app.dashboard import CityView, load_city
+    from safecity.config.city import DEFAULT_CITY, MELBOURNE
+    from safecity.data import citydir
+
+    shutil.copytree(city_dir, tmp_path / "melbourne")
+    citydir.write_config(MELBOURNE, tmp_path / "melbourne")
+    city = load_city(tmp_path / "melbourne")
+    assert city.config == MELBOURNE and load_city(city_dir).config == DEFAULT_CITY
+
+    def usual_week(tz):  # by hand: mean count per zone and hour of the week in ``tz``
+        obs = city.observations[city.observations["metric"] == "people_count"].merge(
+            city.sensors[["sensor_id", "zone"]], on="sensor_id")
+        local = obs["ts"].dt.tz_convert(tz)
+        obs = obs.assign(hour_of_week=local.dt.day_of_week * 24 + local.dt.hour,
+                         zone=obs["zone"].fillna("(no zone)").astype(str))
+        return obs.groupby(["hour_of_week", "zone"], observed=True)["value"].mean().reset_index()
+
+    drawn = CityView(city).usual_week().data.reset_index(drop=True)
+    pd.testing.assert_frame_equal(drawn, usual_week(MELBOURNE.tz), check_dtype=False)
+    with pytest.raises(AssertionError):  # the same counts in Paris time give another week
+        pd.testing.assert_frame_equal(drawn, usual_week(DEFAULT_CITY.tz), check_dtype=False)
+
+
 def test_live_unit_map_pushes_markers_only_when_units_move(city_dir, tmp_path):
     from safecity.app.dashboard import LiveUnitMap, load_city
     from safecity.app.engine import ReplayEngine
-    from safecity.sim.city import read_city
+    from safecity.data.citydir import read_city
 
     engine = ReplayEngine(read_city(city_dir), tmp_path, speed=600)
     live = LiveUnitMap(engine, load_city(city_dir).zones)
