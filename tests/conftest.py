@@ -112,3 +112,30 @@ def chromium_page(viewport: tuple[int, int] = (1400, 1000)):
             yield page, requests, failures
         finally:
             browser.close()
+
+
+def click_dispatch(page, timeout_ms: int = 120_000):
+    """Click the live page's Dispatch once it recommends a unit; return the outcome paragraph.
+
+    Waits on the page's state, never a fixed delay: the recommendation table
+    must have a row before the click. The live replay may take the unit in
+    the meantime ("Not dispatched"); then, after the page's next update, the
+    new recommendation is tried, until ``timeout_ms``.
+    """
+    import time
+
+    from playwright.sync_api import expect
+
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        left = max(1_000, int((deadline - time.monotonic()) * 1000))
+        page.locator("table.recommended tbody tr").first.wait_for(timeout=left)
+        counter = page.locator("span.live-counter").first
+        shown = counter.text_content()
+        page.get_by_role("button", name="Dispatch").click(timeout=left)
+        outcome = page.locator("p.dispatch-done, p:has-text('Not dispatched'), "
+                               "p:has-text('Choose an incident')").first
+        outcome.wait_for(timeout=left)
+        if outcome.get_attribute("class") == "dispatch-done" or time.monotonic() > deadline:
+            return outcome
+        expect(counter).not_to_have_text(shown, timeout=left)  # the page has moved on: try again
