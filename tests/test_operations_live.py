@@ -94,7 +94,7 @@ def test_live_counter_queue_and_dispatch(served_live):
                  if (e.shadowRoot) {{ const f = find(e.shadowRoot); if (f) return f; }} }} return null; }};
                const c = find(document);
                return c !== null && parseInt(c.textContent.split(':')[1]) >= {first + 2}; }}""",
-            timeout=120_000)
+            timeout=120_000, polling=500)
         second = _tick(page)
         assert second >= first + 2, f"the live counter did not advance: {first} -> {second}"
 
