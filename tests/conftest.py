@@ -139,3 +139,15 @@ def click_dispatch(page, timeout_ms: int = 120_000):
         if outcome.get_attribute("class") == "dispatch-done" or time.monotonic() > deadline:
             return outcome
         expect(counter).not_to_have_text(shown, timeout=left)  # the page has moved on: try again
+
+
+def wait_settled(page, expression: str, quiet_ms: int = 1000, timeout: int = 60_000) -> None:
+    """Wait until the page's ``expression`` (a JS function's source) has a value that stayed
+    the same for ``quiet_ms``: the server has caught up, whatever the machine's load."""
+    page.wait_for_function(
+        f"""(quiet) => {{ const now = JSON.stringify(({expression})());
+             const w = window.__settled || (window.__settled = {{}});
+             if (now === undefined || now === 'null' || now === '""') return false;
+             if (w.value !== now) {{ w.value = now; w.since = performance.now(); return false; }}
+             return performance.now() - w.since >= quiet; }}""",
+        arg=quiet_ms, timeout=timeout, polling=250)

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from conftest import chromium_page, click_dispatch, free_port, stop, wait_http
+from conftest import chromium_page, click_dispatch, free_port, stop, wait_http, wait_settled
 from test_operations_live import live_city  # noqa: F401  the small simulated city, as a fixture
 from test_tuning_browser import FOCUS_HANDLE, READOUT_TEXT
 
@@ -324,19 +324,13 @@ def test_user_without_a_role_gets_no_page(secured):
 
 def _readout(page) -> str:
     page.wait_for_function(READOUT_TEXT, timeout=60_000)
-    page.wait_for_timeout(1500)
+    _settle(page)
     return page.evaluate(READOUT_TEXT)
 
 
-def _settle(page, timeout_s: int = 30) -> None:
+def _settle(page) -> None:
     """Wait until the readout stops changing (the server has caught up with the slider)."""
-    last = None
-    for _ in range(timeout_s):
-        page.wait_for_timeout(1000)
-        now = page.evaluate(READOUT_TEXT)
-        if now == last:
-            return
-        last = now
+    wait_settled(page, READOUT_TEXT, quiet_ms=1500)
 
 
 @pytest.mark.browser
