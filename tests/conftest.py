@@ -106,6 +106,9 @@ def chromium_page(viewport: tuple[int, int] = (1400, 1000)):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+        # generous waits: on a loaded machine a page's first session takes tens of seconds
+        page.set_default_timeout(60_000)
+        page.set_default_navigation_timeout(120_000)
         page.on("request", lambda r: requests.append(r.url))
         page.on("requestfailed", lambda r: failures.append(r.url))
         try:
