@@ -53,12 +53,13 @@ def _peak_mb() -> float:
 
 def phase_demo(out: str) -> dict:
     """The default city as `safecity simulate` makes it, written, with its clips."""
+    from safecity.data import citydir
     from safecity.sim import city as sim
 
     t0 = time.perf_counter()
     city = sim.simulate_city()
     t1 = time.perf_counter()
-    sim.write_city(city, out)
+    citydir.write_city(city, out)
     t2 = time.perf_counter()
     sim.write_clips(Path(out) / "clips")
     t3 = time.perf_counter()
@@ -155,7 +156,7 @@ def phase_naive_baseline(n_sample: int, freq: str) -> dict:
         meta = json.loads(s.metadata)
         frame = pd.DataFrame({"ts": pd.date_range(START, periods=pd.Timedelta("1D") // pd.Timedelta(freq),
                                                   freq=freq, tz="UTC")})
-        local = frame["ts"].dt.tz_convert(sim.LOCAL_TZ)
+        local = frame["ts"].dt.tz_convert(sim.CITY.tz)
         frame["hour"] = local.dt.hour + local.dt.minute / 60
         frame["mean"] = frame["hour"].apply(
             lambda h: meta["base"] * pd.Timedelta(freq) / pd.Timedelta("1h")

@@ -106,9 +106,51 @@ def chromium_page(viewport: tuple[int, int] = (1400, 1000)):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+        # generous waits: on a loaded machine a page's first session takes tens of seconds
+        page.set_default_timeout(60_000)
+        page.set_default_navigation_timeout(120_000)
         page.on("request", lambda r: requests.append(r.url))
         page.on("requestfailed", lambda r: failures.append(r.url))
         try:
             yield page, requests, failures
         finally:
             browser.close()
+
+
+def click_dispatch(page, timeout_ms: int = 120_000):
+    """Click the live page's Dispatch once it recommends a unit; return the outcome paragraph.
+
+    Waits on the page's state, never a fixed delay: the recommendation table
+    must have a row before the click. The live replay may take the unit in
+    the meantime ("Not dispatched"); then, after the page's next update, the
+    new recommendation is tried, until ``timeout_ms``.
+    """
+    import time
+
+    from playwright.sync_api import expect
+
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        left = max(1_000, int((deadline - time.monotonic()) * 1000))
+        page.locator("table.recommended tbody tr").first.wait_for(timeout=left)
+        counter = page.locator("span.live-counter").first
+        shown = counter.text_content()
+        page.get_by_role("button", name="Dispatch").click(timeout=left)
+        outcome = page.locator("p.dispatch-done, p:has-text('Not dispatched'), "
+                               "p:has-text('Choose an incident')").first
+        outcome.wait_for(timeout=left)
+        if outcome.get_attribute("class") == "dispatch-done" or time.monotonic() > deadline:
+            return outcome
+        expect(counter).not_to_have_text(shown, timeout=left)  # the page has moved on: try again
+
+
+def wait_settled(page, expression: str, quiet_ms: int = 1000, timeout: int = 60_000) -> None:
+    """Wait until the page's ``expression`` (a JS function's source) has a value that stayed
+    the same for ``quiet_ms``: the server has caught up, whatever the machine's load."""
+    page.wait_for_function(
+        f"""(quiet) => {{ const now = JSON.stringify(({expression})());
+             const w = window.__settled || (window.__settled = {{}});
+             if (now === undefined || now === 'null' || now === '""') return false;
+             if (w.value !== now) {{ w.value = now; w.since = performance.now(); return false; }}
+             return performance.now() - w.since >= quiet; }}""",
+        arg=quiet_ms, timeout=timeout, polling=250)

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from conftest import chromium_page, free_port, stop, wait_http
+from conftest import chromium_page, click_dispatch, free_port, stop, wait_http, wait_settled
 from test_operations_live import live_city  # noqa: F401  the small simulated city, as a fixture
 from test_tuning_browser import FOCUS_HANDLE, READOUT_TEXT
 
@@ -272,6 +272,8 @@ def test_unauthenticated_browser_gets_the_login_page(secured):
 
 @pytest.mark.browser
 def test_operator_dispatches_and_is_named_in_the_audit(secured):
+    from playwright.sync_api import expect
+
     from safecity.data.store import Store
 
     url, state_dir = secured
@@ -282,16 +284,12 @@ def test_operator_dispatches_and_is_named_in_the_audit(secured):
         page.locator("article.incident").first.wait_for(timeout=30_000)
         page.locator("span.live-counter").first.wait_for(timeout=60_000)
         assert button.is_enabled()
-        button.click()
-        outcome = page.locator("p.dispatch-done, p:has-text('Not dispatched'), "
-                               "p:has-text('Choose an incident')").first
-        outcome.wait_for(timeout=60_000)
+        outcome = click_dispatch(page)
         page.screenshot(path=str(ARTIFACTS / "access_operator.png"))
         assert outcome.get_attribute("class") == "dispatch-done", outcome.text_content()
         unit = outcome.get_attribute("data-unit")
         row = page.locator("table.audit-rows tbody tr", has_text=unit).first
-        row.wait_for(timeout=10_000)
-        assert "alice" in row.text_content()
+        expect(row).to_contain_text("alice", timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "access_operator.png"))
     _offline(requests, failures)
     log = Store(state_dir).read("audit_log")
@@ -326,19 +324,13 @@ def test_user_without_a_role_gets_no_page(secured):
 
 def _readout(page) -> str:
     page.wait_for_function(READOUT_TEXT, timeout=60_000)
-    page.wait_for_timeout(1500)
+    _settle(page)
     return page.evaluate(READOUT_TEXT)
 
 
-def _settle(page, timeout_s: int = 30) -> None:
+def _settle(page) -> None:
     """Wait until the readout stops changing (the server has caught up with the slider)."""
-    last = None
-    for _ in range(timeout_s):
-        page.wait_for_timeout(1000)
-        now = page.evaluate(READOUT_TEXT)
-        if now == last:
-            return
-        last = now
+    wait_settled(page, READOUT_TEXT, quiet_ms=1500)
 
 
 @pytest.mark.browser

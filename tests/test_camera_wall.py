@@ -249,9 +249,14 @@ def test_camera_page_in_chromium(clips, tmp_path):
         first_src = img.get_attribute("src")
         first_n = int(page.locator('figure.camera-tile[data-camera="cam-loitering"]').get_attribute(
             "data-frames"))
-        page.wait_for_timeout(3000)
-        second_n = int(page.locator('figure.camera-tile[data-camera="cam-loitering"]').get_attribute(
-            "data-frames"))
+        tile = page.locator('figure.camera-tile[data-camera="cam-loitering"]')
+        page.wait_for_function(  # the tile advances: wait on its frame counter, not a fixed delay
+            "([sel, n]) => { const find = r => { const e = r.querySelector(sel); if (e) return e;"
+            " for (const x of r.querySelectorAll('*')) if (x.shadowRoot) { const f = find(x.shadowRoot);"
+            " if (f) return f; } return null; }; const t = find(document);"
+            " return t !== null && parseInt(t.getAttribute('data-frames')) > n; }",
+            arg=['figure.camera-tile[data-camera="cam-loitering"]', first_n], timeout=60_000, polling=250)
+        second_n = int(tile.get_attribute("data-frames"))
         assert second_n > first_n, f"the tile did not advance: frame {first_n} -> {second_n}"
         assert img.get_attribute("src") != first_src
         assert first_src.startswith("data:image/jpeg;base64,")

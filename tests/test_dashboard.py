@@ -127,10 +127,37 @@ def test_tiles_only_when_configured(city, monkeypatch):
     assert np.allclose(first[: len(ex), 0], ex) and np.allclose(first[: len(ny), 1], ny)
 
 
+def test_usual_week_is_drawn_in_the_city_time(city_dir, tmp_path):
+    """A city directory whose city.yml is Melbourne draws its usual week in Melbourne time."""
+    import pandas as pd
+
+    from safecity.app.dashboard import CityView, load_city
+    from safecity.config.city import DEFAULT_CITY, MELBOURNE
+    from safecity.data import citydir
+
+    shutil.copytree(city_dir, tmp_path / "melbourne")
+    citydir.write_config(MELBOURNE, tmp_path / "melbourne")
+    city = load_city(tmp_path / "melbourne")
+    assert city.config == MELBOURNE and load_city(city_dir).config == DEFAULT_CITY
+
+    def usual_week(tz):  # by hand: mean count per zone and hour of the week in ``tz``
+        obs = city.observations[city.observations["metric"] == "people_count"].merge(
+            city.sensors[["sensor_id", "zone"]], on="sensor_id")
+        local = obs["ts"].dt.tz_convert(tz)
+        obs = obs.assign(hour_of_week=local.dt.day_of_week * 24 + local.dt.hour,
+                         zone=obs["zone"].fillna("(no zone)").astype(str))
+        return obs.groupby(["hour_of_week", "zone"], observed=True)["value"].mean().reset_index()
+
+    drawn = CityView(city).usual_week().data.reset_index(drop=True)
+    pd.testing.assert_frame_equal(drawn, usual_week(MELBOURNE.tz), check_dtype=False)
+    with pytest.raises(AssertionError):  # the same counts in Paris time give another week
+        pd.testing.assert_frame_equal(drawn, usual_week(DEFAULT_CITY.tz), check_dtype=False)
+
+
 def test_live_unit_map_pushes_markers_only_when_units_move(city_dir, tmp_path):
     from safecity.app.dashboard import LiveUnitMap, load_city
     from safecity.app.engine import ReplayEngine
-    from safecity.sim.city import read_city
+    from safecity.data.citydir import read_city
 
     engine = ReplayEngine(read_city(city_dir), tmp_path, speed=600)
     live = LiveUnitMap(engine, load_city(city_dir).zones)
@@ -161,6 +188,12 @@ _BOKEH_STATE = (
     "  units: ms.filter(m => m.type === 'ColumnDataSource' && m.data.unit_id !== undefined"
     "    && m.data.lon !== undefined).map(m => ({id: m.id, lon: Array.from(m.data.lon),"
     "    lat: Array.from(m.data.lat), unit: Array.from(m.data.unit_id)}))}; }")
+#: True once a unit marker of the same source stands elsewhere than in ``first`` (a state).
+_MARKER_MOVED = (
+    f"(first) => {{ const now = ({_BOKEH_STATE})(); if (!now) return false;"
+    " return now.units.some(b => first.units.some(a => a.id === b.id"
+    "  && a.unit.length === b.unit.length && a.unit.every((u, i) => u === b.unit[i])"
+    "  && a.lon.some((x, i) => x !== b.lon[i] || a.lat[i] !== b.lat[i]))); }")
 _LIVE_TITLES = ("Units now",)
 _MAP_TITLES = ("Anomalies and", "Crowd: people_count", "Forecast: peak per zone",
                "Forecast for", "Usual week by zone")
@@ -175,27 +208,29 @@ def _wait_titles(page, titles) -> None:
 @pytest.mark.browser
 def test_dashboard_renders_offline_in_chromium(served):
     """Every map draws, nothing is fetched from outside, and the unit markers move."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     url, _ = served
     with chromium_page((1400, 1000)) as (page, requests, failures):
         page.goto(url)
         page.wait_for_selector("canvas", timeout=60_000)
         _wait_titles(page, _LIVE_TITLES)
         first = page.evaluate(_BOKEH_STATE)
-        moved = []
-        for _ in range(60):  # poll up to ~60 s for a marker to move (a loaded machine replays slower)
-            page.wait_for_timeout(1000)
-            now = page.evaluate(_BOKEH_STATE)
-            moved = [(a["unit"][i], (a["lon"][i], a["lat"][i]), (b["lon"][i], b["lat"][i]))
-                     for a, b in zip(first["units"], now["units"]) if a["id"] == b["id"]
-                     and a["unit"] == b["unit"]
-                     for i in range(len(a["unit"])) if (a["lon"][i], a["lat"][i]) != (b["lon"][i], b["lat"][i])]
-            if moved:
-                break
+        try:  # wait for a marker to move (a loaded machine replays slower)
+            page.wait_for_function(_MARKER_MOVED, arg=first, timeout=180_000, polling=1000)
+        except PlaywrightTimeoutError:
+            pass  # the assertion below says what did not happen
+        now = page.evaluate(_BOKEH_STATE)
+        moved = [(a["unit"][i], (a["lon"][i], a["lat"][i]), (b["lon"][i], b["lat"][i]))
+                 for a, b in zip(first["units"], now["units"]) if a["id"] == b["id"]
+                 and a["unit"] == b["unit"]
+                 for i in range(len(a["unit"])) if (a["lon"][i], a["lat"][i]) != (b["lon"][i], b["lat"][i])]
         page.screenshot(path=str(ARTIFACTS / "operations.png"), full_page=True)
         # the city maps draw when their tab is opened (the first pays datashader's compilation)
         page.get_by_text("City maps", exact=True).first.click()
         _wait_titles(page, _MAP_TITLES)
-        page.wait_for_timeout(1500)  # let bokeh draw every plot before the picture
+        # every plot drawn before the picture: anomaly, crowd and forecast maps, forecast line, usual week
+        page.wait_for_function(f"() => ({_SHADOW_CANVASES})() >= 5", timeout=120_000, polling=500)
         maps = page.evaluate(_BOKEH_STATE)
         n_canvas = page.evaluate(_SHADOW_CANVASES)
         page.screenshot(path=str(ARTIFACTS / "operations_maps.png"), full_page=True)

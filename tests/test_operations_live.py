@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import panel_serve
+from conftest import click_dispatch, panel_serve
 from test_dashboard import CHROMIUM, CHROMIUM_ARGS, ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -74,7 +74,7 @@ def _tick(page) -> int:
 
 @pytest.mark.browser
 def test_live_counter_queue_and_dispatch(served_live):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     from safecity.data.store import Store
 
@@ -87,11 +87,15 @@ def test_live_counter_queue_and_dispatch(served_live):
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.goto(url)
         first = _tick(page)
-        for _ in range(20):  # updates come every second; a loaded machine may delay a few
-            page.wait_for_timeout(1000)
-            second = _tick(page)
-            if second >= first + 2:
-                break
+        # updates come every second; a loaded machine may delay them: wait on the counter itself
+        page.wait_for_function(
+            f"""() => {{ const find = r => {{ for (const e of r.querySelectorAll('*')) {{
+                 if (e.classList && e.classList.contains('live-counter')) return e;
+                 if (e.shadowRoot) {{ const f = find(e.shadowRoot); if (f) return f; }} }} return null; }};
+               const c = find(document);
+               return c !== null && parseInt(c.textContent.split(':')[1]) >= {first + 2}; }}""",
+            timeout=120_000, polling=500)
+        second = _tick(page)
         assert second >= first + 2, f"the live counter did not advance: {first} -> {second}"
 
         # a second session shows the same engine, not a fresh copy starting at 0
@@ -106,17 +110,14 @@ def test_live_counter_queue_and_dispatch(served_live):
         shown.first.wait_for(timeout=30_000)
         assert "<b>bold</b>" in shown.first.text_content()
 
-        page.get_by_role("button", name="Dispatch").click()
-        message = page.locator("p.dispatch-done").first
-        message.wait_for(timeout=60_000)
+        message = click_dispatch(page)
+        assert message.get_attribute("class") == "dispatch-done", message.text_content()
         unit = message.get_attribute("data-unit")
         assert unit and f"{unit} dispatched to" in message.text_content()
         row = page.locator("table.unit-status tbody tr", has_text=unit).first
-        row.wait_for(timeout=10_000)
-        assert "dispatched" in row.text_content()
-        audit = page.locator("table.audit-rows tbody tr", has_text=unit)
-        audit.first.wait_for(timeout=10_000)
-        assert "dispatch" in audit.first.text_content()
+        expect(row).to_contain_text("dispatched", timeout=60_000)
+        audit = page.locator("table.audit-rows tbody tr", has_text=unit).first
+        expect(audit).to_contain_text("dispatch", timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "operations_live.png"), full_page=True)
         browser.close()
     assert not dialogs, f"page ran script from incident text: {dialogs}"

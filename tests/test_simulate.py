@@ -1,7 +1,9 @@
 """The synthetic city: deterministic, valid, and its ground truth is really in the data."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -9,7 +11,8 @@ import pandas as pd
 import pytest
 
 from conftest import shared_data
-from safecity.data import geo
+from safecity.config.city import DEFAULT_CITY, MELBOURNE, load_city
+from safecity.data import citydir, geo
 from safecity.data import schema
 from safecity.sim import city as sim
 from safecity.sim import clips as sv
@@ -80,7 +83,7 @@ def test_every_table_fits_the_data_model(city):
 
 def test_counts_follow_daily_and_weekly_cycles(city):
     counts = city.observations[city.observations["metric"] == "people_count"]
-    local = counts["ts"].dt.tz_convert(sim.LOCAL_TZ)
+    local = counts["ts"].dt.tz_convert(sim.CITY.tz)
     commuters = city.sensors.loc[city.sensors["metadata"].str.contains('"commuter"'), "sensor_id"]
     c = counts[counts["sensor_id"].isin(commuters)]
     hour = local[c.index].dt.hour
@@ -233,11 +236,11 @@ def test_road_network_is_connected_and_on_land(city):
 
 def test_write_and_read_back(city, tmp_path):
     small = sim.simulate_city(seed=2, days=2, n_counters=4, n_cameras=2, n_units=4, zones=ZONES)
-    sim.write_city(small, tmp_path)
+    citydir.write_city(small, tmp_path)
     for rel in ("zones.geojson", "network/nodes.parquet", "network/edges.parquet", "stations.parquet",
-                "truth/anomalies.parquet", "truth/incidents.parquet"):
+                "truth/anomalies.parquet", "truth/incidents.parquet", "city.yml"):
         assert (tmp_path / rel).is_file(), rel
-    back = sim.read_city(tmp_path)
+    back = citydir.read_city(tmp_path)
     for name, key in (("sensors", ["sensor_id"]), ("events", ["event_id"]),
                       ("observations", ["metric", "ts", "sensor_id"]), ("units", ["unit_id", "ts"])):
         pd.testing.assert_frame_equal(
@@ -245,6 +248,32 @@ def test_write_and_read_back(city, tmp_path):
             getattr(small, name).sort_values(key, ignore_index=True), check_dtype=False)
     pd.testing.assert_frame_equal(back.truth["incidents"], small.truth["incidents"])
     assert len(back.zones) == len(ZONES) and back.params["seed"] == 2
+    assert back.config == small.config == DEFAULT_CITY  # the synthetic city is Marseille
+    for name in ("nodes", "edges", "stations"):
+        pd.testing.assert_frame_equal(getattr(back, name), getattr(small, name))
+
+
+def test_city_directory_carries_its_city(city, tmp_path):
+    """A city directory says which city it is (city.yml); one without the file is DEFAULT_CITY."""
+    melbourne = dataclasses.replace(city, config=MELBOURNE)
+    citydir.write_city(melbourne, tmp_path / "melbourne")
+    assert load_city(tmp_path / "melbourne" / "city.yml") == MELBOURNE
+    assert citydir.read_city(tmp_path / "melbourne").config == MELBOURNE
+    citydir.write_city(city, tmp_path / "old")
+    (tmp_path / "old" / "city.yml").unlink()
+    assert citydir.read_city(tmp_path / "old").config == DEFAULT_CITY
+
+
+def test_city_directory_without_the_store(city, tmp_path):
+    """``store=False`` reads geography, stations and truth, and leaves no store behind."""
+    citydir.write_city(city, tmp_path / "c")
+    shutil.rmtree(tmp_path / "c" / "history")
+    (tmp_path / "c" / "state.sqlite").unlink()
+    light = citydir.read_city(tmp_path / "c", store=False)
+    assert light.observations.empty and list(light.units.columns) == schema.columns("units")
+    pd.testing.assert_frame_equal(light.truth["incidents"], city.truth["incidents"])
+    pd.testing.assert_frame_equal(light.stations, city.stations)
+    assert not (tmp_path / "c" / "history").exists() and not (tmp_path / "c" / "state.sqlite").exists()
 
 
 # --------------------------------------------------------------------------- clips

@@ -3,7 +3,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from conftest import chromium_page, panel_serve
+from conftest import chromium_page, panel_serve, wait_settled
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -35,15 +35,15 @@ def test_readout_changes_when_the_threshold_slider_moves(served):
     with chromium_page((1400, 800)) as (page, requests, failures):
         page.goto(url)
         page.wait_for_function(READOUT_TEXT, timeout=60_000)
-        page.wait_for_timeout(2000)
+        wait_settled(page, READOUT_TEXT, quiet_ms=2000)
         before = page.evaluate(READOUT_TEXT)
         page.screenshot(path=str(ARTIFACTS / "tuning_before.png"), full_page=True)
         assert page.evaluate(FOCUS_HANDLE), "no slider handle (.noUi-handle) on the page"
         for _ in range(15):  # noUiSlider moves one step per arrow key
             page.keyboard.press("ArrowRight")
         page.wait_for_function(f"() => ({READOUT_TEXT})() !== {before!r}", timeout=20_000)
+        wait_settled(page, READOUT_TEXT)  # the readout has caught up with every key press
         after = page.evaluate(READOUT_TEXT)
-        page.wait_for_timeout(1000)
         page.screenshot(path=str(ARTIFACTS / "tuning.png"), full_page=True)
     assert "Precision" in before and "Recall" in before and "per camera-hour" in before
     assert after != before

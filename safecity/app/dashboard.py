@@ -27,7 +27,7 @@ hv.extension("bokeh", logo=False)
 
 
 def load_city(data_dir: str | Path) -> SimpleNamespace:
-    """The tables a dashboard shows, read from a data directory written by ``safecity simulate``.
+    """The tables a dashboard shows, and the city's config, read from a city directory (``data.citydir``).
 
     Read once per server process: every session shares the same tables (and
     the models ``city_models`` fits on them).
@@ -37,7 +37,7 @@ def load_city(data_dir: str | Path) -> SimpleNamespace:
 
 @functools.lru_cache(maxsize=4)
 def _load_city(data_dir: str) -> SimpleNamespace:
-    from safecity.sim.city import read_city
+    from safecity.data.citydir import read_city
 
     data_dir = Path(data_dir)
     if not (data_dir / "history").is_dir():
@@ -47,7 +47,7 @@ def _load_city(data_dir: str) -> SimpleNamespace:
     city = read_city(data_dir)
     return SimpleNamespace(sensors=city.sensors, observations=city.observations,
                            units=city.units, zones=city.zones, events=city.events,
-                           calendar=city.calendar)
+                           calendar=city.calendar, config=city.config)
 
 
 _MODELS_LOCK = threading.Lock()
@@ -195,8 +195,8 @@ class CityView(param.Parameterized):
 
     @param.depends("metric")
     def usual_week(self) -> hv.HeatMap:
-        return views.time_of_week_heatmap(self.city.observations, self.city.sensors,
-                                          self.metric).opts(title="Usual week by zone")
+        return views.time_of_week_heatmap(self.city.observations, self.city.sensors, self.metric,
+                                          tz=self.city.config.tz).opts(title="Usual week by zone")
 
     @param.depends("time")
     def unit_table(self) -> pn.widgets.Tabulator:

@@ -23,6 +23,7 @@ from safecity.incidents import fusion
 from safecity.dispatch import units as unit_ops
 from safecity.dispatch.recommend import recommend
 from safecity.dispatch.network import RoadNetwork
+from safecity.data.citydir import CityData, read_city
 from safecity.data.store import Store
 
 #: Simulated seconds per wall second by default: three days of the demo city replay in ~1.5 h.
@@ -38,7 +39,7 @@ class ReplayEngine(param.Parameterized):
     tick = param.Integer(default=0, doc="How many times the engine has advanced.")
     version = param.Integer(default=0, doc="Bumped whenever incidents, units or the audit change.")
 
-    def __init__(self, city, state_dir: str | os.PathLike, start=None, **params):
+    def __init__(self, city: CityData, state_dir: str | os.PathLike, start=None, **params):
         self.city = city
         self.store = Store(state_dir)
         self.network = RoadNetwork.from_tables(city.nodes, city.edges)
@@ -154,8 +155,6 @@ def get_engine(data_dir: str | os.PathLike, state_dir: str | os.PathLike | None 
     ``state_dir`` (default ``$SAFECITY_STATE_DIR``, else a new temporary folder)
     holds the operators' store; ``speed`` defaults to ``$SAFECITY_REPLAY_SPEED``.
     """
-    from safecity.sim.city import read_city
-
     key = str(Path(data_dir).resolve())
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)

@@ -16,6 +16,8 @@ import pandas as pd
 import shapely
 from holoviews.operation.datashader import rasterize, spread
 
+from safecity.config.city import DEFAULT_CITY
+
 UNIT_COLORS = {"police": "#1f4e9c", "fire": "#d62728", "ambulance": "#2ca02c"}
 UNIT_MARKERS = {"available": "circle", "dispatched": "triangle", "en_route": "triangle",
                 "on_scene": "square", "returning": "diamond", "out_of_service": "x"}
@@ -103,12 +105,12 @@ def level_heatmap(levels: pd.DataFrame, bounds: tuple[float, float, float, float
 
 
 def time_of_week_heatmap(observations: pd.DataFrame, sensors: pd.DataFrame,
-                         metric: str = "people_count") -> hv.HeatMap:
-    """Mean level per zone and hour of the week: the usual situation at a glance."""
+                         metric: str = "people_count", tz: str = DEFAULT_CITY.tz) -> hv.HeatMap:
+    """Mean level per zone and hour of the week in the city's time ``tz``: the usual situation at a glance."""
     obs = observations[observations["metric"] == metric].merge(
         sensors[["sensor_id", "zone"]], on="sensor_id")
-    ts = obs["ts"].dt.tz_convert("Europe/Paris")
-    obs = obs.assign(hour_of_week=ts.dt.dayofweek * 24 + ts.dt.hour,
+    ts = obs["ts"].dt.tz_convert(tz)
+    obs = obs.assign(hour_of_week=ts.dt.day_of_week * 24 + ts.dt.hour,
                      zone=obs["zone"].fillna("(no zone)").astype(str))
     table = obs.groupby(["hour_of_week", "zone"], observed=True)["value"].mean().reset_index()
     return hv.HeatMap(table, kdims=["hour_of_week", "zone"], vdims=["value"]).opts(

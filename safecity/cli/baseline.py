@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from safecity.cli.root import main
-from safecity.cli.options import _write_table_file, _read_table_file, _check_tz, _check_out
+from safecity.cli.options import _write_table_file, _read_table_file, _check_out, _city_options
 
 
 @main.group()
@@ -31,10 +31,7 @@ def baseline() -> None:
 @click.option("--value-col", default="value", show_default=True, help="Column of values (counts).")
 @click.option("--metric", default=None,
               help="Keep the rows of this metric (when the file has a metric column with several).")
-@click.option("--tz", default="Europe/Paris", show_default=True, callback=_check_tz, help="The city's time zone.")
-@click.option("--country", default="FR", show_default=True, help="Public holidays of this country ('none': none).")
-@click.option("--subdiv", default=None, help="Holiday subdivision (state, region), e.g. VIC.")
-@click.option("--school-zone", default="B", show_default=True, help="French school-holiday zone ('none': none).")
+@_city_options
 @click.option("--calendar", "calendar_paths", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Calendar file (.csv, .ics, .geojson); repeat for several.")
 @click.option("--sensors", "sensors_path", type=click.Path(exists=True, dir_okay=False),

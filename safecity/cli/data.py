@@ -27,6 +27,7 @@ def simulate(out_dir, seed, cameras, counters, days, units, start, freq, clips) 
     """Generate a deterministic synthetic Marseille with ground truth."""
     from tqdm import tqdm
 
+    from safecity.data import citydir
     from safecity.sim import city as sim
 
     steps = ["simulating the city", "writing the store"] + (["rendering clips"] if clips else [])
@@ -36,7 +37,7 @@ def simulate(out_dir, seed, cameras, counters, days, units, start, freq, clips) 
                                  n_units=units, start=start, freq=freq)
         bar.update()
         bar.set_postfix_str(steps[1])
-        sim.write_city(city, out_dir)
+        citydir.write_city(city, out_dir)
         bar.update()
         if clips:
             bar.set_postfix_str(steps[2])

@@ -21,9 +21,11 @@ def _load_network(path):
 
     from safecity.dispatch.network import RoadNetwork
 
+    from safecity.data.citydir import NETWORK_DIR
+
     p = Path(path)
-    if p.is_dir():
-        p = p / "network" if (p / "network" / "nodes.parquet").exists() else p
+    if p.is_dir():  # a city directory, or its network folder
+        p = p / NETWORK_DIR if (p / NETWORK_DIR / "nodes.parquet").exists() else p
         if not (p / "nodes.parquet").exists() or not (p / "edges.parquet").exists():
             raise click.ClickException(f"{path}: no nodes.parquet and edges.parquet there")
         nodes, edges = _read_table_file(p / "nodes.parquet"), _read_table_file(p / "edges.parquet")
@@ -138,12 +140,16 @@ def dispatch_inputs(network_path, city_dir, synthetic_calls, n_calls, days, per_
     from safecity.dispatch import policies as rs
 
     if city_dir:
-        from types import SimpleNamespace
+        from safecity.data import citydir
+        from safecity.data.tables import TableFileError
 
-        d = Path(city_dir)
-        params = json.loads((d / "city.json").read_text()) if (d / "city.json").exists() else {}
-        city = SimpleNamespace(truth={"incidents": _read_table_file(d / "truth" / "incidents.parquet")},
-                               stations=_read_table_file(d / "stations.parquet"), params=params)
+        try:
+            city = citydir.read_city(city_dir, store=False)
+        except (OSError, TableFileError) as err:
+            raise click.ClickException(f"{city_dir}: not a city directory ('safecity simulate' "
+                                       f"writes one): {err}") from None
+        if "incidents" not in city.truth:
+            raise click.ClickException(f"{city_dir}: no truth/incidents.parquet to make calls from")
         units = rs.units_from_city(city)
         calls = rs.calls_from_city(city) if not synthetic_calls else \
             rs.synthetic_calls(_load_network(network_path), n_calls, days=days, seed=seed)

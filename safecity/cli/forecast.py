@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from safecity.cli.root import main
-from safecity.cli.options import _write_table_file, _read_table_file, _check_duration, _check_out, _city_options
+from safecity.cli.options import _write_table_file, _read_table_file, _check_duration, _check_out, _city_options, _forecast_data_options
 
 
 @main.group()
@@ -67,6 +67,7 @@ def _forecaster(horizon, tz, country, subdiv, school_zone, metric):
 
 
 @forecast.command("backtest")
+@_forecast_data_options
 @_city_options
 @click.option("--folds", type=click.IntRange(1), default=6, show_default=True,
               help="Contiguous blocks of the test period; the model is refitted at each.")
@@ -98,6 +99,7 @@ def forecast_backtest(observations_path, calendar_paths, sensors_path, metric, h
 
 
 @forecast.command("predict")
+@_forecast_data_options
 @_city_options
 @click.option("--start", default=None,
               help="First hour to forecast, ISO time (default: the hour after the last observation).")

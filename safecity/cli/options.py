@@ -1,6 +1,7 @@
 """Options and file helpers shared by the commands."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
@@ -39,6 +40,8 @@ def _check_tz(ctx, param, value):
     """Click callback: an unknown time zone is refused while parsing, before any reading or fitting."""
     import pandas as pd
 
+    if value is None:
+        return None
     try:
         pd.Timestamp("2026-01-01").tz_localize(value)
     except Exception:  # pytz, zoneinfo and dateutil raise different types
@@ -64,11 +67,11 @@ def _check_out(ctx, param, value):
     return value
 
 
-# --------------------------------------------------------------------------- forecast
+# --------------------------------------------------------------------------- the city
 
 
-def _city_options(command):
-    """The options every forecast command shares: the data and the city's time zone and holidays."""
+def _forecast_data_options(command):
+    """The data every forecast command reads: observations, calendars, sensors, metric, horizon."""
     options = [
         click.option("--observations", "observations_path", required=True,
                      type=click.Path(exists=True, dir_okay=False),
@@ -81,14 +84,60 @@ def _city_options(command):
         click.option("--metric", default="people_count", show_default=True),
         click.option("--horizon", default="24h", show_default=True, callback=_check_duration,
                      help="How far ahead (pandas duration: 24h, 3D, 7D)."),
-        click.option("--tz", default="Europe/Paris", show_default=True, callback=_check_tz,
-                     help="The city's time zone."),
-        click.option("--country", default="FR", show_default=True,
-                     help="Public holidays of this country ('none': none)."),
-        click.option("--subdiv", default=None, help="Holiday subdivision (state, region), e.g. VIC."),
-        click.option("--school-zone", default="B", show_default=True,
-                     help="French school-holiday zone ('none': none)."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _load_city_file(ctx, param, value):
+    """Click callback: a ``city.yml`` is read and validated while parsing."""
+    from safecity.config.city import CityConfigError, load_city
+
+    if value is None:
+        return None
+    try:
+        return load_city(value)
+    except CityConfigError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def _city_options(command):
+    """The city's time zone and holidays: ``--city city.yml``, each field overridden by its own flag.
+
+    The command receives ``tz``, ``country``, ``subdiv`` and ``school_zone``
+    resolved in that order: the explicit flag, else the ``--city`` file, else
+    ``DEFAULT_CITY``. A country or school zone the city does not keep is
+    passed as ``"none"``, as a user would write it.
+    """
+    from safecity.config.city import DEFAULT_CITY as city
+
+    @functools.wraps(command)
+    def resolved(*args, city_config=None, tz=None, country=None, subdiv=None, school_zone=None,
+                 **kwargs):
+        chosen = city_config or city
+        return command(*args, tz=tz or chosen.tz,
+                       country=country if country is not None else chosen.country or "none",
+                       subdiv=subdiv if subdiv is not None else chosen.subdiv,
+                       school_zone=school_zone if school_zone is not None else chosen.school_zone or "none",
+                       **kwargs)
+
+    options = [
+        click.option("--city", "city_config", type=click.Path(exists=True, dir_okay=False),
+                     callback=_load_city_file,
+                     help="The city's city.yml (tz, country, subdiv, school_zone); the flags below "
+                          "override its fields."),
+        click.option("--tz", default=None, callback=_check_tz,
+                     help=f"The city's time zone.  [default: --city's, else {city.tz}]"),
+        click.option("--country", default=None,
+                     help="Public holidays of this country ('none': none).  "
+                          f"[default: --city's, else {city.country}]"),
+        click.option("--subdiv", default=None,
+                     help="Holiday subdivision (state, region), e.g. VIC.  [default: --city's]"),
+        click.option("--school-zone", default=None,
+                     help="French school-holiday zone ('none': none).  "
+                          f"[default: --city's, else {city.school_zone}]"),
+    ]
+    for option in reversed(options):
+        resolved = option(resolved)
+    return resolved

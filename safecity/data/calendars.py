@@ -17,7 +17,7 @@ Every reader returns a validated table or raises ``CalendarError`` naming the
 file and the line (CSV, ICS) or the feature and property (GeoJSON); the
 readers only read, so a bad file can never leave half a calendar stored.
 Times in the table are UTC; a time written without an offset is local time in
-``tz`` (Europe/Paris by default).
+``tz`` (``DEFAULT_CITY.tz`` by default).
 """
 from __future__ import annotations
 
@@ -33,9 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from safecity.config.city import DEFAULT_CITY
 from safecity.data.schema import CALENDAR_KINDS, SchemaError, columns, empty, validate
-
-LOCAL_TZ = "Europe/Paris"
 
 PathLike = str | os.PathLike
 #: A time: ISO text, a date, a datetime or a Timestamp; naive ones are local.
@@ -63,8 +62,8 @@ class CalendarError(ValueError):
 # =========================================================================== holidays
 
 
-def public_holidays(start: When, end: When, *, country: str = "FR", subdiv: str | None = None,
-                    tz: str = LOCAL_TZ, language: str | None = None) -> pd.DataFrame:
+def public_holidays(start: When, end: When, *, country: str = DEFAULT_CITY.country,
+                    subdiv: str | None = DEFAULT_CITY.subdiv, tz: str = DEFAULT_CITY.tz, language: str | None = None) -> pd.DataFrame:
     """Public holidays that overlap ``[start, end)``, one city-wide row per holiday.
 
     A holiday runs from local midnight to the next local midnight in ``tz``
@@ -83,7 +82,8 @@ def public_holidays(start: When, end: When, *, country: str = "FR", subdiv: str 
     return _city_wide(rows, t0, t1)
 
 
-def school_holidays(start: When, end: When, *, zone: str = "B", tz: str = LOCAL_TZ) -> pd.DataFrame:
+def school_holidays(start: When, end: When, *, zone: str = DEFAULT_CITY.school_zone,
+                    tz: str = DEFAULT_CITY.tz) -> pd.DataFrame:
     """French school holidays of ``zone`` that overlap ``[start, end)``, one row per period.
 
     A period runs from local midnight of its first day to local midnight after
@@ -135,7 +135,7 @@ def _utc(value, tz: str) -> pd.Timestamp:
 # =========================================================================== features
 
 
-def calendar_flags(calendar: pd.DataFrame, index: pd.DatetimeIndex, tz: str = LOCAL_TZ,
+def calendar_flags(calendar: pd.DataFrame, index: pd.DatetimeIndex, tz: str = DEFAULT_CITY.tz,
                    location: str | Iterable[str] | None = None,
                    soon: str | pd.Timedelta = "3h") -> pd.DataFrame:
     """Per-stamp calendar features over ``index``, ready to join to hourly counts.
@@ -225,7 +225,7 @@ def _ns(times: pd.Series) -> np.ndarray:
 
 
 def read_calendar(path: PathLike, zones: Zones = None, kind: str | None = None,
-                  tz: str = LOCAL_TZ) -> pd.DataFrame:
+                  tz: str = DEFAULT_CITY.tz) -> pd.DataFrame:
     """Read one calendar file, choosing the reader by extension.
 
     ``.csv`` is events (or roadworks when ``kind="roadworks"``), ``.ics`` is
@@ -244,7 +244,8 @@ def read_calendar(path: PathLike, zones: Zones = None, kind: str | None = None,
                                "expected .csv, .ics, .geojson or .json"])
 
 
-def read_calendars(paths: Iterable[PathLike], zones: Zones = None, tz: str = LOCAL_TZ) -> pd.DataFrame:
+def read_calendars(paths: Iterable[PathLike], zones: Zones = None,
+                   tz: str = DEFAULT_CITY.tz) -> pd.DataFrame:
     """Read several calendar files into one table; a calendar_id used twice names both files."""
     frames, seen = [], {}
     for path in paths:
@@ -260,7 +261,7 @@ def read_calendars(paths: Iterable[PathLike], zones: Zones = None, tz: str = LOC
     return validate(pd.concat(frames, ignore_index=True), "calendar")
 
 
-def read_events_csv(path: PathLike, zones: Zones = None, tz: str = LOCAL_TZ,
+def read_events_csv(path: PathLike, zones: Zones = None, tz: str = DEFAULT_CITY.tz,
                     kind: str = "event") -> pd.DataFrame:
     """Events from a CSV file with columns ``name,start,end,location``.
 
@@ -275,7 +276,7 @@ def read_events_csv(path: PathLike, zones: Zones = None, tz: str = LOCAL_TZ,
     return _read_csv(path, zones, tz, kind, required=("name", "start", "end", "location"))
 
 
-def read_roadworks(path: PathLike, zones: Zones = None, tz: str = LOCAL_TZ) -> pd.DataFrame:
+def read_roadworks(path: PathLike, zones: Zones = None, tz: str = DEFAULT_CITY.tz) -> pd.DataFrame:
     """Roadworks from CSV (``name,start,end`` and ``location`` or ``lon,lat``) or GeoJSON.
 
     GeoJSON: Point, LineString or Polygon features (or their Multi forms)
@@ -289,7 +290,7 @@ def read_roadworks(path: PathLike, zones: Zones = None, tz: str = LOCAL_TZ) -> p
                      place=("location", ("lon", "lat")))
 
 
-def read_events_ics(path: PathLike, zones: Zones = None, tz: str = LOCAL_TZ,
+def read_events_ics(path: PathLike, zones: Zones = None, tz: str = DEFAULT_CITY.tz,
                     kind: str = "event") -> pd.DataFrame:
     """Events from an iCalendar file, one row per VEVENT.
 

@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 from intake.source.base import DataSource, Schema
 
+from safecity.config.city import DEFAULT_CITY, MELBOURNE
 from safecity.data import geo
 from safecity.data import schema
 
@@ -169,7 +170,7 @@ def read_melbourne_counts(zip_path: str | os.PathLike) -> pd.DataFrame:
     id_of_name = raw.dropna(subset=["id"]).drop_duplicates("name").set_index("name")["id"]
     raw["id"] = raw["id"].fillna(raw["name"].map(id_of_name))
     local = pd.to_datetime(raw["when"], format="%d-%b-%Y %H:%M")
-    ts = local_to_utc(local, "Australia/Melbourne", nonexistent="NaT")
+    ts = local_to_utc(local, MELBOURNE.tz, nonexistent="NaT")
     keep = ts.notna() & raw["count"].notna() & raw["id"].notna()
     out = pd.DataFrame({
         "ts": ts[keep],
@@ -526,7 +527,7 @@ class CalendarFileSource(_TableSource):
 
     name = "safecity_calendar"
 
-    def __init__(self, path: str, tz: str = "Europe/Paris", metadata: dict | None = None):
+    def __init__(self, path: str, tz: str = DEFAULT_CITY.tz, metadata: dict | None = None):
         self.path, self.tz = path, tz
         super().__init__(metadata=metadata)
 

@@ -5,7 +5,7 @@ incident? One reverse Dijkstra from the incident (scipy's C implementation on
 the transposed CSR matrix) answers it for every node at once, so ranking 500
 units costs one shortest-path tree, not 500 queries.
 
-A ``RoadNetwork`` holds the two tidy tables of ``safecity.sim.city.road_network``
+A ``RoadNetwork`` holds the two tidy tables of a city directory's ``network/`` (``data.citydir``)
 (``nodes``: node_id, lon, lat; ``edges``: u, v, length_m, road_class,
 speed_kmh, travel_time_s) and the matrices built from them. It loads the
 synthetic city (``from_tables``) or any OpenStreetMap extract (``from_osm``).

@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 
 from safecity.data import geo
+from safecity.dispatch.recommend import rank_units
+from safecity.dispatch.units import make_roster
 
 POLICIES = ("static", "straight_line", "road", "coverage")
 UNIT_KINDS = ("police", "fire", "ambulance")
@@ -69,9 +71,7 @@ def calls_from_city(city) -> pd.DataFrame:
 
 def units_from_city(city) -> pd.DataFrame:
     """The city's roster with each unit's home station: unit_id, kind, station, lon, lat."""
-    from safecity.sim.city import make_units
-
-    roster = make_units(city.stations, int(city.params.get("n_units", 12)))
+    roster = make_roster(city.stations, int(city.params.get("n_units", 12)))
     st = city.stations.set_index("station_id")
     return roster.assign(lon=st.loc[roster["station"], "lon"].to_numpy(),
                          lat=st.loc[roster["station"], "lat"].to_numpy())
@@ -256,7 +256,7 @@ def _choose(policy, cand, i, node, st, ustation, crow, free, ukind, slack) -> in
     """The unit (index) that ``policy`` sends to call ``i`` among the free candidates ``cand``."""
     times = st.out[ustation[cand], node]
     if policy == "straight_line":
-        return int(cand[np.argmin(crow[i, ustation[cand]])])
+        return int(cand[rank_units(crow[i, ustation[cand]])[0]])
     if policy == "static":
         same_kind = [s for s in range(len(st.ids)) if st.kind[s] == ukind[cand[0]]]
         home = same_kind[int(np.argmin(crow[i, same_kind]))]
@@ -264,7 +264,7 @@ def _choose(policy, cand, i, node, st, ustation, crow, free, ukind, slack) -> in
         if len(own):
             return int(own[0])
     if policy in ("static", "road"):
-        return int(cand[np.argmin(times)])
+        return int(cand[rank_units(times)[0]])
     # coverage: among near-best units, lose the fewest nodes covered by nobody else.
     near = cand[times <= times.min() * (1 + slack) + 1e-9]
     mates = np.flatnonzero(free & (ukind == ukind[cand[0]]))

@@ -28,6 +28,20 @@ def current_units(units: pd.DataFrame) -> pd.DataFrame:
     return units.sort_values("ts", kind="stable").groupby("unit_id", sort=False).tail(1)
 
 
+def rank_units(times, tiebreak=None) -> np.ndarray:
+    """Candidate positions, best first: smallest ``times``, ties by ``tiebreak`` (default: position).
+
+    The one rule every dispatcher uses to choose a unit (``recommend``, the
+    policies of ``dispatch.policies``, the synthetic city's dispatcher): pass
+    road travel times, or straight-line distances for a crow-flies choice.
+    Unreachable candidates (inf or NaN) come last. numpy rather than DataFrame
+    sorts: this runs per incident and must stay in milliseconds.
+    """
+    times = np.asarray(times, float)
+    tiebreak = np.arange(len(times)) if tiebreak is None else np.asarray(tiebreak)
+    return np.lexsort((tiebreak, times, ~np.isfinite(times)))
+
+
 def recommend(incident_lon: float, incident_lat: float, units: pd.DataFrame, network: RoadNetwork,
               kinds: Iterable[str] = ("police",), at=None, calendar: pd.DataFrame | None = None,
               top: int | None = 5) -> pd.DataFrame:
@@ -57,9 +71,8 @@ def recommend(incident_lon: float, incident_lat: float, units: pd.DataFrame, net
     times = times_all[net.positions(starts)]
     unit_ids = candidates["unit_id"].to_numpy().astype(str)
 
-    # numpy rather than DataFrame sorts: this runs per incident and must stay in milliseconds.
     reachable = np.isfinite(times)
-    order = np.lexsort((unit_ids, times, ~reachable))
+    order = rank_units(times, tiebreak=unit_ids)
     n_ok = int(reachable.sum())
     reason = ""
     if n_ok == 0:

@@ -19,6 +19,8 @@ Allowed transitions (``TRANSITIONS``)::
 Staying in the same status is not a transition: ``set_status`` refuses it (an
 operator dispatching a unit that is already dispatched has made a mistake),
 while a position report with the unit's current status is just a new position.
+
+``make_roster`` spreads a number of units over a city's stations.
 """
 from __future__ import annotations
 
@@ -194,6 +196,22 @@ def _ingest_checked(store: Store, reports: pd.DataFrame, actor: str, register: b
     for unit_id, ts, old, new in changes:
         store.state.audit(actor, "set_status", unit_id, {"from": old, "to": new}, ts=ts)
     return added
+
+
+def make_roster(stations: pd.DataFrame, n_units: int) -> pd.DataFrame:
+    """The roster: half police, a quarter fire, a quarter ambulance, spread over their stations.
+
+    ``stations`` has station_id and kind; units of a kind go round its stations
+    in order. Returns unit_id (``police-01``, ...), kind and station.
+    """
+    n_fire = n_amb = int(round(n_units / 4))
+    n_police = n_units - n_fire - n_amb
+    rows = []
+    for kind, n in (("police", n_police), ("fire", n_fire), ("ambulance", n_amb)):
+        bases = stations[stations["kind"] == kind]["station_id"].tolist()
+        rows += [{"unit_id": f"{kind}-{k + 1:02d}", "kind": kind, "station": bases[k % len(bases)]}
+                 for k in range(n)]
+    return pd.DataFrame(rows, columns=["unit_id", "kind", "station"])
 
 
 def _first_reports(reports: pd.DataFrame) -> pd.DataFrame:

@@ -17,19 +17,24 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import shapely
 from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import connected_components, dijkstra
+from scipy.sparse.csgraph import connected_components
 
+from safecity.config.city import DEFAULT_CITY
 from safecity.data import geo
+from safecity.data.citydir import CityData
+from safecity.dispatch.network import RoadNetwork
+from safecity.dispatch.recommend import rank_units
+from safecity.dispatch.units import make_roster
 from safecity.data.schema import empty, validate
 
-LOCAL_TZ = "Europe/Paris"
+#: The synthetic city is Marseille: its time zone and holidays.
+CITY = DEFAULT_CITY
 ROAD_SPEEDS = {"primary": 50.0, "secondary": 40.0, "residential": 30.0}
 COUNT_KINDS = ("camera", "counter")
 
@@ -89,30 +94,13 @@ _CAMERA_KINDS = {  # kind -> weight among camera happenings
 }
 
 
-@dataclass
-class SyntheticCity:
-    """Everything ``simulate_city`` made: data-model tables, geography, and the ground truth."""
-
-    sensors: pd.DataFrame
-    observations: pd.DataFrame
-    events: pd.DataFrame
-    units: pd.DataFrame
-    calendar: pd.DataFrame
-    zones: pd.DataFrame
-    nodes: pd.DataFrame
-    edges: pd.DataFrame
-    stations: pd.DataFrame
-    truth: dict[str, pd.DataFrame] = field(default_factory=dict)
-    params: dict = field(default_factory=dict)
-
-
 # =========================================================================== city
 
 
 def simulate_city(seed: int = 0, n_cameras: int = 8, n_counters: int = 24, days: int = 7,
                   n_units: int = 12, start="2026-06-01", freq: str = "5min",
                   zones: pd.DataFrame | None = None, n_detectors: int = 12,
-                  n_panic_buttons: int = 6) -> SyntheticCity:
+                  n_panic_buttons: int = 6) -> CityData:
     """Build a whole synthetic city; the same arguments give the same tables.
 
     ``zones`` defaults to ``geo.default_zones()`` (the real quartiers when the
@@ -134,17 +122,18 @@ def simulate_city(seed: int = 0, n_cameras: int = 8, n_counters: int = 24, days:
     events = validate(pd.concat([e for e, _ in per_day], ignore_index=True), "events")
     incidents = pd.concat([i for _, i in per_day], ignore_index=True)
     stations = make_stations(nodes)
-    roster = make_units(stations, n_units)
+    roster = make_roster(stations, n_units)
     units, dispatches = simulate_units(roster, stations, incidents, nodes, edges,
                                        start, start + pd.Timedelta(days=days), seed=seed)
     incidents = _with_units(incidents, dispatches)
-    return SyntheticCity(
+    return CityData(
         sensors=sensors, observations=observations, events=events, units=units,
         calendar=calendar, zones=zones, nodes=nodes, edges=edges, stations=stations,
         truth={"anomalies": anomalies, "incidents": incidents, "dispatches": dispatches},
         params={"seed": seed, "n_cameras": n_cameras, "n_counters": n_counters, "days": days,
                 "n_units": n_units, "start": start.isoformat(), "freq": freq,
                 "n_detectors": n_detectors, "n_panic_buttons": n_panic_buttons},
+        config=CITY,
     )
 
 
@@ -304,7 +293,7 @@ def make_calendar(start, days: int, nodes: pd.DataFrame, edges: pd.DataFrame,
                   seed: int = 0) -> pd.DataFrame:
     """The happenings that change how the city moves during the period.
 
-    School holidays (zone B, Marseille's) and public holidays are real dates;
+    School holidays (``CITY.school_zone``, Marseille's B) and public holidays are real dates;
     concerts and matches are drawn per week at the built-in venues, and
     roadworks at random points on the main roads.
     """
@@ -315,7 +304,7 @@ def make_calendar(start, days: int, nodes: pd.DataFrame, edges: pd.DataFrame,
     venues = _venues()
     for week in range(0, days, 7):
         span = list(range(week, min(week + 7, days)))
-        local_days = [(start + pd.Timedelta(days=d)).tz_convert(LOCAL_TZ).normalize() for d in span]
+        local_days = [(start + pd.Timedelta(days=d)).tz_convert(CITY.tz).normalize() for d in span]
         weekend = [d for d, ld in zip(span, local_days) if ld.day_of_week >= 5] or span
         weekday = [d for d, ld in zip(span, local_days) if ld.day_of_week < 5] or span
         plan = [  # venue, name, day pool, local start hour, duration h, share of capacity
@@ -327,7 +316,7 @@ def make_calendar(start, days: int, nodes: pd.DataFrame, edges: pd.DataFrame,
         for venue, name, pool, hour, dur, share in plan:
             v = venues[venues["name"] == venue].iloc[0]
             d = int(rng.choice(pool))
-            local = (start + pd.Timedelta(days=d)).tz_convert(LOCAL_TZ).normalize()
+            local = (start + pd.Timedelta(days=d)).tz_convert(CITY.tz).normalize()
             t0 = (local + pd.Timedelta(hours=hour)).tz_convert("UTC")
             rows.append({
                 "calendar_id": f"cal-event-{t0:%Y%m%d}-{_slug(venue)}", "kind": "event",
@@ -338,7 +327,7 @@ def make_calendar(start, days: int, nodes: pd.DataFrame, edges: pd.DataFrame,
     for k in range(max(1, days // 7 + (days % 7 > 3))):
         node = int(rng.choice(main_nodes))
         d = int(rng.integers(0, max(days - 1, 1)))
-        t0 = ((start + pd.Timedelta(days=d)).tz_convert(LOCAL_TZ).normalize()
+        t0 = ((start + pd.Timedelta(days=d)).tz_convert(CITY.tz).normalize()
               + pd.Timedelta(hours=7)).tz_convert("UTC")
         rows.append({
             "calendar_id": f"cal-roadworks-{t0:%Y%m%d}-{k + 1}", "kind": "roadworks",
@@ -359,9 +348,9 @@ def _holidays(start: pd.Timestamp, end: pd.Timestamp) -> list[dict]:
     years = range(start.year - 1, end.year + 1)
     dates = SchoolHolidayDates()
     school = sorted(d for y in years if dates.min_year <= y <= dates.max_year
-                    for d, r in dates.holidays_for_year_and_zone(y, "B").items())
+                    for d, r in dates.holidays_for_year_and_zone(y, CITY.school_zone).items())
     names = {d: r["nom_vacances"] for y in years if dates.min_year <= y <= dates.max_year
-             for d, r in dates.holidays_for_year_and_zone(y, "B").items()}
+             for d, r in dates.holidays_for_year_and_zone(y, CITY.school_zone).items()}
     runs: list[list] = []
     for d in school:  # consecutive days of one holiday make one row
         if runs and (d - runs[-1][-1]).days == 1 and names[d] == names[runs[-1][0]]:
@@ -374,7 +363,7 @@ def _holidays(start: pd.Timestamp, end: pd.Timestamp) -> list[dict]:
         if t0 < end and t1 > start:
             rows.append({"calendar_id": f"cal-school-{run[0]:%Y%m%d}", "kind": "school_holiday",
                          "name": names[run[0]], "start": t0, "end": t1})
-    for d, name in sorted(public.France(years=list(years)).items()):
+    for d, name in sorted(public.country_holidays(CITY.country, subdiv=CITY.subdiv, years=list(years)).items()):
         t0 = _local_midnight(d)
         t1 = _local_midnight(d + pd.Timedelta(days=1).to_pytimedelta())
         if t0 < end and t1 > start:
@@ -384,7 +373,7 @@ def _holidays(start: pd.Timestamp, end: pd.Timestamp) -> list[dict]:
 
 
 def _local_midnight(d) -> pd.Timestamp:
-    return pd.Timestamp(d).tz_localize(LOCAL_TZ).tz_convert("UTC")
+    return pd.Timestamp(d).tz_localize(CITY.tz).tz_convert("UTC")
 
 
 # =========================================================================== anomalies
@@ -419,7 +408,7 @@ def make_anomalies(sensors: pd.DataFrame, start, days: int, seed: int = 0) -> pd
     for kind, single, hours, factor in plan:
         for _ in range(50):
             day = start + pd.Timedelta(days=int(rng.integers(0, days)))
-            local = day.tz_convert(LOCAL_TZ).normalize() + pd.Timedelta(hours=int(rng.integers(9, 17)))
+            local = day.tz_convert(CITY.tz).normalize() + pd.Timedelta(hours=int(rng.integers(9, 17)))
             t0 = local.tz_convert("UTC")
             t1 = t0 + pd.Timedelta(hours=int(rng.integers(*hours)))
             if single:
@@ -469,7 +458,7 @@ def expected_counts(sensors: pd.DataFrame, calendar: pd.DataFrame | None, ts: pd
     meta = [json.loads(m) for m in sensors["metadata"]]
     base = np.array([m["base"] for m in meta], float)
     profile = np.array([m.get("profile", "commuter") for m in meta])
-    local = ts.tz_convert(LOCAL_TZ)
+    local = ts.tz_convert(CITY.tz)
     hour = local.hour + local.minute / 60 + local.second / 3600 + bin_h / 2
     dow = np.asarray(local.day_of_week)
     holiday = _in_any(ts, calendar, "public_holiday")
@@ -606,7 +595,7 @@ def simulate_events(sensors: pd.DataFrame, calendar: pd.DataFrame, nodes: pd.Dat
     tag = f"{day:%Y%m%d}"
     events: list[dict] = []
     incidents: list[dict] = []
-    minutes = pd.date_range(day, periods=1440, freq="1min").tz_convert(LOCAL_TZ)
+    minutes = pd.date_range(day, periods=1440, freq="1min").tz_convert(CITY.tz)
     hour = np.asarray(minutes.hour + minutes.minute / 60)
     street = _street_sampler(nodes, edges)
     by_kind = {k: sensors[sensors["kind"] == k].reset_index(drop=True) for k in
@@ -786,18 +775,6 @@ def make_stations(nodes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def make_units(stations: pd.DataFrame, n_units: int) -> pd.DataFrame:
-    """The roster: half police, a quarter fire, a quarter ambulance, spread over their stations."""
-    n_fire = n_amb = int(round(n_units / 4))
-    n_police = n_units - n_fire - n_amb
-    rows = []
-    for kind, n in (("police", n_police), ("fire", n_fire), ("ambulance", n_amb)):
-        bases = stations[stations["kind"] == kind]["station_id"].tolist()
-        rows += [{"unit_id": f"{kind}-{k + 1:02d}", "kind": kind, "station": bases[k % len(bases)]}
-                 for k in range(n)]
-    return pd.DataFrame(rows, columns=["unit_id", "kind", "station"])
-
-
 def simulate_units(roster: pd.DataFrame, stations: pd.DataFrame, incidents: pd.DataFrame,
                    nodes: pd.DataFrame, edges: pd.DataFrame, start, end, seed: int = 0,
                    every: str = "1min") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -816,6 +793,7 @@ def simulate_units(roster: pd.DataFrame, stations: pd.DataFrame, incidents: pd.D
     rng = _rng(seed, "units")
     n = len(nodes)
     graph = csr_matrix((edges["travel_time_s"].to_numpy(), (edges["u"], edges["v"])), shape=(n, n))
+    network = RoadNetwork.from_tables(nodes, edges)
     nx_, ny_ = geo.to_xy(nodes["lon"].to_numpy(), nodes["lat"].to_numpy())
     st_node = dict(zip(stations["station_id"], stations["node_id"]))
     tt = dict(zip(zip(edges["u"].tolist(), edges["v"].tolist()), edges["travel_time_s"].tolist()))
@@ -862,12 +840,8 @@ def simulate_units(roster: pd.DataFrame, stations: pd.DataFrame, incidents: pd.D
         return x, y, node
 
     def drive(u, t, src, dst, status, speedup):
-        """Append the shortest path src -> dst; return the arrival time."""
-        _, pred = dijkstra(graph, indices=src, return_predecessors=True)
-        path = [dst]
-        while path[-1] != src:
-            path.append(int(pred[path[-1]]))
-        path.reverse()
+        """Append the fastest road path src -> dst (``RoadNetwork.route``); return the arrival time."""
+        path = network.route(src, dst)
         for a, b in zip(path[:-1], path[1:]):
             t += tt[a, b] / speedup
             u["plan"].append((t, nx_[b], ny_[b], status, b))
@@ -895,7 +869,7 @@ def simulate_units(roster: pd.DataFrame, stations: pd.DataFrame, incidents: pd.D
                 for u in free:
                     extend(u, t_call)
                 dist = [np.hypot(*(np.subtract(where(u, t_call), (ix, iy)))) for u in free]
-                u = free[int(np.argmin(dist))]
+                u = free[int(rank_units(dist)[0])]
                 sent.add(u["id"])
                 x, y, node = cut(u, t_call)
                 u["plan"].append((t_call, x, y, "dispatched", node))
@@ -959,60 +933,6 @@ def _with_units(incidents: pd.DataFrame, dispatches: pd.DataFrame) -> pd.DataFra
 
 
 # =========================================================================== files
-
-
-def write_city(city: SyntheticCity, out_dir, clips: bool = False) -> Path:
-    """Write the tables through the store, and geography and truth as files beside it.
-
-    Layout: the store (``history/``, ``state.sqlite``), ``zones.geojson``,
-    ``network/{nodes,edges}.parquet``, ``stations.parquet``,
-    ``truth/{anomalies,incidents,dispatches}.parquet``, ``city.json`` (the
-    arguments) and, with ``clips=True``, ``clips/`` (see ``write_clips``).
-    """
-    from safecity.data.store import Store
-
-    out = Path(out_dir)
-    store = Store(out)
-    try:
-        for table in ("sensors", "calendar", "observations", "events", "units"):
-            store.append(table, getattr(city, table))
-    finally:
-        store.state.close()
-    (out / "network").mkdir(parents=True, exist_ok=True)
-    (out / "truth").mkdir(parents=True, exist_ok=True)
-    (out / "zones.geojson").write_text(json.dumps(geo.zones_to_geojson(city.zones)), encoding="utf-8")
-    city.nodes.to_parquet(out / "network" / "nodes.parquet", index=False)
-    city.edges.to_parquet(out / "network" / "edges.parquet", index=False)
-    city.stations.to_parquet(out / "stations.parquet", index=False)
-    for name, frame in city.truth.items():
-        frame.to_parquet(out / "truth" / f"{name}.parquet", index=False)
-    (out / "city.json").write_text(json.dumps(city.params, indent=2), encoding="utf-8")
-    if clips:
-        write_clips(out / "clips", seed=city.params.get("seed", 0))
-    return out
-
-
-def read_city(out_dir) -> SyntheticCity:
-    """Load what ``write_city`` wrote (clips stay on disk; see ``clips/``)."""
-    from safecity.data.store import Store
-
-    out = Path(out_dir)
-    store = Store(out)
-    try:
-        tables = {t: store.read(t) for t in ("sensors", "observations", "events", "units", "calendar")}
-    finally:
-        store.state.close()
-    truth = {p.stem: pd.read_parquet(p) for p in sorted((out / "truth").glob("*.parquet"))}
-    params_file = out / "city.json"
-    return SyntheticCity(
-        **tables,
-        zones=geo.zones_from_geojson(json.loads((out / "zones.geojson").read_text(encoding="utf-8"))),
-        nodes=pd.read_parquet(out / "network" / "nodes.parquet"),
-        edges=pd.read_parquet(out / "network" / "edges.parquet"),
-        stations=pd.read_parquet(out / "stations.parquet"),
-        truth=truth,
-        params=json.loads(params_file.read_text()) if params_file.exists() else {},
-    )
 
 
 def write_clips(out_dir, seed: int = 0, scenarios=None, **kwargs) -> list[Path]:
