@@ -32,9 +32,10 @@ import numpy as np
 import pandas as pd
 import shapely
 
-#: The kinds ``make_detectors`` builds by default (weapons need a user's model).
-KINDS = ("loitering", "forbidden_zone", "wrong_way", "person_on_ground", "abandoned_object",
-         "excessive_density", "crowd_movement", "fire")
+from safecity.config.event_kinds import CAMERA_KINDS, DEFAULT_CAMERA_KINDS
+
+#: The kinds ``make_detectors`` builds by default (repeated presence is opt-in, weapons need a user's model).
+KINDS = DEFAULT_CAMERA_KINDS
 
 #: A standing adult's height in metres: turns a person's box height into a local scale.
 PERSON_HEIGHT_M = 1.7
@@ -1126,12 +1127,14 @@ class WeaponDetector:
 
 # =========================================================================== building and rows
 
-DETECTORS = {
+_CLASSES = {
     "loitering": LoiteringDetector, "forbidden_zone": ForbiddenZoneDetector,
     "wrong_way": WrongWayDetector, "person_on_ground": PersonOnGroundDetector,
     "abandoned_object": AbandonedObjectDetector, "excessive_density": ExcessiveDensityDetector,
     "crowd_movement": CrowdMovementDetector, "fire": FireDetector, "weapon": WeaponDetector,
 }
+#: Camera kind -> its detector class, in the registry's order (repeated presence: ``repeat``).
+DETECTORS = {kind: _CLASSES[kind] for kind in CAMERA_KINDS if kind in _CLASSES}
 
 
 def make_detectors(scene: dict, kinds=None, **options) -> list:
