@@ -571,11 +571,11 @@ clock = time.perf_counter()"""),
     md("""\
 ## Video event detectors
 
-`safecity.video.events.evaluate_clips` on seed 0 (one scripted clip per scenario,
+`safecity.evaluation.video_events.evaluate_clips` on seed 0 (one scripted clip per scenario,
 end to end through the real background model, detector and tracker). Few episodes
 per kind, so the intervals are wide: that width is the honest uncertainty."""),
     code("""\
-from safecity.video.events import evaluate_clips
+from safecity.evaluation.video_events import evaluate_clips
 
 per_kind, video_events = evaluate_clips(seeds=(0,))
 for r in per_kind.itertuples():
@@ -617,16 +617,17 @@ blocks of 20 consecutive frames (neighbouring frames are not independent)."""),
     code("""\
 from sklearn.metrics import roc_auc_score
 
+from safecity.data.frames import read_frames
 from safecity.video import anomaly as vad
 
 if present("video/ucsd_ped2/testing/labels.csv"):
     ped2 = DATA / "video/ucsd_ped2"
     detector = vad.FlowMomentumDetector().fit(
-        [vad.read_frames(ped2 / "training/frames" / c) for c in ("01", "02")])
+        [read_frames(ped2 / "training/frames" / c) for c in ("01", "02")])
     labels = pd.read_csv(ped2 / "testing/labels.csv", dtype={"video": str})
     scores, truth = [], []
     for c in ("01", "02"):
-        s = detector.score_samples(vad.read_frames(ped2 / "testing/frames" / c))
+        s = detector.score_samples(read_frames(ped2 / "testing/frames" / c))
         y = labels[labels["video"] == c].sort_values("frame_file")["abnormal"].to_numpy()
         scores.append(s)
         truth.append(y[:len(s)])

@@ -287,7 +287,7 @@ def test_a_track_that_swaps_two_people_is_cut_where_the_colours_change():
 
 
 def test_the_evaluation_behind_the_readme_counts_found_and_false_events():
-    from safecity.video.repeat import evaluate_clips
+    from safecity.evaluation.repeated_presence import evaluate_clips
 
     table = evaluate_clips(seeds=(0,), scenarios=["repeated_presence", "normal"], tracks="script")
     returns, normal = (table[table["scenario"] == s].iloc[0] for s in ("repeated_presence", "normal"))

@@ -14,10 +14,11 @@ import pytest
 
 from safecity.data.schema import validate
 from safecity.sim.clips import render_clip
+from safecity.evaluation import video_events as evaluation
 from safecity.video import events as ev
 
 SEED = 0
-TOLERANCE = int(ev.TOLERANCE_S * 10)
+TOLERANCE = int(evaluation.TOLERANCE_S * 10)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def tracked():
     def get(scenario):
         if scenario not in cache:
             clip = render_clip(scenario, seed=SEED)
-            tracks, masks = ev.track_clip(clip.frames, clip.scene, clip.scene["fps"])
+            tracks, masks = evaluation.track_clip(clip.frames, clip.scene, clip.scene["fps"])
             cache[scenario] = clip, tracks, masks
         return cache[scenario]
 
@@ -37,7 +38,7 @@ def tracked():
 
 def _run(tracked, scenario, kind):
     clip, tracks, masks = tracked(scenario)
-    found = ev.run_detectors(ev.make_detectors(clip.scene, [kind]), clip.frames, tracks,
+    found = evaluation.run_detectors(ev.make_detectors(clip.scene, [kind]), clip.frames, tracks,
                              clip.scene["fps"], masks)
     return clip, found
 
@@ -111,13 +112,13 @@ def test_bad_settings_name_the_field():
 
 def test_evaluation_counts_false_alarms_on_other_clips():
     """Precision is over all clips: an event on a clip without that episode is a false alarm."""
-    table, events = ev.evaluate_clips(seeds=(SEED,), scenarios=("normal", "fire"), tracker="truth",
+    table, events = evaluation.evaluate_clips(seeds=(SEED,), scenarios=("normal", "fire"), tracker="truth",
                                       kinds=("fire",))
     row = table.set_index("kind").loc["fire"]
     assert row["episodes"] == 1 and row["recall"] == 1.0
     assert row["precision"] == events["true_positive"].mean()
     assert set(events["scenario"]) <= {"normal", "fire"}
-    hit, found = ev.match_events([{"kind": "fire", "frame": 45}, {"kind": "fire", "frame": 30}],
+    hit, found = evaluation.match_events([{"kind": "fire", "frame": 45}, {"kind": "fire", "frame": 30}],
                                  render_clip("fire", n_frames=60).truth, fps=10)
     assert hit == [True, False] and found == [True]   # 45 is within the 1 s tolerance of frame 50
 
@@ -135,7 +136,7 @@ def test_tracks_without_a_contract_column_are_refused_by_name():
 def test_detectors_sharing_a_frame_table_find_what_each_finds_alone(tracked):
     """Each frame's table is turned into arrays once and shared: no detector may see another frame's."""
     clip, tracks, masks = tracked("crowd_movement")
-    shared = ev.run_detectors(ev.make_detectors(clip.scene), clip.frames, tracks, 10, masks)
+    shared = evaluation.run_detectors(ev.make_detectors(clip.scene), clip.frames, tracks, 10, masks)
     alone = []
     for det in ev.make_detectors(clip.scene):  # each fed its own copy of every frame's rows
         by_frame = {f: rows for f, rows in tracks.groupby("frame")}
@@ -153,8 +154,8 @@ def test_fire_judged_at_half_width_finds_what_full_width_finds():
     """Flame colours are judged at 240 px wide for speed; at 480 (every pixel) the alarm is the same."""
     fire = render_clip("fire", seed=SEED)
     ep = fire.truth.iloc[0]
-    tracks = ev.truth_tracks(fire)
-    found = {width: ev.run_detectors([ev.FireDetector(fire.scene, work_width=width)], fire.frames, tracks, 10)
+    tracks = evaluation.truth_tracks(fire)
+    found = {width: evaluation.run_detectors([ev.FireDetector(fire.scene, work_width=width)], fire.frames, tracks, 10)
              for width in (240, 480)}
     half, full = found[240], found[480]
     assert len(half) == len(full) == 1
@@ -168,7 +169,7 @@ def test_fire_judged_at_half_width_finds_what_full_width_finds():
 def test_density_on_every_other_pixel_counts_what_every_pixel_counts(tracked):
     """``pixel_step=2`` does a quarter of the work; the alarm and its pixel estimate stay the same."""
     clip, tracks, masks = tracked("excessive_density")
-    found = {step: ev.run_detectors([ev.ExcessiveDensityDetector(clip.scene, pixel_step=step)], clip.frames,
+    found = {step: evaluation.run_detectors([ev.ExcessiveDensityDetector(clip.scene, pixel_step=step)], clip.frames,
                                     tracks, 10, masks)
              for step in (1, 2)}
     assert len(found[2]) == len(found[1]) >= 1

@@ -42,7 +42,7 @@ def _vad_options(command):
 
 def _vad_clips(folder) -> list:
     """The clips of a folder: its sub-folders and video files in name order, else the folder itself."""
-    from safecity.video.anomaly import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+    from safecity.data.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
     items = sorted(p for p in Path(folder).iterdir() if not p.name.startswith("."))
     clips = [p for p in items if p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES]
@@ -112,7 +112,7 @@ def vad_score(train_dir, window, margin, smoothing, causal, finest_scale, false_
     import pandas as pd
     from tqdm import tqdm
 
-    from safecity.video.anomaly import FrameSource
+    from safecity.data.frames import FrameSource
 
     detector = _vad_detector(window, margin, smoothing, causal, finest_scale, false_alarm_rate)
     train = _vad_clips(train_dir)

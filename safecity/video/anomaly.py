@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -33,6 +32,8 @@ from scipy.signal import lfilter
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from safecity.data.frames import FrameSource
+
 #: Window used when the training footage shows too few moving blobs to measure
 #: them: 31 px is a pedestrian's height on UCSD Ped2 (240 x 360 frames), where
 #: the method was developed; windows from 15 to 46 px give the same ranking there.
@@ -43,88 +44,13 @@ MIN_BLOBS = 20
 
 SOURCE = "vad"
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm", ".wmv"}
-
 Frames = Iterable[np.ndarray]
-
-
-# =========================================================================== reading frames
-
-
-class FrameSource:
-    """The frames of one clip, read lazily as 2-D uint8 grayscale arrays.
-
-    ``source`` is a folder of image files (read in natural name order, so
-    ``9.jpg`` comes before ``10.jpg``) or a video file. Files that do not
-    decode, or whose size differs from the clip's first frame, are skipped:
-    after an iteration ``names`` lists the frames yielded (file names, or
-    0-based frame numbers of a video) and ``skipped`` the files left out, so
-    that scores can be matched to labels by name.
-    """
-
-    def __init__(self, source: str | os.PathLike):
-        self.source = Path(source)
-        if not self.source.exists():
-            raise FileNotFoundError(f"{self.source}: no such folder or video file")
-        self.names: list[str] = []
-        self.skipped: list[str] = []
-
-    def files(self) -> list[Path]:
-        """The image files of a folder source, in natural order (empty for a video)."""
-        if not self.source.is_dir():
-            return []
-        files = [f for f in self.source.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
-        return sorted(files, key=lambda f: _natural_key(f.name))
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        self.names, self.skipped = [], []
-        if self.source.is_dir():
-            yield from self._read_folder()
-        else:
-            yield from self._read_video()
-
-    def _read_folder(self) -> Iterator[np.ndarray]:
-        shape = None
-        for f in self.files():
-            frame = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
-            if frame is None or (shape is not None and frame.shape != shape):
-                self.skipped.append(f.name)
-                continue
-            shape = frame.shape
-            self.names.append(f.name)
-            yield frame
-
-    def _read_video(self) -> Iterator[np.ndarray]:
-        capture = cv2.VideoCapture(str(self.source))
-        if not capture.isOpened():
-            raise ValueError(f"{self.source}: not a folder of images nor a video OpenCV can open")
-        try:
-            index = 0
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                self.names.append(str(index))
-                index += 1
-                yield cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-        finally:
-            capture.release()
-
-
-def read_frames(source: str | os.PathLike) -> FrameSource:
-    """A lazy iterable over the grayscale frames of a folder of images or a video file."""
-    return FrameSource(source)
-
-
-def _natural_key(name: str) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 def _frames(clip) -> Frames:
     """A clip given as a path becomes a ``FrameSource``; arrays pass through."""
     if isinstance(clip, (str, os.PathLike)):
-        return read_frames(clip)
+        return FrameSource(clip)
     if isinstance(clip, np.ndarray) and clip.ndim < 3:
         raise ValueError(f"a clip is a sequence of frames; got one array of shape {clip.shape}")
     return clip
