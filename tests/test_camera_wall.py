@@ -14,10 +14,17 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ROOT, chromium_page, panel_serve
-from safecity.app.camera_wall import (CameraWall, CameraWallView, HealthView, WallCamera, data_lag,
-                                  health_html, tile_html)
+
+from safecity.app.camera_wall import (
+    CameraWall,
+    CameraWallView,
+    HealthView,
+    WallCamera,
+    data_lag,
+    health_html,
+    tile_html,
+)
 from safecity.sim.clips import render_clip, write_clips
 
 SIZE = (240, 180)

@@ -15,7 +15,7 @@ import pytest
 from safecity.data.store import Store
 from safecity.sim.clips import RETURNING_PERSON, SCENARIOS, render_clip
 from safecity.video.events import to_event_rows
-from safecity.video.repeat import RepeatedPresence
+from safecity.video.events.repeated_presence import RepeatedPresence
 
 START = pd.Timestamp("2026-06-01 08:00", tz="UTC")
 

@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import shared_data
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from conftest import shared_data
-from safecity.data import schema
-from safecity.data import frames
-from safecity.video import anomaly as vad
 from safecity.cli import main
+from safecity.data import schema
+from safecity.data.frames import read_frames
+from safecity.video import anomaly as vad
 
 PED2 = "video/ucsd_ped2"
 
@@ -181,7 +181,7 @@ def test_a_corrupt_frame_is_skipped_and_counted(tmp_path):
     (folder / "003.png").write_bytes(b"not an image at all")
     cv2.imwrite(str(folder / "005.png"), np.zeros((10, 10), np.uint8))  # wrong size
     (folder / "notes.txt").write_text("ignored: not an image")
-    source = frames.read_frames(folder)
+    source = read_frames(folder)
     frames = list(source)
     assert len(frames) == 6 and frames[0].shape == (160, 240) and frames[0].dtype == np.uint8
     assert source.skipped == ["003.png", "005.png"]
@@ -196,19 +196,19 @@ def test_frames_are_read_in_natural_order_and_from_video(tmp_path):
     folder.mkdir()
     for i, frame in enumerate(frames):
         cv2.imwrite(str(folder / f"{i}.png"), frame)
-    assert frames.read_frames(folder).files()[:3] == [folder / "0.png", folder / "1.png", folder / "2.png"]
-    assert all(np.array_equal(a, b) for a, b in zip(frames.read_frames(folder), frames))
+    assert read_frames(folder).files()[:3] == [folder / "0.png", folder / "1.png", folder / "2.png"]
+    assert all(np.array_equal(a, b) for a, b in zip(read_frames(folder), frames))
 
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (240, 160))
     for frame in frames:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
     writer.release()
-    source = frames.read_frames(video)
+    source = read_frames(video)
     read = list(source)
     assert len(read) == 12 and read[0].shape == (160, 240) and source.names[:2] == ["0", "1"]
     with pytest.raises(FileNotFoundError):
-        frames.read_frames(tmp_path / "missing")
+        read_frames(tmp_path / "missing")
 
 
 # =========================================================================== events

@@ -24,8 +24,7 @@ def test_camera_config_accepts_the_camera_kinds_and_defaults_to_the_non_opt_in_o
 
 
 def test_every_camera_kind_has_a_rule():
-    # repeated presence is the repeat module's; every other camera kind has a rule class
-    assert set(events.DETECTORS) | {"repeated_presence"} == set(event_kinds.CAMERA_KINDS)
+    assert tuple(events.DETECTORS) == event_kinds.CAMERA_KINDS
     assert all(cls.kind == kind for kind, cls in events.DETECTORS.items())
     assert events.KINDS == event_kinds.DEFAULT_CAMERA_KINDS
 

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from safecity.data.schema import validate
-from safecity.sim.clips import render_clip
 from safecity.evaluation import video_events as evaluation
+from safecity.sim.clips import render_clip
 from safecity.video import events as ev
 
 SEED = 0

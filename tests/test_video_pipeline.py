@@ -18,8 +18,9 @@ from safecity.data.schema import validate
 from safecity.data.store import Store
 from safecity.sim.clips import render_clip
 from safecity.video.detect import OnnxDetector, PersonSize
-from safecity.video.pipeline import FLOW_SECTORS, CameraPipeline, observations_for
+from safecity.video.pipeline import CameraPipeline, observations_for
 from safecity.video.track import TRACK_COLUMNS, iou_matrix, track_frames
+from safecity.video.zones import FLOW_SECTORS
 
 
 def _xyxy(df: pd.DataFrame) -> np.ndarray:

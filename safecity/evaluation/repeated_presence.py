@@ -8,8 +8,8 @@ from __future__ import annotations
 import pandas as pd
 
 from safecity.sim.clips import SCENARIOS, render_clip
+from safecity.video.events.repeated_presence import RepeatedPresence
 from safecity.video.pipeline import CameraPipeline
-from safecity.video.repeat import RepeatedPresence
 from safecity.video.track import track_frames
 
 

@@ -16,14 +16,14 @@ and ``events`` to a ``Store`` in batches, one batch per closed bin.
 ``display(frame, result)`` is the only way a frame leaves: people blurred
 (``privacy``), boxes, ids, zones and events drawn.
 
-The event detectors (``events``), repeated presence (``repeat``) and the blur
+The event detectors (``events``, one module per kind), ground speed (``motion``),
+zone counts and per-bin features (``zones``), drawing (``annotate``) and the blur
 (``privacy``) are separate modules, one per idea; this one only chains them.
 """
 from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -32,16 +32,12 @@ import numpy as np
 import pandas as pd
 import supervision as sv
 
-from safecity.video import events, privacy, repeat, sources
-from safecity.video.detect import PERSON, PERSON_HEIGHT_M, Detector
-from safecity.video.track import TRACK_COLUMNS, Tracker, ground_points, to_table
-
-#: Sectors of the flow-direction histogram: 0 = towards +x (image right), counter-clockwise
-#: as seen on screen (2 = up the image, 4 = left, 6 = down).
-FLOW_SECTORS = 8
-
-#: Below this ground speed (m/s) a person is standing: no direction for the flow histogram.
-MOVING_M_S = 0.3
+from safecity.video import events, privacy, sources
+from safecity.video.annotate import draw
+from safecity.video.detect import PERSON, Detector
+from safecity.video.motion import Motion
+from safecity.video.track import Tracker, to_table
+from safecity.video.zones import BinFeatures, ZoneCounter, empty_observations
 
 #: Seconds of frames (at the pipeline's ``fps``) a (re)started pipeline shows wholly blurred:
 #: before its background model has seen the street, nobody in the frame can be located, so
@@ -51,12 +47,6 @@ WARMUP_S = 2.0
 #: A gap between two frames' times longer than this (or a step back in time: a clip looped)
 #: is a restart of the source: the warm-up starts again.
 RESTART_GAP_S = 1.0
-
-#: Above this (m/s, a sprint) a "person" speed is a tracking glitch (a box hopping to a
-#: neighbour, a blob splitting), left out of the mean speed and the flow.
-MAX_PERSON_M_S = 8.0
-
-
 
 
 def _scene_and_id(camera, camera_id: str | None) -> tuple[dict, str]:
@@ -90,198 +80,6 @@ class FrameResult:
     zone_counts: dict[str, float] = field(default_factory=dict)
     dwell: dict[tuple[int, str], float] = field(default_factory=dict)
     warming_up: bool = True
-
-
-# =========================================================================== motion
-
-
-class Motion:
-    """Ground speed and image direction of each track, over a sliding window of about a second.
-
-    Over a second rather than frame to frame, because a blob's box jitters by a
-    pixel or two, a large share of a walker's step at 10 fps. Metres come from
-    the scene's homography or ``pixels_per_metre``; a scene with neither is
-    measured in people heights (``person_height(feet_row)`` pixels = 1.7 m),
-    the scale the detector learns from the people it sees.
-    """
-
-    def __init__(self, scene: dict, window_s: float = 1.0, forget_s: float = 5.0, person_height=None):
-        self.scene = scene
-        self.window_s = window_s
-        self.forget_s = forget_s
-        self.person_height = person_height
-        self._paths: dict[int, deque] = defaultdict(deque)
-        self._metric = bool(scene.get("homography") or scene.get("image_to_ground") or scene.get("pixels_per_metre"))
-
-    def update(self, time_s: float, track_ids: np.ndarray, xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(speed m/s per box, unit direction per box in image axes); NaN speed without calibration."""
-        n = len(track_ids)
-        speed, direction = np.zeros(n), np.zeros((n, 2))
-        if n:
-            feet = np.c_[(xyxy[:, 0] + xyxy[:, 2]) / 2, xyxy[:, 3]].astype(float)
-            if self._metric:
-                ground = ground_points(feet, self.scene)
-            elif self.person_height is not None:  # local metres: feet rows scaled by a person's height
-                ground = feet / (np.asarray(self.person_height(feet[:, 1]), float)[:, None] / PERSON_HEIGHT_M)
-            else:
-                ground = feet
-            for k, tid in enumerate(track_ids):
-                path = self._paths[int(tid)]
-                path.append((time_s, feet[k], ground[k]))
-                while path and path[0][0] < time_s - self.window_s - 1e-9:
-                    path.popleft()
-                t0, f0, g0 = path[0]
-                if time_s > t0:
-                    speed[k] = float(np.hypot(*(ground[k] - g0))) / (time_s - t0)
-                    d = feet[k] - f0
-                    norm = float(np.hypot(*d))
-                    direction[k] = d / norm if norm > 0 else 0.0
-            if not self._metric and self.person_height is None:
-                speed[:] = np.nan
-        for tid in [t for t, p in self._paths.items() if p and p[-1][0] < time_s - self.forget_s]:
-            del self._paths[tid]
-        return speed, direction
-
-
-# =========================================================================== counting
-
-
-class ZoneCounter:
-    """People in each zone from the foreground, corrected for perspective and occlusion.
-
-    Tracks undercount a crowd: people one behind the other merge into one
-    blob. Here every foreground pixel counts as ``1 / a(y)`` of a person,
-    ``a(y)`` being the area a person covers on row ``y`` (``fill`` of a box
-    ``aspect`` times as wide as the person height the detector expects
-    there), and the share ``c`` of the zone so covered is turned into a count
-    with the occlusion law of randomly placed people, ``n = -N ln(1 - c)``
-    (``N``: how many people would tile the zone). People bunched in one
-    part of the zone hide more of each other than that law assumes, so a
-    dense crowd is still undercounted; the pipeline reports the larger of
-    this count and the tracked people. A fitted ``counting.CrowdCounter`` is
-    the better tool where labelled frames exist (``CameraPipeline(counter=)``).
-    """
-
-    def __init__(self, zones: dict[str, np.ndarray], fill: float = 0.6, aspect: float = 0.4,
-                 max_cover: float = 0.95, min_height_px: float = 16.0):
-        self.zones = zones
-        self.fill = fill
-        self.aspect = aspect
-        self.max_cover = max_cover
-        self.min_height_px = min_height_px
-        self._key = None
-
-    def count(self, small_fg: np.ndarray, scale: float, size_model, people_xyxy=None) -> dict[str, float]:
-        """People per zone from a working-resolution foreground; only the foreground inside
-        ``people_xyxy`` (full-frame boxes of detected people) counts, so that a lighting change
-        or a bag is not counted as people."""
-        key = (small_fg.shape, getattr(size_model, "intercept_", None), getattr(size_model, "slope_", None))
-        if key != self._key:
-            self._weights(small_fg.shape, scale, size_model)
-            self._key = key
-        fg = small_fg > 0
-        if people_xyxy is not None:
-            keep = np.zeros_like(fg)
-            for x0, y0, x1, y1 in np.asarray(people_xyxy, float) * scale:
-                keep[max(0, int(y0)):int(math.ceil(y1)), max(0, int(x0)):int(math.ceil(x1))] = True
-            fg &= keep
-        out = {}
-        for name, (w, capacity) in self._w.items():
-            cover = min(float(w[fg].sum()) / capacity, self.max_cover) if capacity > 0 else 0.0
-            out[name] = -capacity * math.log1p(-cover)
-        return out
-
-    def _weights(self, shape, scale, size_model) -> None:
-        rows = (np.arange(shape[0]) + 0.5) / scale
-        person_h = np.maximum(size_model.height(rows), self.min_height_px) * scale
-        per_row = 1.0 / (self.fill * self.aspect * person_h**2)
-        self._w = {}
-        for name, poly in self.zones.items():
-            m = np.zeros(shape, np.uint8)
-            cv2.fillPoly(m, [np.round(np.asarray(poly, float) * scale).astype(np.int32)], 1)
-            w = m * per_row[:, None]
-            self._w[name] = (w, float(w.sum()))
-
-
-# =========================================================================== features
-
-
-class BinFeatures:
-    """Per zone and time bin: people count (mean over the bin's frames), occupancy, mean speed,
-    flow-direction histogram; ``add`` returns the rows of the bin it closed (None while open)."""
-
-    def __init__(self, camera_id: str, zones: dict[str, np.ndarray], size: tuple[int, int],
-                 bin_s: float = 60.0, scale: float = 0.25):
-        self.camera_id = camera_id
-        self.zones = zones
-        self.bin_s = bin_s
-        self.scale = scale
-        w, h = size
-        self._shape = (max(1, round(h * scale)), max(1, round(w * scale)))
-        self._masks = {}
-        for name, poly in zones.items():
-            m = np.zeros(self._shape, np.uint8)
-            cv2.fillPoly(m, [np.round(np.asarray(poly, float) * scale).astype(np.int32)], 1)
-            self._masks[name] = m.astype(bool)
-        self._bin = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self._frames = 0
-        self._count = defaultdict(float)
-        self._occupancy = defaultdict(float)
-        self._speeds = defaultdict(list)
-        self._flow = defaultdict(lambda: np.zeros(FLOW_SECTORS))
-
-    def add(self, ts: pd.Timestamp, xyxy: np.ndarray, speed: np.ndarray, direction: np.ndarray,
-            inside: dict[str, np.ndarray], counts: dict[str, float]) -> pd.DataFrame | None:
-        """Account one frame: the people's boxes, ground speeds and image directions, each
-        zone's boolean mask over them, and the people counted in each zone."""
-        step = int(round(self.bin_s * 1e9))
-        start = ts.value // step * step  # nanoseconds since the epoch, cheaper than Timestamp.floor
-        out = self.flush() if self._bin is not None and start != self._bin else None
-        self._bin = start
-        self._frames += 1
-        cover = np.zeros(self._shape, bool)
-        s = self.scale
-        for x0, y0, x1, y1 in np.asarray(xyxy, float) * s:
-            cover[max(0, int(y0)):int(math.ceil(y1)), max(0, int(x0)):int(math.ceil(x1))] = True
-        angle = np.arctan2(-direction[:, 1], direction[:, 0])
-        sector = np.round(angle / (2 * np.pi / FLOW_SECTORS)).astype(int) % FLOW_SECTORS
-        for name, mask in self._masks.items():
-            sel = inside[name]
-            self._count[name] += float(counts.get(name, sel.sum()))
-            self._occupancy[name] += float((cover & mask).sum()) / max(int(mask.sum()), 1)
-            ok = sel & np.isfinite(speed) & (speed <= MAX_PERSON_M_S)
-            self._speeds[name].extend(speed[ok].tolist())
-            moving = ok & (speed >= MOVING_M_S)
-            np.add.at(self._flow[name], sector[moving], 1.0)
-        return out
-
-    def flush(self) -> pd.DataFrame:
-        """The rows of the bin in progress (empty if none), and start afresh."""
-        if self._bin is None or not self._frames:
-            return _empty_observations()
-        rows = []
-        for name in self._masks:
-            sid = f"{self.camera_id}:{name}"
-            rows.append((sid, "people_count", self._count[name] / self._frames))
-            rows.append((sid, "occupancy", min(1.0, self._occupancy[name] / self._frames)))
-            if self._speeds[name]:
-                rows.append((sid, "mean_speed", float(np.mean(self._speeds[name]))))
-            flow = self._flow[name]
-            share = flow / flow.sum() if flow.sum() else flow
-            rows.extend((sid, f"flow_dir_{k}", float(share[k])) for k in range(FLOW_SECTORS))
-        out = pd.DataFrame(rows, columns=["sensor_id", "metric", "value"])
-        out.insert(0, "ts", pd.Timestamp(self._bin, tz="UTC"))
-        self._bin = None
-        self._reset()
-        return out
-
-
-def _empty_observations() -> pd.DataFrame:
-    return pd.DataFrame({"ts": pd.Series(dtype="datetime64[ns, UTC]"), "sensor_id": pd.Series(dtype=object),
-                         "metric": pd.Series(dtype=object), "value": pd.Series(dtype=float)})
 
 
 # =========================================================================== pipeline
@@ -347,7 +145,7 @@ class CameraPipeline:
         found = list(events.make_detectors(self.scene))
         settings = self.scene.get("repeated_presence")
         if isinstance(settings, dict) and settings.get("enabled"):
-            found.append(repeat.RepeatedPresence(self.scene, audit=self.audit, **settings))
+            found.append(events.RepeatedPresence(self.scene, audit=self.audit, **settings))
         return found
 
     # ------------------------------------------------------------------ one frame
@@ -577,25 +375,6 @@ def _plugins(scene: dict) -> list:
     return out
 
 
-def draw(image: np.ndarray, result: FrameResult, zones: dict) -> np.ndarray:
-    """Zones, boxes with track ids, and the names of this frame's events, drawn in place."""
-    for name, poly in zones.items():
-        pts = np.round(poly).astype(np.int32)
-        cv2.polylines(image, [pts], True, (0, 200, 255), 1)
-        cv2.putText(image, name, tuple(int(v) for v in pts[0] + [3, 12]), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (0, 200, 255), 1, cv2.LINE_AA)
-    for r in result.tracks.itertuples(index=False):
-        colour = (0, 255, 0) if r.cls == "person" else (255, 128, 0)
-        p0, p1 = (int(r.x), int(r.y)), (int(r.x + r.w), int(r.y + r.h))
-        cv2.rectangle(image, p0, p1, colour, 1)
-        cv2.putText(image, str(r.track_id), (p0[0], max(10, p0[1] - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    colour, 1, cv2.LINE_AA)
-    for k, ev in enumerate(result.events):
-        cv2.putText(image, f"{ev.get('kind')} {ev.get('zone') or ''}", (5, 15 + 15 * k),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 255), 1, cv2.LINE_AA)
-    return image
-
-
 def observations_for(camera, frames: Iterable, bin_s: float = 60.0, **kwargs) -> pd.DataFrame:
     """Every observations row of a list of frames (all bins, the last one partial), in memory."""
     pipe = CameraPipeline(camera, detectors=[], bin_s=bin_s, **kwargs)
@@ -607,8 +386,7 @@ def observations_for(camera, frames: Iterable, bin_s: float = 60.0, **kwargs) ->
     if pipe.features is not None:
         parts.append(pipe.features.flush())
     parts = [p for p in parts if len(p)]
-    return pd.concat(parts, ignore_index=True) if parts else _empty_observations()
+    return pd.concat(parts, ignore_index=True) if parts else empty_observations()
 
 
-__all__ = ["CameraPipeline", "FrameResult", "BinFeatures", "Motion", "draw", "observations_for",
-           "TRACK_COLUMNS", "FLOW_SECTORS"]
+__all__ = ["CameraPipeline", "FrameResult", "observations_for"]

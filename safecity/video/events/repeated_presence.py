@@ -71,6 +71,8 @@ class RepeatedPresence:
     what follows is someone else).
     """
 
+    kind = "repeated_presence"
+
     def __init__(self, scene: dict, enabled: bool = False, ttl_s: float = 86400.0,
                  count: int | None = None, window_s: float | None = None, audit=None,
                  actor: str = "system", max_distance: float = 0.25, min_frames: int = 5,
@@ -235,7 +237,7 @@ class RepeatedPresence:
         _, zone, visits = min(qualifying, key=lambda q: q[0])  # the most specific place
         person.fired_at = now
         return {
-            "kind": "repeated_presence",
+            "kind": self.kind,
             "frame": int(frame_index),
             "time_s": now,
             # How alike the returns looked to the person first seen (1 = the same colours).
