@@ -93,7 +93,7 @@ def main() -> None:
     from safecity.video import events
     from safecity.video.detect import Detector
     from safecity.video.pipeline import CameraPipeline
-    from safecity.video.track import Tracker, to_table
+    from safecity.video.track import BoxTracker, to_table
 
     scene = dict(PETS_SCENE, homography=_pets_homography())
 
@@ -101,7 +101,7 @@ def main() -> None:
         return sum(1 for _ in decode(args.video))
 
     def detect_track():
-        detector, tracker, n = Detector(scene), Tracker(), 0
+        detector, tracker, n = Detector(scene), BoxTracker(), 0
         for n, image in enumerate(decode(args.video), 1):
             det, _ = detector.detect(image)
             to_table(tracker.update(det, n - 1), n - 1, (n - 1) / 10)
@@ -149,13 +149,13 @@ def detector_costs(video, scene: dict, events) -> None:
     from safecity.video.pipeline import CameraPipeline
 
     pipe = CameraPipeline(scene, detectors=[], bin_s=60.0)
-    inputs = [(r.index, r.time_s, image, r.tracks, r.foreground)
+    inputs = [(r.index, r.time_s, image, r.detections, r.foreground)
               for image in decode(video) for r in [pipe.process(image)]]
     costs = []
     for det in events.make_detectors(scene):
         t0, n = time.perf_counter(), 0
-        for index, time_s, image, tracks, foreground in inputs:
-            n += len(det.update(index, time_s, image, tracks, foreground))
+        for index, time_s, image, detections, foreground in inputs:
+            n += len(det.update(index, time_s, image, detections, foreground))
         costs.append(f"{det.kind} {1000 * (time.perf_counter() - t0) / len(inputs):.2f} ({n})")
     print("event detectors alone, ms per frame (events): " + ", ".join(costs))
 

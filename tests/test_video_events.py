@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
+import supervision as sv
 
 from safecity.data.schema import validate
 from safecity.evaluation import video_events as evaluation
 from safecity.sim.clips import render_clip
 from safecity.video import events as ev
+from safecity.video.track import from_table
 
 SEED = 0
 TOLERANCE = int(evaluation.TOLERANCE_S * 10)
@@ -127,21 +130,26 @@ def test_tracks_without_a_contract_column_are_refused_by_name():
     scene = render_clip("normal", n_frames=2).scene
     no_height = pd.DataFrame({"frame": [0], "time_s": [0.0], "track_id": [1], "x": [10.0], "y": [10.0],
                               "w": [5.0], "cls": ["person"], "confidence": [1.0]})
-    with pytest.raises(ValueError, match=r"tracks lack the columns \['h'\]"):
-        ev.LoiteringDetector(scene).update(0, 0.0, None, no_height)
+    with pytest.raises(ValueError, match=r"tracks table lacks column\(s\) h "):
+        from_table(no_height)
+    untracked = sv.Detections(xyxy=np.array([[10.0, 10.0, 15.0, 30.0]]), class_id=np.array([0]))
+    with pytest.raises(ValueError, match="tracker_id is missing"):
+        ev.LoiteringDetector(scene).update(0, 0.0, None, untracked)
     with pytest.raises(ValueError, match="pixel_step"):
         ev.ExcessiveDensityDetector(scene, pixel_step=0)
 
 
 def test_detectors_sharing_a_frame_table_find_what_each_finds_alone(tracked):
-    """Each frame's table is turned into arrays once and shared: no detector may see another frame's."""
+    """Each frame's detections are shared by every detector: none may see another frame's, nor
+    change what the next one sees."""
     clip, tracks, masks = tracked("crowd_movement")
     shared = evaluation.run_detectors(ev.make_detectors(clip.scene), clip.frames, tracks, 10, masks)
     alone = []
     for det in ev.make_detectors(clip.scene):  # each fed its own copy of every frame's rows
         by_frame = {f: rows for f, rows in tracks.groupby("frame")}
         for f, image in enumerate(clip.frames):
-            alone.extend(det.update(f, f / 10, image, by_frame.get(f, tracks.iloc[:0]).copy(), masks[f]))
+            alone.extend(det.update(f, f / 10, image, from_table(by_frame.get(f, tracks.iloc[:0]).copy()),
+                                    masks[f]))
     assert len(shared) >= 3 and {e["kind"] for e in shared} >= {"crowd_movement"}
 
     def key(e):

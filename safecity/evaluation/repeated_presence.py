@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from safecity.evaluation.video_events import detections_by_frame
 from safecity.sim.clips import SCENARIOS, render_clip
 from safecity.video.events.repeated_presence import RepeatedPresence
 from safecity.video.pipeline import CameraPipeline
-from safecity.video.track import track_frames
+from safecity.video.track import from_table, track_frames
 
 
 def evaluate_clips(seeds=(0,), scenarios=None, tracks: str = "pipeline", progress=None) -> pd.DataFrame:
@@ -37,7 +38,7 @@ def evaluate_clips(seeds=(0,), scenarios=None, tracks: str = "pipeline", progres
                     events += pipeline.process(image).events
             else:
                 table = clip.tracks if tracks == "script" else track_frames(clip.frames, clip.scene)
-                by_frame, empty = dict(tuple(table.groupby("frame"))), table.iloc[:0]
+                by_frame, empty = detections_by_frame(table), from_table(table.iloc[:0])
                 for f, image in enumerate(clip.frames):
                     events += detector.update(f, f / clip.scene["fps"], image, by_frame.get(f, empty), None)
             episodes = clip.truth[clip.truth["kind"] == "repeated_presence"]

@@ -10,24 +10,30 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import supervision as sv
 
 from safecity.sim.clips import SCENARIOS, render_clip
 from safecity.video.detect import Detector
 from safecity.video.events import KINDS, make_detectors
-from safecity.video.track import TRACK_COLUMNS, Tracker, to_table
+from safecity.video.track import TRACK_COLUMNS, BoxTracker, from_table, to_table
+
+
+def detections_by_frame(tracks: pd.DataFrame) -> dict[int, sv.Detections]:
+    """A recorded tracks table as each frame's tracked detections (what the live loop passes)."""
+    return {int(f): from_table(rows) for f, rows in tracks.groupby("frame")} if len(tracks) else {}
 
 
 def run_detectors(detectors: list, frames, tracks: pd.DataFrame, fps: float,
                   foregrounds=None) -> list[dict]:
     """Feed a whole clip frame by frame (the live loop, replayed); every event found."""
-    by_frame = dict(tuple(tracks.groupby("frame"))) if len(tracks) else {}
-    empty = tracks.iloc[:0]
+    by_frame = detections_by_frame(tracks)
+    empty = from_table(tracks.iloc[:0])
     found = []
     for f, image in enumerate(frames):
         fg = foregrounds[f] if foregrounds is not None else None
-        rows = by_frame.get(f, empty)
+        detections = by_frame.get(f, empty)
         for det in detectors:
-            found.extend(det.update(f, f / fps, image, rows, fg))
+            found.extend(det.update(f, f / fps, image, detections, fg))
     return found
 
 
@@ -46,7 +52,7 @@ def truth_tracks(clip) -> pd.DataFrame:
 
 def track_clip(frames, scene: dict, fps: float) -> tuple[pd.DataFrame, list[np.ndarray]]:
     """Detect and track every frame as the live pipeline does: (tracks table, foreground masks)."""
-    detector, tracker = Detector(scene), Tracker()
+    detector, tracker = Detector(scene), BoxTracker()
     parts, masks = [], []
     for f, image in enumerate(frames):
         det, fg = detector.detect(image)

@@ -451,10 +451,24 @@ class Detector:
             if len(extra):
                 det = sv.Detections.merge([_plain(det), _plain(extra)])
         self._n += 1
-        self.last_ = det
         h, w = image.shape[:2]
         fg = small if small.shape[:2] == (h, w) else cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
         return det, fg
+
+    @property
+    def working_foreground(self) -> tuple[np.ndarray, float]:
+        """The last frame's foreground at the working resolution (0/255), and that resolution
+        as a share of the frame's width: counting people on it costs a quarter of full size."""
+        return self.small_, self.scale_
+
+    @property
+    def size_model(self) -> PersonSize:
+        """How tall a person is expected on each image row (learned from the blobs seen)."""
+        return self.blobs.size_
+
+    def person_height(self, feet_y) -> np.ndarray:
+        """Expected height (pixels) of a person whose feet are on image row(s) ``feet_y``."""
+        return self.blobs.size_.height(feet_y)
 
     def _split_with_hog(self, image, det: sv.Detections) -> sv.Detections:
         people = det.class_id == PERSON

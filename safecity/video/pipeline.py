@@ -26,6 +26,7 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -33,10 +34,10 @@ import pandas as pd
 import supervision as sv
 
 from safecity.video import events, privacy, sources
-from safecity.video.annotate import draw
+from safecity.video.annotate import Annotator
 from safecity.video.detect import PERSON, Detector
 from safecity.video.motion import Motion
-from safecity.video.track import Tracker, to_table
+from safecity.video.track import BoxTracker, Tracker, class_names, to_table, xywh
 from safecity.video.zones import BinFeatures, ZoneCounter, empty_observations
 
 #: Seconds of frames (at the pipeline's ``fps``) a (re)started pipeline shows wholly blurred:
@@ -64,22 +65,43 @@ def _scene_and_id(camera, camera_id: str | None) -> tuple[dict, str]:
     return scene, str(cid)
 
 
+#: Prefix of the ``data`` keys of the tracked detections that say who is in a zone
+#: (``data["in_zone:plaza"]``: a boolean per detection).
+IN_ZONE = "in_zone:"
+
+
 @dataclass
 class FrameResult:
-    """What one frame gave: tracks (contract columns + ``speed_mps``, ``dir_x``, ``dir_y``),
-    events found, the foreground mask, people per zone and dwell seconds per (track, zone).
+    """What one frame gave: the tracked detections (``sv.Detections`` with ``tracker_id`` and, in
+    ``data``, ``class_name``, ``speed_mps``, ``dir_x``, ``dir_y`` and ``in_zone:<zone>``), events
+    found, the foreground mask, people per zone and dwell seconds per (track, zone).
     ``warming_up``: the detectors cannot yet locate everyone, so ``display`` blurs the
-    whole frame (true unless the pipeline says otherwise: a result made by hand is hidden)."""
+    whole frame (true unless the pipeline says otherwise: a result made by hand is hidden).
+    ``tracks`` is the same as rows of the tracks table, made when asked for."""
 
     index: int
     time_s: float
     ts: pd.Timestamp | None
-    tracks: pd.DataFrame
+    detections: sv.Detections
     events: list[dict]
     foreground: np.ndarray
     zone_counts: dict[str, float] = field(default_factory=dict)
     dwell: dict[tuple[int, str], float] = field(default_factory=dict)
     warming_up: bool = True
+
+    @cached_property
+    def tracks(self) -> pd.DataFrame:
+        """The tracks table's rows of this frame (contract columns + ``speed_mps``, ``dir_x``,
+        ``dir_y``): an output to accumulate, not what the stages pass on."""
+        tracks = to_table(self.detections, self.index, self.time_s)
+        for column in ("speed_mps", "dir_x", "dir_y"):
+            tracks[column] = self.detections.data[column] if column in self.detections.data else np.nan
+        return tracks
+
+
+def zone_masks(detections: sv.Detections) -> dict[str, np.ndarray]:
+    """Zone name -> which of the tracked detections stand in it (from their ``data``)."""
+    return {key[len(IN_ZONE):]: mask for key, mask in detections.data.items() if key.startswith(IN_ZONE)}
 
 
 # =========================================================================== pipeline
@@ -124,9 +146,9 @@ class CameraPipeline:
         self._last_ts: pd.Timestamp | None = None
         self._watched, self._reconnects = None, 0  # the source whose reconnects restart the warm-up
         self.detector = detector or Detector(self.scene, onnx=_plugins(self.scene))
-        self.tracker = tracker or Tracker()
+        self.tracker = tracker or BoxTracker()
         self.detectors = self._default_detectors() if detectors is None else list(detectors)
-        self.motion = Motion(self.scene, person_height=lambda y: self.detector.blobs.size_.height(y))
+        self.motion = Motion(self.scene, person_height=self.detector.person_height)
         zones = self.scene.get("zones") or {}
         self.zones = {name: sv.PolygonZone(np.round(np.asarray(poly, float)).astype(np.int64))
                       for name, poly in zones.items()}
@@ -137,6 +159,7 @@ class CameraPipeline:
         self._entered: dict[tuple[int, str], list[float]] = {}  # (track, zone) -> [entered, last seen]
         self._t0: pd.Timestamp | None = None
         self.policy_ = None  # the privacy decision, taken (and audited) on the first display
+        self._annotator: Annotator | None = None  # built on the first annotated display
         self._closed: pd.DataFrame | None = None
 
     def _default_detectors(self) -> list:
@@ -188,30 +211,34 @@ class CameraPipeline:
         tracked = self.tracker.update(detections, index)
         ids = np.asarray(tracked.tracker_id, int)
         speed, direction = self.motion.update(time_s, ids, tracked.xyxy)
-        tracks = to_table(tracked, index, time_s)
-        tracks["speed_mps"], tracks["dir_x"], tracks["dir_y"] = speed, direction[:, 0], direction[:, 1]
         inside = {name: zone.trigger(tracked) if len(tracked) else np.zeros(0, bool)
                   for name, zone in self.zones.items()}
+        tracked.data["class_name"] = class_names(tracked)
+        tracked.data["speed_mps"], tracked.data["dir_x"], tracked.data["dir_y"] = (
+            speed, direction[:, 0], direction[:, 1])
+        tracked.data.update({IN_ZONE + name: mask for name, mask in inside.items()})
         dwell = self._dwell(time_s, ids, inside)
         found = []
-        for det in self.detectors:
-            found.extend(det.update(index, time_s, image, tracks, foreground))
+        for rule in self.detectors:
+            found.extend(rule.update(index, time_s, image, tracked, foreground))
         people = tracked.class_id == PERSON
-        counts = self._count(index, image, {name: int((m & people).sum()) for name, m in inside.items()})
+        counts = self._count(index, image, detections,
+                             {name: int((m & people).sum()) for name, m in inside.items()})
         self._closed = self.features.add(ts, tracked.xyxy[people], speed[people], direction[people],
                                          {k: v[people] for k, v in inside.items()}, counts)
-        return FrameResult(index, time_s, ts, tracks, found, foreground, counts, dwell, warming_up)
+        return FrameResult(index, time_s, ts, tracked, found, foreground, counts, dwell, warming_up)
 
-    def _count(self, index: int, image: np.ndarray, tracked: dict[str, int]) -> dict[str, float]:
+    def _count(self, index: int, image: np.ndarray, detections: sv.Detections,
+               tracked: dict[str, int]) -> dict[str, float]:
         """People per zone: a fitted crowd counter every ``count_every`` frames if given, else the
         larger of the tracked people and the occlusion-corrected foreground estimate."""
         if self.counter is not None:
             if index % self.count_every == 0 or not self._crowd:
                 self._crowd = self.counter.count_zones(image, self._zone_polys)
             return {name: float(self._crowd.get(name, 0.0)) for name in tracked}
-        det = self.detector.last_
-        crowd = self.zone_counter.count(self.detector.small_, self.detector.scale_, self.detector.blobs.size_,
-                                        det.xyxy[det.class_id == 0])
+        small, scale = self.detector.working_foreground
+        crowd = self.zone_counter.count(small, scale, self.detector.size_model,
+                                        detections.xyxy[detections.class_id == PERSON])
         return {name: max(float(n), crowd.get(name, 0.0)) for name, n in tracked.items()}
 
     def _unpack(self, frame) -> tuple[int, pd.Timestamp, np.ndarray]:
@@ -264,7 +291,7 @@ class CameraPipeline:
                 break
             result = self.process(frame)
             n_frames += 1
-            ids.update(result.tracks["track_id"].tolist())
+            ids.update(np.asarray(result.detections.tracker_id, int).tolist())
             if result.events:
                 event_parts.append(self.event_rows(result.events))
             if self._closed is not None and len(self._closed):
@@ -346,11 +373,15 @@ class CameraPipeline:
         """
         if self.policy_ is None:
             self.policy_ = privacy.privacy_policy(self.scene, audit=self.audit, actor=self.actor)
-        people = result.tracks[result.tracks["cls"] == "person"]
-        out = privacy.protect(image, people[["x", "y", "w", "h"]], self.policy_,
+        people = result.detections[class_names(result.detections) == "person"]
+        out = privacy.protect(image, xywh(people), self.policy_,
                               mask=_full_size(result.foreground, image.shape[:2]),
                               warming_up=getattr(result, "warming_up", True))
-        return draw(out, result, self._zone_polys) if annotate else out
+        if not annotate:
+            return out
+        if self._annotator is None or self._annotator.zones.keys() != self._zone_polys.keys():
+            self._annotator = Annotator(self._zone_polys)
+        return self._annotator.draw(out, result.detections, result.events)
 
 
 def _full_size(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:

@@ -43,8 +43,8 @@ class AbandonedObjectDetector:
         self.objects_ = {}   # track_id -> dict(first_s, x, y, box, patch, alone_since, fired, owner)
         self.paths_ = Paths(keep_s=2.0)
 
-    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
-        everything = Objects.of(tracks)
+    def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
+        everything = Objects.of(detections)
         people = everything.people()
         self.paths_.add(time_s, people)
         bags = everything.take(everything.object)

@@ -8,6 +8,9 @@ from collections import defaultdict, deque
 
 import numpy as np
 import shapely
+import supervision as sv
+
+from safecity.video.track import class_names
 
 #: A standing adult's height in metres: turns a person's box height into a local scale.
 PERSON_HEIGHT_M = 1.7
@@ -32,13 +35,8 @@ def zone_polygons(scene: dict, names=None) -> dict[str, shapely.Polygon]:
 
 
 class Objects:
-    """One frame's tracked objects as numpy arrays, converted once and shared by every detector.
-
-    The pipeline hands each detector the same tracks DataFrame. Reading a
-    pandas column or comparing one costs tens of microseconds, which, per
-    detector and per frame, was most of the detectors' time at 200 frames
-    per second; numpy arrays of ten boxes cost next to nothing.
-    """
+    """One frame's tracked objects (``sv.Detections``) as the flat arrays the rules compare:
+    ids, top-left corner and size, class flags, and the feet point (bottom centre)."""
 
     __slots__ = ("ids", "x", "y", "w", "h", "person", "object", "fx", "fy")
 
@@ -48,25 +46,18 @@ class Objects:
         self.fx, self.fy = x + w / 2, y + h  # feet: the bottom centre, where a person stands
 
     @classmethod
-    def of(cls, tracks) -> Objects:
-        """The arrays of a tracks table (the package contract), of None (no objects) or of itself."""
-        global _LAST
-        if isinstance(tracks, Objects):
-            return tracks
-        if tracks is None or len(tracks) == 0:
+    def of(cls, detections: sv.Detections | None) -> Objects:
+        """The arrays of a frame's tracked detections (``xyxy``, ``tracker_id``, class), or of
+        None (no objects)."""
+        if detections is None or len(detections) == 0:
             return NO_OBJECTS
-        last = _LAST
-        if last[0] is tracks:  # the same frame's table, already converted for another detector
-            return last[1]
-        missing = [c for c in ("track_id", "x", "y", "w", "h", "cls") if c not in tracks]
-        if missing:
-            raise ValueError(f"tracks lack the columns {missing} (the tracks contract: "
-                             f"frame, time_s, track_id, x, y, w, h, cls, confidence)")
-        kind = tracks["cls"].to_numpy(object)
-        out = cls(tracks["track_id"].to_numpy(np.int64), *(tracks[c].to_numpy(np.float64) for c in "xywh"),
-                  kind == "person", kind == "object")
-        _LAST = (tracks, out)
-        return out
+        if detections.tracker_id is None:
+            raise ValueError("the event rules take tracked detections: tracker_id is missing")
+        xyxy = detections.xyxy
+        kind = class_names(detections)
+        return cls(np.asarray(detections.tracker_id, np.int64), xyxy[:, 0].astype(np.float64),
+                   xyxy[:, 1].astype(np.float64), (xyxy[:, 2] - xyxy[:, 0]).astype(np.float64),
+                   (xyxy[:, 3] - xyxy[:, 1]).astype(np.float64), kind == "person", kind == "object")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -80,8 +71,7 @@ class Objects:
 
 
 NO_OBJECTS = Objects(np.zeros(0, np.int64), *(np.zeros(0) for _ in range(4)),
-                 np.zeros(0, bool), np.zeros(0, bool))
-_LAST = (None, NO_OBJECTS)  # the tracks table last converted, and its arrays (swapped as one tuple)
+                     np.zeros(0, bool), np.zeros(0, bool))
 
 
 def median(values) -> float:

@@ -36,8 +36,8 @@ class CrowdMovementDetector:
         self.paths_ = Paths(keep_s=2 * window_s + 1)
         self.state_ = {"direction": None, "since": None, "quiet_since": None, "active": None}
 
-    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
-        people = Objects.of(tracks).people()
+    def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
+        people = Objects.of(detections).people()
         self.paths_.add(time_s, people)
         ids, pos, vel = [], [], []
         for tid, fx, fy in zip(people.ids.tolist(), people.fx.tolist(), people.fy.tolist()):

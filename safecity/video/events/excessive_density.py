@@ -75,10 +75,10 @@ class ExcessiveDensityDetector:
             return float(self.max_people[zone])
         return self.limit_per_m2 * self.area_m2_[zone]
 
-    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
+    def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
         if not self.polygons_:
             return []
-        people = Objects.of(tracks).people()
+        people = Objects.of(detections).people()
         estimate = self._pixel_counts(frame_index, people, foreground) if self.use_foreground else {}
         found = []
         for zone, poly in self.polygons_.items():

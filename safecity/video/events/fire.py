@@ -74,7 +74,7 @@ class FireDetector:
         mask &= 1
         return mask
 
-    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
+    def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
         if image is None:
             return []
         # Colours are judged at ``work_width`` (a quarter of the pixels of a 480 px frame: the

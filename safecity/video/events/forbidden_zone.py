@@ -34,10 +34,10 @@ class ForbiddenZoneDetector:
         self.paths_ = Paths(keep_s=max(2.0, 2 * min_inside_s))
         self.episodes_ = Episodes()
 
-    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
+    def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
         if not self.polygons_:
             return []
-        objects = Objects.of(tracks)
+        objects = Objects.of(detections)
         people = objects.take(objects.person & (objects.h >= objects.w))  # lying down: no feet point
         self.paths_.add(time_s, people)
         self.episodes_.see(time_s, people)

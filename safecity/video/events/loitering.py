@@ -58,10 +58,10 @@ class LoiteringDetector:
         self.episodes_ = Episodes()
         self.paths_ = Paths(keep_s=self.limit_s + 1.0)
 
-    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
+    def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
         if not self.polygons_:
             return []
-        objects = Objects.of(tracks)
+        objects = Objects.of(detections)
         people = objects.take(objects.person & (objects.h > objects.w))  # lying down: PersonOnGround's
         self._hand_over(time_s, people)
         self.paths_.add(time_s, people)

@@ -36,8 +36,8 @@ class PersonOnGroundDetector:
         self.down_ = {}           # track_id -> [since_s, cx, cy, fired, upright track id]
         self.episodes_ = Episodes(gap_s=fall_window_s)
 
-    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
-        objects = Objects.of(tracks)
+    def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
+        objects = Objects.of(detections)
         if not len(objects):
             return []
         self.episodes_.see(time_s, objects)

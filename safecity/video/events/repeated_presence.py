@@ -29,10 +29,11 @@ import secrets
 
 import cv2
 import numpy as np
-import pandas as pd
 import shapely
+import supervision as sv
 
 from safecity.video.privacy import camera_name
+from safecity.video.track import class_names, xywh
 
 #: Rows of a person's box (fractions of its height) read for each body half.
 #: The top fifth (the head) is left out on purpose.
@@ -109,7 +110,7 @@ class RepeatedPresence:
 
     # ------------------------------------------------------------------ public
 
-    def update(self, frame_index: int, time_s: float, image: np.ndarray, tracks: pd.DataFrame,
+    def update(self, frame_index: int, time_s: float, image: np.ndarray, detections: sv.Detections,
                foreground: np.ndarray | None = None) -> list[dict]:
         """Watch this frame's people; return a ``repeated_presence`` event per person who just qualified."""
         if not self.enabled:
@@ -118,7 +119,7 @@ class RepeatedPresence:
         self._close_gone(time_s)
         self.forget_expired(time_s)
         events = []
-        ids, boxes = _people(tracks, self.camera_)
+        ids, boxes = _people(detections, self.camera_)
         hidden = _overlapped(boxes)
         feet_x, feet_y = boxes[:, 0] + boxes[:, 2] / 2, boxes[:, 1] + boxes[:, 3]
         inside = {name: shapely.contains_xy(poly, feet_x, feet_y) for name, poly in self.zones_.items()}
@@ -408,11 +409,9 @@ def _zones(scene: dict) -> dict:
     return {name: shapely.Polygon(points) for name, points in zones.items()}
 
 
-def _people(tracks: pd.DataFrame, camera: str) -> tuple[np.ndarray, np.ndarray]:
-    """Track ids and boxes (x, y, w, h) of the people in a frame's tracks (all rows without ``cls``)."""
-    missing = [c for c in ("track_id", "x", "y", "w", "h") if c not in tracks.columns]
-    if missing:
-        raise ValueError(f"camera '{camera}': tracks table lacks column(s) {', '.join(missing)}")
-    keep = tracks["cls"].to_numpy() == "person" if "cls" in tracks.columns else slice(None)
-    boxes = np.column_stack([tracks[c].to_numpy(float) for c in ("x", "y", "w", "h")]).reshape(-1, 4)
-    return tracks["track_id"].to_numpy()[keep].tolist(), boxes[keep]
+def _people(detections: sv.Detections, camera: str) -> tuple[list, np.ndarray]:
+    """Track ids and boxes (x, y, w, h) of the people among a frame's tracked detections."""
+    if detections.tracker_id is None:
+        raise ValueError(f"camera '{camera}': the detections carry no tracker_id (tracked detections needed)")
+    keep = class_names(detections) == "person"
+    return np.asarray(detections.tracker_id, int)[keep].tolist(), xywh(detections)[keep]

@@ -40,7 +40,7 @@ class WeaponDetector:
         self.model_ = OnnxDetector(model_path, input_size=input_size, classes=self.classes,
                                    confidence=min_confidence, kind="weapons")
 
-    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
+    def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
         if image is None:
             return []
         det = self.model_.detect(image)

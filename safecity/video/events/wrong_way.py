@@ -45,10 +45,10 @@ class WrongWayDetector:
         self.paths_ = Paths(keep_s=2 * window_s + 1)
         self.episodes_ = Episodes()
 
-    def update(self, frame_index, time_s, image=None, tracks=None, foreground=None) -> list[dict]:
+    def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
         if not self.flows_:
             return []
-        people = Objects.of(tracks).people()
+        people = Objects.of(detections).people()
         self.paths_.add(time_s, people)
         self.episodes_.see(time_s, people)
         found = []
