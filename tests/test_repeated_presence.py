@@ -11,11 +11,14 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+import supervision as sv
 
 from safecity.data.store import Store
+from safecity.evaluation.video_events import detections_by_frame
 from safecity.sim.clips import RETURNING_PERSON, SCENARIOS, render_clip
 from safecity.video.events import to_event_rows
 from safecity.video.events.repeated_presence import RepeatedPresence
+from safecity.video.track import from_table
 
 START = pd.Timestamp("2026-06-01 08:00", tz="UTC")
 
@@ -23,8 +26,8 @@ START = pd.Timestamp("2026-06-01 08:00", tz="UTC")
 def run(detector: RepeatedPresence, clip, frames=None, time_offset: float = 0.0) -> list[dict]:
     """Feed the clip's frames and ground-truth boxes to the detector, as the pipeline would."""
     fps = clip.scene["fps"]
-    by_frame = dict(tuple(clip.tracks.groupby("frame")))
-    empty = clip.tracks.iloc[:0]
+    by_frame = detections_by_frame(clip.tracks)
+    empty = from_table(clip.tracks.iloc[:0])
     events = []
     for f in frames if frames is not None else range(len(clip.frames)):
         events += detector.update(f, time_offset + f / fps, clip.frames[f], by_frame.get(f, empty), None)
@@ -222,8 +225,9 @@ def test_bad_settings_and_tracks_name_the_camera():
         RepeatedPresence(scene, window_s=0)
     detector = RepeatedPresence(scene, enabled=True)
     image = np.zeros((360, 480, 3), np.uint8)
-    with pytest.raises(ValueError, match="cam-9.*track_id"):
-        detector.update(0, 0.0, image, pd.DataFrame({"x": [1.0], "y": [1.0], "w": [5.0], "h": [9.0]}), None)
+    with pytest.raises(ValueError, match="cam-9.*tracker_id"):
+        detector.update(0, 0.0, image, sv.Detections(xyxy=np.array([[1.0, 1.0, 6.0, 10.0]]),
+                                                     class_id=np.array([0])), None)
 
 
 def tracked(clip) -> pd.DataFrame:
