@@ -174,7 +174,7 @@ whose ground truth is known, then on the real benchmarks when they are present:
 
 * **PETS 2009 S2.L1**: tracks, and how much of the MOTChallenge public detections they cover;
 * **Mall**: crowd counting (`counting.CrowdCounter`), mean absolute error on a small subset;
-* **UCSD Ped2**: video anomaly detection (`vad.FlowMomentumDetector`), frame AUC on two test clips.
+* **UCSD Ped2**: video anomaly detection (`vad.FlowMomentumScorer`), frame AUC on two test clips.
 
 Every frame shown here comes out of `pipeline.display`, which blurs people
 (and any foreground the detector missed) before drawing boxes and zones."""),
@@ -246,7 +246,7 @@ detection and tracking together (README: 0.948 on the whole clip)."""),
 from safecity.data.catalog import read_mot_detections
 
 if present("video/pets2009_s2l1/vtest.avi"):
-    pets = CameraPipeline({"camera_id": "pets-view1", "fps": 10}, detectors=[], bin_s=10.0,
+    pets = CameraPipeline({"camera_id": "pets-view1", "fps": 10}, rules=[], bin_s=10.0,
                           start="2009-01-01T12:00:00Z")
     parts, pets_shown, started = [], None, time.perf_counter()
     for frame in pets.frames(DATA / "video/pets2009_s2l1/vtest.avi"):
@@ -305,7 +305,7 @@ if present("video/mall/frames"):
     md("""\
 ## UCSD Ped2: unusual motion
 
-`FlowMomentumDetector` learns, on normal clips only, the size of a person and an
+`FlowMomentumScorer` learns, on normal clips only, the size of a person and an
 alarm threshold; it scores each frame by the strongest coherent motion. Fitted
 here on 4 of the 16 training clips and tested on test clips 01 and 02 (README,
 all 16 and all 6 labelled test clips: pooled AUC 0.9948)."""),
@@ -622,7 +622,7 @@ from safecity.video import anomaly as vad
 
 if present("video/ucsd_ped2/testing/labels.csv"):
     ped2 = DATA / "video/ucsd_ped2"
-    detector = vad.FlowMomentumDetector().fit(
+    detector = vad.FlowMomentumScorer().fit(
         [read_frames(ped2 / "training/frames" / c) for c in ("01", "02")])
     labels = pd.read_csv(ped2 / "testing/labels.csv", dtype={"video": str})
     scores, truth = [], []

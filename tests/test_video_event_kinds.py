@@ -24,8 +24,8 @@ def test_camera_config_accepts_the_camera_kinds_and_defaults_to_the_non_opt_in_o
 
 
 def test_every_camera_kind_has_a_rule():
-    assert tuple(events.DETECTORS) == event_kinds.CAMERA_KINDS
-    assert all(cls.kind == kind for kind, cls in events.DETECTORS.items())
+    assert tuple(events.RULES) == event_kinds.CAMERA_KINDS
+    assert all(cls.kind == kind for kind, cls in events.RULES.items())
     assert events.KINDS == event_kinds.DEFAULT_CAMERA_KINDS
 
 

@@ -41,7 +41,7 @@ def tracked():
 
 def _run(tracked, scenario, kind):
     clip, tracks, masks = tracked(scenario)
-    found = evaluation.run_detectors(ev.make_detectors(clip.scene, [kind]), clip.frames, tracks,
+    found = evaluation.run_rules(ev.make_rules(clip.scene, [kind]), clip.frames, tracks,
                              clip.scene["fps"], masks)
     return clip, found
 
@@ -86,7 +86,7 @@ def test_events_become_valid_event_rows(tracked):
 def test_fire_detector_ignores_static_flame_colours():
     """The yellow hatched zone is flame-coloured but does not flicker by itself."""
     clip = render_clip("normal", seed=SEED, n_frames=60)
-    fire = ev.FireDetector(clip.scene)
+    fire = ev.FireRule(clip.scene)
     assert fire.flame_mask(clip.frames[0]).any()  # the hatching passes the colour rule
     found = [e for f, image in enumerate(clip.frames) for e in fire.update(f, f / 10, image)]
     assert found == []
@@ -94,21 +94,21 @@ def test_fire_detector_ignores_static_flame_colours():
 
 def test_weapon_detector_refuses_without_a_model(tmp_path):
     with pytest.raises(ValueError, match="no weapon model ships"):
-        ev.WeaponDetector({})
+        ev.WeaponRule({})
     missing = tmp_path / "gun.onnx"
     with pytest.raises(FileNotFoundError, match="gun.onnx"):
-        ev.WeaponDetector({}, model_path=missing)
-    assert all(d.kind != "weapon" for d in ev.make_detectors(render_clip("normal", n_frames=2).scene))
+        ev.WeaponRule({}, model_path=missing)
+    assert all(d.kind != "weapon" for d in ev.make_rules(render_clip("normal", n_frames=2).scene))
 
 
 def test_bad_settings_name_the_field():
     scene = render_clip("normal", n_frames=2).scene
     with pytest.raises(ValueError, match="gate"):
-        ev.LoiteringDetector(scene, zones=["gate"])
+        ev.LoiteringRule(scene, zones=["gate"])
     with pytest.raises(ValueError, match="unknown event kind.*teleport"):
-        ev.make_detectors(scene, ["fire", "teleport"])
+        ev.make_rules(scene, ["fire", "teleport"])
     with pytest.raises(ValueError, match="flow of zone 'main'"):
-        ev.WrongWayDetector(scene, flows={"main": [0, 0]})
+        ev.WrongWayRule(scene, flows={"main": [0, 0]})
     with pytest.raises(ValueError, match="event 0 from camera cam-1 lacks"):
         ev.to_event_rows([{"kind": "fire"}], "cam-1", "2026-01-01")
 
@@ -134,18 +134,18 @@ def test_tracks_without_a_contract_column_are_refused_by_name():
         from_table(no_height)
     untracked = sv.Detections(xyxy=np.array([[10.0, 10.0, 15.0, 30.0]]), class_id=np.array([0]))
     with pytest.raises(ValueError, match="tracker_id is missing"):
-        ev.LoiteringDetector(scene).update(0, 0.0, None, untracked)
+        ev.LoiteringRule(scene).update(0, 0.0, None, untracked)
     with pytest.raises(ValueError, match="pixel_step"):
-        ev.ExcessiveDensityDetector(scene, pixel_step=0)
+        ev.ExcessiveDensityRule(scene, pixel_step=0)
 
 
 def test_detectors_sharing_a_frame_table_find_what_each_finds_alone(tracked):
     """Each frame's detections are shared by every detector: none may see another frame's, nor
     change what the next one sees."""
     clip, tracks, masks = tracked("crowd_movement")
-    shared = evaluation.run_detectors(ev.make_detectors(clip.scene), clip.frames, tracks, 10, masks)
+    shared = evaluation.run_rules(ev.make_rules(clip.scene), clip.frames, tracks, 10, masks)
     alone = []
-    for det in ev.make_detectors(clip.scene):  # each fed its own copy of every frame's rows
+    for det in ev.make_rules(clip.scene):  # each fed its own copy of every frame's rows
         by_frame = {f: rows for f, rows in tracks.groupby("frame")}
         for f, image in enumerate(clip.frames):
             alone.extend(det.update(f, f / 10, image, from_table(by_frame.get(f, tracks.iloc[:0]).copy()),
@@ -163,7 +163,7 @@ def test_fire_judged_at_half_width_finds_what_full_width_finds():
     fire = render_clip("fire", seed=SEED)
     ep = fire.truth.iloc[0]
     tracks = evaluation.truth_tracks(fire)
-    found = {width: evaluation.run_detectors([ev.FireDetector(fire.scene, work_width=width)], fire.frames, tracks, 10)
+    found = {width: evaluation.run_rules([ev.FireRule(fire.scene, work_width=width)], fire.frames, tracks, 10)
              for width in (240, 480)}
     half, full = found[240], found[480]
     assert len(half) == len(full) == 1
@@ -177,7 +177,7 @@ def test_fire_judged_at_half_width_finds_what_full_width_finds():
 def test_density_on_every_other_pixel_counts_what_every_pixel_counts(tracked):
     """``pixel_step=2`` does a quarter of the work; the alarm and its pixel estimate stay the same."""
     clip, tracks, masks = tracked("excessive_density")
-    found = {step: evaluation.run_detectors([ev.ExcessiveDensityDetector(clip.scene, pixel_step=step)], clip.frames,
+    found = {step: evaluation.run_rules([ev.ExcessiveDensityRule(clip.scene, pixel_step=step)], clip.frames,
                                     tracks, 10, masks)
              for step in (1, 2)}
     assert len(found[2]) == len(found[1]) >= 1

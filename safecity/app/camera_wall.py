@@ -47,12 +47,14 @@ STATUSES = ("ok", "late", "ended", "offline")
 
 @dataclass(frozen=True)
 class WallCamera:
-    """One camera of the wall: its id, where its frames come from, its scene and frame rate."""
+    """One camera of the wall: its id, where its frames come from, its scene and frame rate, and
+    (an installation's camera) its validated configuration, which its event rules are built from."""
 
     camera_id: str
     source: str | os.PathLike
     scene: dict
     fps: float = 10.0
+    config: object | None = None  # a config.cameras.CameraConfig
 
 
 @dataclass
@@ -160,7 +162,8 @@ class CameraWall:
         feed.source = VideoSource(cam.source, cam.camera_id, fps=fps)
         feed.frames = iter(feed.source)
         # A fresh pipeline shows whole frames blurred until it has warmed up (every open and loop).
-        feed.pipeline = CameraPipeline(cam.scene, camera_id=cam.camera_id, fps=cam.fps, audit=self.audit)
+        feed.pipeline = CameraPipeline(cam.config if cam.config is not None else cam.scene,
+                                       camera_id=cam.camera_id, fps=cam.fps, audit=self.audit)
         feed.pipeline.watch(feed.source)
 
     def _advance(self, feed: _Feed) -> int:
@@ -284,7 +287,7 @@ def installation_cameras(path: str | os.PathLike) -> list[WallCamera]:
     """The cameras of an installation file (``safecity.config.cameras``), validated at load."""
     from safecity.config.cameras import load_cameras
 
-    return [WallCamera(c.id, c.source, c.scene(), float(c.fps)) for c in load_cameras(path)]
+    return [WallCamera(c.id, c.source, c.scene(), float(c.fps), config=c) for c in load_cameras(path)]
 
 
 _WALLS: dict[str, CameraWall] = {}

@@ -9,7 +9,7 @@ import pandas as pd
 
 from safecity.evaluation.video_events import detections_by_frame
 from safecity.sim.clips import SCENARIOS, render_clip
-from safecity.video.events.repeated_presence import RepeatedPresence
+from safecity.video.events.repeated_presence import RepeatedPresenceRule
 from safecity.video.pipeline import CameraPipeline
 from safecity.video.track import from_table, track_frames
 
@@ -30,10 +30,10 @@ def evaluate_clips(seeds=(0,), scenarios=None, tracks: str = "pipeline", progres
     for seed in seeds:
         for scenario in scenarios or SCENARIOS:
             clip = render_clip(scenario, seed=seed)
-            detector = RepeatedPresence(clip.scene, enabled=True)
+            detector = RepeatedPresenceRule(clip.scene, enabled=True)
             events = []
             if tracks == "pipeline":
-                pipeline = CameraPipeline(clip.scene, detectors=[detector])
+                pipeline = CameraPipeline(clip.scene, rules=[detector])
                 for image in clip.frames:
                     events += pipeline.process(image).events
             else:

@@ -13,8 +13,8 @@ import pandas as pd
 import supervision as sv
 
 from safecity.sim.clips import SCENARIOS, render_clip
-from safecity.video.detect import Detector
-from safecity.video.events import KINDS, make_detectors
+from safecity.video.detect import PeopleFinder
+from safecity.video.events import KINDS, make_rules
 from safecity.video.track import TRACK_COLUMNS, BoxTracker, from_table, to_table
 
 
@@ -23,7 +23,7 @@ def detections_by_frame(tracks: pd.DataFrame) -> dict[int, sv.Detections]:
     return {int(f): from_table(rows) for f, rows in tracks.groupby("frame")} if len(tracks) else {}
 
 
-def run_detectors(detectors: list, frames, tracks: pd.DataFrame, fps: float,
+def run_rules(detectors: list, frames, tracks: pd.DataFrame, fps: float,
                   foregrounds=None) -> list[dict]:
     """Feed a whole clip frame by frame (the live loop, replayed); every event found."""
     by_frame = detections_by_frame(tracks)
@@ -52,7 +52,7 @@ def truth_tracks(clip) -> pd.DataFrame:
 
 def track_clip(frames, scene: dict, fps: float) -> tuple[pd.DataFrame, list[np.ndarray]]:
     """Detect and track every frame as the live pipeline does: (tracks table, foreground masks)."""
-    detector, tracker = Detector(scene), BoxTracker()
+    detector, tracker = PeopleFinder(scene), BoxTracker()
     parts, masks = [], []
     for f, image in enumerate(frames):
         det, fg = detector.detect(image)
@@ -80,8 +80,8 @@ def clip_events(clip, tracker: str = "real", kinds=None) -> tuple[list[dict], pd
         tracks, masks = track_clip(clip.frames, clip.scene, fps)
     else:
         raise ValueError(f"tracker must be 'real' or 'truth', got {tracker!r}")
-    detectors = make_detectors(clip.scene, kinds if kinds is not None else KINDS)
-    return run_detectors(detectors, clip.frames, tracks, fps, masks), tracks
+    detectors = make_rules(clip.scene, kinds if kinds is not None else KINDS)
+    return run_rules(detectors, clip.frames, tracks, fps, masks), tracks
 
 
 def match_events(found: list[dict], truth: pd.DataFrame, fps: float,

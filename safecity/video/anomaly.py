@@ -222,11 +222,11 @@ def estimate_window(clips: Iterable, finest_scale: int | None = 1, stride: int =
     return window + 1 - window % 2, estimate
 
 
-# =========================================================================== detector
+# =========================================================================== scorer
 
 
-class FlowMomentumDetector(BaseEstimator):
-    """Frame-level anomaly detector for a fixed camera, fitted on normal footage only.
+class FlowMomentumScorer(BaseEstimator):
+    """Frame-level anomaly scorer for a fixed camera, fitted on normal footage only.
 
     Parameters
     ----------
@@ -440,17 +440,17 @@ def _timed(fn, items, progress, stage) -> tuple[list, float]:
 
 
 def evaluate(train_dirs: Sequence[str | os.PathLike], test_dirs: Sequence[str | os.PathLike],
-             labels: str | os.PathLike | pd.DataFrame, detector: FlowMomentumDetector | None = None,
+             labels: str | os.PathLike | pd.DataFrame, scorer: FlowMomentumScorer | None = None,
              baseline_q: float = 99.9, progress: Callable[[str], None] | None = None) -> dict:
     """Fit on normal clips, score labelled test clips; frame-level ROC AUC against the flow baseline.
 
     Each test folder's name is its ``video`` in the labels; frames are matched
     to labels by file name. Frames per second are measured on one OpenCV
-    thread, decoding included (a test clip at a time), for the detector and
+    thread, decoding included (a test clip at a time), for the scorer and
     the baseline in the same run. AUCs are pooled over all test frames, so
     one threshold must work for every clip, as it would live.
     """
-    detector = FlowMomentumDetector() if detector is None else detector
+    scorer = FlowMomentumScorer() if scorer is None else scorer
     test_dirs = [Path(d) for d in test_dirs]
     table, name = read_labels(labels)
     truth = {d.name: _clip_labels(table, name, d) for d in test_dirs}
@@ -460,15 +460,15 @@ def evaluate(train_dirs: Sequence[str | os.PathLike], test_dirs: Sequence[str | 
                       stacklevel=2)
 
     start = time.perf_counter()
-    detector.fit([Path(d) for d in train_dirs], progress=progress)
+    scorer.fit([Path(d) for d in train_dirs], progress=progress)
     fit_seconds = time.perf_counter() - start
 
     def ours(folder):
         source = FrameSource(folder)
-        return detector.score_samples(source), source
+        return scorer.score_samples(source), source
 
     def baseline(folder):
-        return flow_percentile_scores(FrameSource(folder), q=baseline_q, smoothing=detector.smoothing)
+        return flow_percentile_scores(FrameSource(folder), q=baseline_q, smoothing=scorer.smoothing)
 
     scored, seconds = _timed(ours, test_dirs, progress, "test: scores")
     base, base_seconds = _timed(baseline, test_dirs, progress, "test: baseline")
@@ -485,18 +485,18 @@ def evaluate(train_dirs: Sequence[str | os.PathLike], test_dirs: Sequence[str | 
     if not 0 < y.sum() < len(y):
         raise LabelsError(f"{name}: the test frames need both normal (0) and abnormal (1) labels "
                           f"for an AUC; all {len(y)} are {int(y[0])}")
-    alarm = s > detector.threshold_
+    alarm = s > scorer.threshold_
     return {
         "auc": _auc(y, s), "fps": round(len(s) / seconds, 1),
         "baseline_auc": _auc(y, b), "baseline_fps": round(len(b) / base_seconds, 1),
         "per_clip_auc": per_clip, "baseline_per_clip_auc": base_per_clip,
-        "threshold": round(detector.threshold_, 4),
+        "threshold": round(scorer.threshold_, 4),
         "fpr_at_threshold": round(float(alarm[y == 0].mean()), 4),
         "tpr_at_threshold": round(float(alarm[y == 1].mean()), 4),
-        "frames": int(len(s)), "abnormal_frames": int(y.sum()), "train_frames": detector.n_frames_seen_,
+        "frames": int(len(s)), "abnormal_frames": int(y.sum()), "train_frames": scorer.n_frames_seen_,
         "train_clips": len(train_dirs), "test_clips": len(test_dirs),
-        "window": detector.window_,
-        "window_estimate": None if np.isnan(detector.window_estimate_) else detector.window_estimate_,
+        "window": scorer.window_,
+        "window_estimate": None if np.isnan(scorer.window_estimate_) else scorer.window_estimate_,
         "skipped_frames": skipped, "fit_seconds": round(fit_seconds, 2),
-        "params": detector.get_params(), "baseline": f"flow magnitude q{baseline_q:g} (DIS FAST), smoothed",
+        "params": scorer.get_params(), "baseline": f"flow magnitude q{baseline_q:g} (DIS FAST), smoothed",
     }

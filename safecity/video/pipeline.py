@@ -2,10 +2,10 @@
 
 For every frame::
 
-    detections, foreground = detector.detect(image)         # detect
-    tracked = tracker.update(detections, index)            # track
-    tracks = table + ground speed + zone membership        # measure
-    events = [d.update(...) for d in event detectors]      # flag
+    detections, foreground = finder.detect(image)          # find people and objects
+    tracked = tracker.update(detections, index)            # track (sv.Detections + tracker_id)
+    tracked.data += class, ground speed, zone membership   # measure
+    events = [r.update(..., tracked, ...) for r in rules]  # flag (one event rule per kind)
     features.add(...)                                      # aggregate per bin
 
 ``CameraPipeline.process(frame)`` runs one frame and returns a ``FrameResult``
@@ -16,7 +16,7 @@ and ``events`` to a ``Store`` in batches, one batch per closed bin.
 ``display(frame, result)`` is the only way a frame leaves: people blurred
 (``privacy``), boxes, ids, zones and events drawn.
 
-The event detectors (``events``, one module per kind), ground speed (``motion``),
+The people finder (``detect``), the event rules (``events``, one module per kind), ground speed (``motion``),
 zone counts and per-bin features (``zones``), drawing (``annotate``) and the blur
 (``privacy``) are separate modules, one per idea; this one only chains them.
 """
@@ -35,7 +35,7 @@ import supervision as sv
 
 from safecity.video import events, privacy, sources
 from safecity.video.annotate import Annotator
-from safecity.video.detect import PERSON, Detector
+from safecity.video.detect import PERSON, PeopleFinder
 from safecity.video.motion import Motion
 from safecity.video.track import BoxTracker, Tracker, class_names, to_table, xywh
 from safecity.video.zones import BinFeatures, ZoneCounter, empty_observations
@@ -75,7 +75,7 @@ class FrameResult:
     """What one frame gave: the tracked detections (``sv.Detections`` with ``tracker_id`` and, in
     ``data``, ``class_name``, ``speed_mps``, ``dir_x``, ``dir_y`` and ``in_zone:<zone>``), events
     found, the foreground mask, people per zone and dwell seconds per (track, zone).
-    ``warming_up``: the detectors cannot yet locate everyone, so ``display`` blurs the
+    ``warming_up``: the people finder cannot yet locate everyone, so ``display`` blurs the
     whole frame (true unless the pipeline says otherwise: a result made by hand is hidden).
     ``tracks`` is the same as rows of the tracks table, made when asked for."""
 
@@ -111,10 +111,12 @@ class CameraPipeline:
     """One camera, frame by frame: detect, track, measure, flag, aggregate.
 
     ``camera``: a scene dict (``synthetic_video.scene_for`` shape) or a
-    ``config.CameraConfig``. ``detectors``: event detectors (objects with
-    ``update(frame_index, time_s, image, tracks, foreground)``); ``None``
-    builds ``events.make_detectors(scene)`` when that module is installed,
-    ``[]`` runs none. ``bin_s``: the feature bin in seconds. ``fps``: the
+    ``config.CameraConfig``. ``rules``: event rules (objects with
+    ``update(frame_index, time_s, image, detections, foreground)``); ``None``
+    builds those the camera enables (``events.rules_for(camera)`` from a
+    ``CameraConfig``, ``events.make_rules(scene)`` from a scene dict), ``[]``
+    runs none. ``finder``: the people finder (default ``detect.PeopleFinder``);
+    ``tracker``: any ``track.Tracker`` (default ``track.BoxTracker``). ``bin_s``: the feature bin in seconds. ``fps``: the
     frame rate used when frames carry no timestamps. ``start``: the time of
     frame 0 for such frames. ``audit``: where turning the blur off or
     enabling repeated presence is recorded (``Store(...).state``), in the name of
@@ -123,9 +125,9 @@ class CameraPipeline:
     more than ``RESTART_GAP_S`` or a step back in the frames' times, or ``restart()``).
     """
 
-    def __init__(self, camera, detectors: list | None = None, *, camera_id: str | None = None,
+    def __init__(self, camera, rules: list | None = None, *, camera_id: str | None = None,
                  bin_s: float = 60.0, fps: float | None = None, start=None,
-                 detector: Detector | None = None, tracker: Tracker | None = None,
+                 finder: PeopleFinder | None = None, tracker: Tracker | None = None,
                  audit=None, batch_bins: int = 1, counter=None, count_every: int = 5,
                  warmup_s: float = WARMUP_S, actor: str | None = None):
         self.scene, self.camera_id = _scene_and_id(camera, camera_id)
@@ -145,10 +147,10 @@ class CameraPipeline:
         self._warm_seen = 0  # frames processed since the last (re)start
         self._last_ts: pd.Timestamp | None = None
         self._watched, self._reconnects = None, 0  # the source whose reconnects restart the warm-up
-        self.detector = detector or Detector(self.scene, onnx=_plugins(self.scene))
+        self.finder = finder or PeopleFinder(self.scene, onnx=_plugins(self.scene))
         self.tracker = tracker or BoxTracker()
-        self.detectors = self._default_detectors() if detectors is None else list(detectors)
-        self.motion = Motion(self.scene, person_height=self.detector.person_height)
+        self.rules = self._default_rules() if rules is None else list(rules)
+        self.motion = Motion(self.scene, person_height=self.finder.person_height)
         zones = self.scene.get("zones") or {}
         self.zones = {name: sv.PolygonZone(np.round(np.asarray(poly, float)).astype(np.int64))
                       for name, poly in zones.items()}
@@ -162,13 +164,16 @@ class CameraPipeline:
         self._annotator: Annotator | None = None  # built on the first annotated display
         self._closed: pd.DataFrame | None = None
 
-    def _default_detectors(self) -> list:
-        """The event detectors the scene asks for (all kinds if it does not say), from the modules
-        installed; repeated presence only when the scene enables it (opt-in, audited)."""
-        found = list(events.make_detectors(self.scene))
+    def _default_rules(self) -> list:
+        """The event rules the camera asks for (all kinds if it does not say); repeated presence
+        only when the camera enables it (opt-in, audited). A ``CameraConfig`` builds them from
+        its typed settings; a scene dict (a scripted clip) from its keys."""
+        if hasattr(self.camera, "enabled_detectors"):
+            return events.rules_for(self.camera, audit=self.audit)
+        found = list(events.make_rules(self.scene))
         settings = self.scene.get("repeated_presence")
         if isinstance(settings, dict) and settings.get("enabled"):
-            found.append(events.RepeatedPresence(self.scene, audit=self.audit, **settings))
+            found.append(events.RepeatedPresenceRule(self.scene, audit=self.audit, **settings))
         return found
 
     # ------------------------------------------------------------------ one frame
@@ -207,7 +212,7 @@ class CameraPipeline:
                              f"the camera's first frame was {self._shape[1]}x{self._shape[0]} px")
         time_s = (ts - self._t0).total_seconds()
 
-        detections, foreground = self.detector.detect(image)
+        detections, foreground = self.finder.detect(image)
         tracked = self.tracker.update(detections, index)
         ids = np.asarray(tracked.tracker_id, int)
         speed, direction = self.motion.update(time_s, ids, tracked.xyxy)
@@ -219,7 +224,7 @@ class CameraPipeline:
         tracked.data.update({IN_ZONE + name: mask for name, mask in inside.items()})
         dwell = self._dwell(time_s, ids, inside)
         found = []
-        for rule in self.detectors:
+        for rule in self.rules:
             found.extend(rule.update(index, time_s, image, tracked, foreground))
         people = tracked.class_id == PERSON
         counts = self._count(index, image, detections,
@@ -236,8 +241,8 @@ class CameraPipeline:
             if index % self.count_every == 0 or not self._crowd:
                 self._crowd = self.counter.count_zones(image, self._zone_polys)
             return {name: float(self._crowd.get(name, 0.0)) for name in tracked}
-        small, scale = self.detector.working_foreground
-        crowd = self.zone_counter.count(small, scale, self.detector.size_model,
+        small, scale = self.finder.working_foreground
+        crowd = self.zone_counter.count(small, scale, self.finder.size_model,
                                         detections.xyxy[detections.class_id == PERSON])
         return {name: max(float(n), crowd.get(name, 0.0)) for name, n in tracked.items()}
 
@@ -357,7 +362,7 @@ class CameraPipeline:
         return n_obs, n_events
 
     def event_rows(self, found: list[dict]) -> pd.DataFrame:
-        """``events`` rows for what the detectors found (details: track ids, zone, duration, score)."""
+        """``events`` rows for what the rules found (details: track ids, zone, duration, score)."""
         lon, lat = self.scene.get("lon"), self.scene.get("lat")
         return events.to_event_rows(found, self.camera_id, self._t0, lon=lon, lat=lat)
 
@@ -367,7 +372,7 @@ class CameraPipeline:
         """The frame as it may leave the pipeline: people blurred, then (``annotate``) boxes, ids,
         zones and events drawn.
 
-        The foreground mask is blurred too, so a person the detector missed
+        The foreground mask is blurred too, so a person the people finder missed
         stays hidden; while the pipeline warms up (``result.warming_up``) the
         whole frame is.
         """
@@ -392,15 +397,15 @@ def _full_size(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | 
 
 
 def _plugins(scene: dict) -> list:
-    """The user's own ONNX detectors of people or objects declared for the camera (weapon
-    models go to the ``weapon`` event detector instead)."""
-    from safecity.video.detect import OnnxDetector
+    """The user's own ONNX models of people or objects declared for the camera (weapon
+    models go to the ``weapon`` event rule instead)."""
+    from safecity.video.detect import OnnxFinder
 
     out = []
     for p in scene.get("plugins") or []:
         if str(p.get("kind", "")).startswith("weapon"):
             continue
-        out.append(OnnxDetector(p["path"], input_size=tuple(p.get("input_size", (640, 640))),
+        out.append(OnnxFinder(p["path"], input_size=tuple(p.get("input_size", (640, 640))),
                                 classes=tuple(p.get("classes", ("person",))),
                                 confidence=float(p.get("confidence", 0.4)), kind=p.get("kind", "person")))
     return out
@@ -408,7 +413,7 @@ def _plugins(scene: dict) -> list:
 
 def observations_for(camera, frames: Iterable, bin_s: float = 60.0, **kwargs) -> pd.DataFrame:
     """Every observations row of a list of frames (all bins, the last one partial), in memory."""
-    pipe = CameraPipeline(camera, detectors=[], bin_s=bin_s, **kwargs)
+    pipe = CameraPipeline(camera, rules=[], bin_s=bin_s, **kwargs)
     parts = []
     for frame in frames:
         pipe.process(frame)

@@ -33,7 +33,7 @@ import pandas as pd
 import supervision as sv
 from scipy.optimize import linear_sum_assignment
 
-from safecity.video.detect import CLASS_NAMES, OBJECT, PERSON, Detector
+from safecity.video.detect import CLASS_NAMES, OBJECT, PERSON, PeopleFinder
 
 TRACK_COLUMNS = ["frame", "time_s", "track_id", "x", "y", "w", "h", "cls", "confidence"]
 
@@ -277,15 +277,15 @@ def to_table(tracked: sv.Detections, frame: int, time_s: float) -> pd.DataFrame:
 
 
 def track_frames(frames: Iterable[np.ndarray], scene: dict | None = None, fps: float | None = None,
-                 detector: Detector | None = None, tracker: Tracker | None = None) -> pd.DataFrame:
+                 finder: PeopleFinder | None = None, tracker: Tracker | None = None) -> pd.DataFrame:
     """Detect and track every frame; the tracks table (``TRACK_COLUMNS``), frames counted from 0."""
     scene = scene or {}
     fps = float(fps or scene.get("fps") or 10.0)
-    detector = detector or Detector(scene)
+    finder = finder or PeopleFinder(scene)
     tracker = tracker or BoxTracker()
     parts = []
     for f, image in enumerate(frames):
-        det, _ = detector.detect(image)
+        det, _ = finder.detect(image)
         tracked = tracker.update(det, f)
         if len(tracked):
             parts.append(to_table(tracked, f, f / fps))

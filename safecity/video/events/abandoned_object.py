@@ -6,10 +6,16 @@ import math
 import cv2
 import numpy as np
 
-from safecity.video.events.common import Objects, Paths, event, metres_per_pixel
+from safecity.video.events.common import (
+    EventRule,
+    Objects,
+    Paths,
+    event,
+    metres_per_pixel,
+)
 
 
-class AbandonedObjectDetector:
+class AbandonedObjectRule(EventRule):
     """A new static object with nobody standing by it for ``limit_s``.
 
     Objects come from the tracker (``cls == 'object'``). An object counts as
@@ -42,6 +48,10 @@ class AbandonedObjectDetector:
         self.min_match = min_match
         self.objects_ = {}   # track_id -> dict(first_s, x, y, box, patch, alone_since, fired, owner)
         self.paths_ = Paths(keep_s=2.0)
+
+    @classmethod
+    def from_config(cls, camera) -> AbandonedObjectRule:
+        return cls(camera.scene(), limit_s=camera.abandon_limit_s)
 
     def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
         everything = Objects.of(detections)

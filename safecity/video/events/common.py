@@ -179,3 +179,24 @@ class Episodes:
                       for t, x, y, h in self.last_.values())
         self.last_[int(track_id)] = (time_s, fx, fy, float(box_h))
         return new
+
+
+class EventRule:
+    """What every event rule offers: its ``kind``, an ``update`` per frame, and ``from_config``.
+
+    ``update(frame_index, time_s, image, detections, foreground)`` takes the
+    frame's tracked ``sv.Detections`` and returns one event dict per episode
+    that starts. ``from_config(camera)`` builds the rule from a validated
+    ``config.cameras.CameraConfig``: the camera's typed settings for this kind,
+    its zones and ground scale (a rule with no setting of its own in the
+    configuration takes the camera's geometry only).
+    """
+
+    kind: str = ""
+
+    @classmethod
+    def from_config(cls, camera) -> EventRule:
+        return cls(camera.scene())
+
+    def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
+        raise NotImplementedError

@@ -5,10 +5,10 @@ import math
 
 import numpy as np
 
-from safecity.video.events.common import Objects, Paths, event
+from safecity.video.events.common import EventRule, Objects, Paths, event
 
 
-class CrowdMovementDetector:
+class CrowdMovementRule(EventRule):
     """Sudden convergence or dispersal: many tracks moving towards, or away from, a common centre.
 
     Each frame, the moving people (over ``min_speed_m_s``) are taken with

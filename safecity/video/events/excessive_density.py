@@ -8,10 +8,16 @@ import cv2
 import numpy as np
 import shapely
 
-from safecity.video.events.common import Objects, event, median, zone_polygons
+from safecity.video.events.common import (
+    EventRule,
+    Objects,
+    event,
+    median,
+    zone_polygons,
+)
 
 
-class ExcessiveDensityDetector:
+class ExcessiveDensityRule(EventRule):
     """People per square metre in a zone over its limit, held for ``min_duration_s``.
 
     A zone's area in m² comes from the scene's homography, else from
@@ -74,6 +80,10 @@ class ExcessiveDensityDetector:
         if zone in self.max_people:
             return float(self.max_people[zone])
         return self.limit_per_m2 * self.area_m2_[zone]
+
+    @classmethod
+    def from_config(cls, camera) -> ExcessiveDensityRule:
+        return cls(camera.scene(), limit_per_m2=camera.density_limit_per_m2, max_people=dict(camera.max_people))
 
     def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
         if not self.polygons_:

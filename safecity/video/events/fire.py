@@ -6,10 +6,10 @@ from collections import deque
 import cv2
 import numpy as np
 
-from safecity.video.events.common import event
+from safecity.video.events.common import EventRule, event
 
 
-class FireDetector:
+class FireRule(EventRule):
     """Flames from the pixels: fire colours that flicker in place and persist.
 
     A pixel is flame-coloured when red is bright (``min_red``), red >= green

@@ -3,10 +3,17 @@ from __future__ import annotations
 
 import shapely
 
-from safecity.video.events.common import Episodes, Objects, Paths, event, zone_polygons
+from safecity.video.events.common import (
+    Episodes,
+    EventRule,
+    Objects,
+    Paths,
+    event,
+    zone_polygons,
+)
 
 
-class ForbiddenZoneDetector:
+class ForbiddenZoneRule(EventRule):
     """A person inside a forbidden zone for ``min_inside_s`` (and, by default, stopping there).
 
     With ``require_stop=False`` any entry of ``min_inside_s`` is flagged. The
@@ -15,7 +22,7 @@ class ForbiddenZoneDetector:
     the edge of a hatched area is not an alarm; set it to False where any
     entry matters (a track bed, a roof). Only upright boxes count: the
     bottom centre of a body lying down is not where its feet are (and a
-    person on the ground is ``PersonOnGroundDetector``'s).
+    person on the ground is ``PersonOnGroundRule``'s).
     """
 
     kind = "forbidden_zone"
@@ -33,6 +40,10 @@ class ForbiddenZoneDetector:
         self.stays_ = {}
         self.paths_ = Paths(keep_s=max(2.0, 2 * min_inside_s))
         self.episodes_ = Episodes()
+
+    @classmethod
+    def from_config(cls, camera) -> ForbiddenZoneRule:
+        return cls(camera.scene(), zones=list(camera.forbidden_zones))
 
     def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
         if not self.polygons_:

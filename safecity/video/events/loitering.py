@@ -9,6 +9,7 @@ import shapely
 from safecity.video.events.common import (
     PERSON_HEIGHT_M,
     Episodes,
+    EventRule,
     Objects,
     Paths,
     event,
@@ -17,7 +18,7 @@ from safecity.video.events.common import (
 )
 
 
-class LoiteringDetector:
+class LoiteringRule(EventRule):
     """A person staying in a zone longer than its limit without passing through.
 
     Zones may nest (a plaza inside the street): a person is judged in the
@@ -57,6 +58,10 @@ class LoiteringDetector:
         self.fired_ = set()
         self.episodes_ = Episodes()
         self.paths_ = Paths(keep_s=self.limit_s + 1.0)
+
+    @classmethod
+    def from_config(cls, camera) -> LoiteringRule:
+        return cls(camera.scene(), limit_s=camera.loitering_limit_s)
 
     def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
         if not self.polygons_:

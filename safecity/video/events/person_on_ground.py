@@ -4,10 +4,16 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from safecity.video.events.common import PERSON_HEIGHT_M, Episodes, Objects, event
+from safecity.video.events.common import (
+    PERSON_HEIGHT_M,
+    Episodes,
+    EventRule,
+    Objects,
+    event,
+)
 
 
-class PersonOnGroundDetector:
+class PersonOnGroundRule(EventRule):
     """A fall: a box turns wide and low where a person stood, then stays still for ``still_s``.
 
     A box is "down" when its width exceeds ``min_aspect`` times its height

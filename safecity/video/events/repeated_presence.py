@@ -32,6 +32,7 @@ import numpy as np
 import shapely
 import supervision as sv
 
+from safecity.video.events.common import EventRule
 from safecity.video.privacy import camera_name
 from safecity.video.track import class_names, xywh
 
@@ -49,8 +50,8 @@ def _refuse_pickling(obj, *_protocol):
                     "memory: it cannot be pickled, copied or saved")
 
 
-class RepeatedPresence:
-    """Detector of one person's repeated visits to a zone of one camera (opt-in).
+class RepeatedPresenceRule(EventRule):
+    """Event rule of one person's repeated visits to a zone of one camera (opt-in).
 
     Hyperparameters: ``enabled`` (off by default: ``update`` then returns
     nothing and keeps nothing), ``ttl_s`` (seconds a signature is kept after
@@ -109,6 +110,11 @@ class RepeatedPresence:
                         {"ttl_s": float(ttl_s), "count": self.count_, "window_s": self.window_s_})
 
     # ------------------------------------------------------------------ public
+
+    @classmethod
+    def from_config(cls, camera, audit=None) -> RepeatedPresenceRule:
+        """From the camera's ``repeated_presence`` section; ``audit`` records its enabling."""
+        return cls(camera.scene(), audit=audit, **camera.repeated_presence.model_dump())
 
     def update(self, frame_index: int, time_s: float, image: np.ndarray, detections: sv.Detections,
                foreground: np.ndarray | None = None) -> list[dict]:
@@ -174,7 +180,7 @@ class RepeatedPresence:
         return len(self._people)
 
     def __repr__(self) -> str:
-        return (f"RepeatedPresence(camera={self.camera_!r}, enabled={self.enabled}, "
+        return (f"RepeatedPresenceRule(camera={self.camera_!r}, enabled={self.enabled}, "
                 f"remembered={len(self._people)})")
 
     __reduce__ = __reduce_ex__ = __getstate__ = _refuse_pickling

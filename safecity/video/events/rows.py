@@ -1,4 +1,4 @@
-"""Detector output as rows of the ``events`` table (``safecity.data.schema``)."""
+"""Event rules' output as rows of the ``events`` table (``safecity.data.schema``)."""
 from __future__ import annotations
 
 import json

@@ -4,10 +4,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from safecity.video.events.common import event
+from safecity.video.events.common import EventRule, event
 
 
-class WeaponDetector:
+class WeaponRule(EventRule):
     """The weapons plug-in point: a user's own ONNX model run through ``cv2.dnn``; none ships.
 
     safecity does not ship, train or recommend a weapon model; an
@@ -30,15 +30,25 @@ class WeaponDetector:
         self.min_confidence = min_confidence
         self.input_size = input_size
         if model_path is None:
-            raise ValueError("WeaponDetector needs model_path: no weapon model ships with safecity; "
+            raise ValueError("WeaponRule needs model_path: no weapon model ships with safecity; "
                              "pass the path of your own ONNX detection model (see safecity.video.detect."
-                             "OnnxDetector for the input and output it must have)")
+                             "OnnxFinder for the input and output it must have)")
         if not Path(model_path).is_file():
             raise FileNotFoundError(f"weapon model {model_path}: no such file")
-        from safecity.video.detect import OnnxDetector
+        from safecity.video.detect import OnnxFinder
 
-        self.model_ = OnnxDetector(model_path, input_size=input_size, classes=self.classes,
+        self.model_ = OnnxFinder(model_path, input_size=input_size, classes=self.classes,
                                    confidence=min_confidence, kind="weapons")
+
+    @classmethod
+    def from_config(cls, camera) -> WeaponRule:
+        """The camera's first plug-in of kind ``weapon...`` (validation makes sure there is one
+        when the camera lists ``weapon``)."""
+        plugin = next((p for p in camera.plugins if p.kind.startswith("weapon")), None)
+        if plugin is None:
+            return cls(camera.scene())  # refused with the message that no model ships
+        return cls(camera.scene(), model_path=plugin.path, classes=tuple(plugin.classes),
+                   input_size=tuple(plugin.input_size), min_confidence=plugin.confidence)
 
     def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
         if image is None:

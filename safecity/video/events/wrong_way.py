@@ -6,10 +6,17 @@ import math
 import numpy as np
 import shapely
 
-from safecity.video.events.common import Episodes, Objects, Paths, event, zone_polygons
+from safecity.video.events.common import (
+    Episodes,
+    EventRule,
+    Objects,
+    Paths,
+    event,
+    zone_polygons,
+)
 
 
-class WrongWayDetector:
+class WrongWayRule(EventRule):
     """Sustained movement against the expected flow of a corridor.
 
     A track goes the wrong way when its velocity over ``window_s`` points
@@ -44,6 +51,10 @@ class WrongWayDetector:
         self.runs_ = {}   # track_id -> [start_s, distance_m, last_s, fired]
         self.paths_ = Paths(keep_s=2 * window_s + 1)
         self.episodes_ = Episodes()
+
+    @classmethod
+    def from_config(cls, camera) -> WrongWayRule:
+        return cls(camera.scene(), flows={zone: list(vec) for zone, vec in camera.flow.items()})
 
     def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
         if not self.flows_:
