@@ -1,20 +1,22 @@
-"""Event detectors: the situations the law lets a camera flag, found in tracks and pixels.
+"""Event rules: the situations the law lets a camera flag, found in tracks and pixels.
 
 One module and one small class per kind (loitering, forbidden_zone, wrong_way,
 person_on_ground, abandoned_object, excessive_density, crowd_movement, fire;
 repeated_presence, opt-in; weapon, a plug-in point), each fed frame by frame
 through the same method::
 
-    found = detector.update(frame_index, time_s, image, tracks, foreground)
+    found = rule.update(frame_index, time_s, image, detections, foreground)
 
-where ``tracks`` holds the objects tracked in this frame (the package contract:
-``frame, time_s, track_id, x, y, w, h, cls, confidence``). A detector returns
+where ``detections`` are the objects tracked in this frame (a
+``supervision.Detections`` with ``tracker_id``; the class from
+``data['class_name']`` or ``class_id``). A rule returns
 one dict per *episode*, when the situation starts to hold (a person who has
 loitered for ten minutes is one alarm, not six thousand), with ``kind, frame,
-time_s, score, zone, track_ids, duration_s`` and evidence fields. Settings
-default from the camera's ``scene`` (``safecity.sim.clips.scene_for``
-has the shape); every one is a plain ``__init__`` argument so a notebook can
-tune them. ``RULES`` is the registry (kind -> class), built from
+time_s, score, zone, track_ids, duration_s`` and evidence fields. A rule is
+built from a validated camera configuration (``from_config``; ``rules_for``
+builds a camera's set) or from a scripted clip's ``scene`` dict
+(``make_rules``); every setting is a plain ``__init__`` argument so a notebook
+can tune it. ``RULES`` is the registry (kind -> class), built from
 ``safecity.config.event_kinds``; ``to_event_rows`` (``rows``) turns what was
 found into ``events`` rows; ``safecity.evaluation.video_events`` measures
 precision and recall on the scripted clips.
