@@ -24,7 +24,6 @@ import json
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pandas as pd
 
 from safecity.video.pipeline import CameraPipeline
@@ -47,7 +46,7 @@ def public_detections(path: str | Path) -> pd.DataFrame:
 def leak_check(video: str | Path, detections: pd.DataFrame, frames: int = 50, ratio: float = 0.5,
                **pipeline) -> list[dict]:
     """Per frame of a fresh pipeline: the people (boxes) and how many were left sharp."""
-    pipe = CameraPipeline({"camera_id": "pets"}, detectors=[], **pipeline)
+    pipe = CameraPipeline({"camera_id": "pets"}, rules=[], **pipeline)
     capture = cv2.VideoCapture(str(video))
     out = []
     try:

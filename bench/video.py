@@ -91,9 +91,9 @@ def main() -> None:
     cv2.setNumThreads(1)
 
     from safecity.video import events
-    from safecity.video.detect import Detector
+    from safecity.video.detect import PeopleFinder
     from safecity.video.pipeline import CameraPipeline
-    from safecity.video.track import Tracker, to_table
+    from safecity.video.track import BoxTracker, to_table
 
     scene = dict(PETS_SCENE, homography=_pets_homography())
 
@@ -101,7 +101,7 @@ def main() -> None:
         return sum(1 for _ in decode(args.video))
 
     def detect_track():
-        detector, tracker, n = Detector(scene), Tracker(), 0
+        detector, tracker, n = PeopleFinder(scene), BoxTracker(), 0
         for n, image in enumerate(decode(args.video), 1):
             det, _ = detector.detect(image)
             to_table(tracker.update(det, n - 1), n - 1, (n - 1) / 10)
@@ -109,21 +109,21 @@ def main() -> None:
 
     def pipeline(detectors):
         def run():
-            pipe, n = CameraPipeline(scene, detectors=detectors() if detectors else [], bin_s=60.0), 0
+            pipe, n = CameraPipeline(scene, rules=detectors() if detectors else [], bin_s=60.0), 0
             for n, image in enumerate(decode(args.video), 1):
                 pipe.process(image)
             return n
         return run
 
     def with_display():
-        pipe, n = CameraPipeline(scene, detectors=[], bin_s=60.0), 0
+        pipe, n = CameraPipeline(scene, rules=[], bin_s=60.0), 0
         for n, image in enumerate(decode(args.video), 1):
             pipe.display(image, pipe.process(image))
         return n
 
     full = "decode + pipeline + event detectors"
     rows = [("decode only (OpenCV)", decode_only),
-            (full, pipeline(lambda: events.make_detectors(scene))),
+            (full, pipeline(lambda: events.make_rules(scene))),
             ("decode + detect + track", detect_track),
             ("decode + pipeline, no event detectors", pipeline(None)),
             ("decode + pipeline + blurred display", with_display)]
@@ -148,14 +148,14 @@ def detector_costs(video, scene: dict, events) -> None:
     """Milliseconds per frame of each event detector, fed the pipeline's recorded tracks and masks."""
     from safecity.video.pipeline import CameraPipeline
 
-    pipe = CameraPipeline(scene, detectors=[], bin_s=60.0)
-    inputs = [(r.index, r.time_s, image, r.tracks, r.foreground)
+    pipe = CameraPipeline(scene, rules=[], bin_s=60.0)
+    inputs = [(r.index, r.time_s, image, r.detections, r.foreground)
               for image in decode(video) for r in [pipe.process(image)]]
     costs = []
-    for det in events.make_detectors(scene):
+    for det in events.make_rules(scene):
         t0, n = time.perf_counter(), 0
-        for index, time_s, image, tracks, foreground in inputs:
-            n += len(det.update(index, time_s, image, tracks, foreground))
+        for index, time_s, image, detections, foreground in inputs:
+            n += len(det.update(index, time_s, image, detections, foreground))
         costs.append(f"{det.kind} {1000 * (time.perf_counter() - t0) / len(inputs):.2f} ({n})")
     print("event detectors alone, ms per frame (events): " + ", ".join(costs))
 
@@ -164,7 +164,7 @@ def quality(video) -> None:
     """What the speed buys: the tracks against PETS's MOTChallenge public detections, if beside the video."""
     import pandas as pd
 
-    from safecity.video.detect import Detector
+    from safecity.video.detect import PeopleFinder
     from safecity.video.track import covered_share, track_frames
 
     det_path = Path(video).with_name("mot15_public_det.txt")
@@ -183,7 +183,7 @@ def quality(video) -> None:
           f"(about 20 people cross the scene)")
     frames = list(decode(video))
     t0 = time.perf_counter()
-    hog = track_frames(frames, {"fps": 10}, detector=Detector({}, hog=True))
+    hog = track_frames(frames, {"fps": 10}, finder=PeopleFinder({}, hog=True))
     rate = len(frames) / (time.perf_counter() - t0)
     print(f"with HOG on blob regions every 5th frame: {covered_share(hog, det):.3f} covered, "
           f"{hog['track_id'].nunique()} ids, detect + track (decoded frames) at {rate:.0f} fps")

@@ -14,6 +14,7 @@ import panel as pn
 
 from safecity.app.access import guard
 from safecity.app.camera_wall import camera_panel
+from safecity.sim.clips import write_clips
 
 pn.extension(sizing_mode="stretch_width")
 guard()  # no page for an open server or a user without a role
@@ -27,5 +28,5 @@ if data_dir and (Path(data_dir) / "history").is_dir():
 
 pn.Column(
     pn.pane.Markdown("## safecity · cameras", styles={"color": "#1f4e9c"}),
-    camera_panel(data_dir or None, engine=engine),
+    camera_panel(data_dir or None, engine=engine, render=write_clips),
 ).servable(title="safecity · cameras")

@@ -21,6 +21,7 @@ import panel as pn
 
 from safecity.app.access import guard
 from safecity.app.camera_wall import camera_panel
+from safecity.sim.clips import write_clips
 from safecity.app.dashboard import CityView, LiveUnitMap, LiveView, follow_engine, load_city
 from safecity.app.engine import get_engine
 
@@ -54,7 +55,7 @@ def open_maps(event, maps=maps, view=view) -> None:  # bound: the script's names
 
 tabs = pn.Tabs(
     ("Live", pn.Column(live.layout(), units_map.layout(),
-                       camera_panel(DATA_DIR, engine=engine))),  # blurred tiles and health
+                       camera_panel(DATA_DIR, engine=engine, render=write_clips))),  # blurred tiles and health
     ("City maps", maps),
 )
 tabs.param.watch(open_maps, "active")

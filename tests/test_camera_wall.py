@@ -14,10 +14,17 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ROOT, chromium_page, panel_serve
-from safecity.app.camera_wall import (CameraWall, CameraWallView, HealthView, WallCamera, data_lag,
-                                  health_html, tile_html)
+
+from safecity.app.camera_wall import (
+    CameraWall,
+    CameraWallView,
+    HealthView,
+    WallCamera,
+    data_lag,
+    health_html,
+    tile_html,
+)
 from safecity.sim.clips import render_clip, write_clips
 
 SIZE = (240, 180)
@@ -208,7 +215,9 @@ def test_demo_cameras_use_the_data_folder_clips(tmp_path):
     write_clips(tmp_path / "clips", scenarios=DEMO_SCENARIOS, n_frames=5)  # as `safecity simulate` does
     cams = demo_cameras(tmp_path)
     assert [c.source for c in cams] == [tmp_path / "clips" / f"{s}.avi" for s in DEMO_SCENARIOS]
-    rendered = demo_cameras(tmp_path / "elsewhere")  # no clips there: small ones are rendered
+    with pytest.raises(FileNotFoundError, match="safecity simulate"):
+        demo_cameras(tmp_path / "elsewhere")  # no clips there, and nothing to render them with
+    rendered = demo_cameras(tmp_path / "elsewhere", render=write_clips)  # small ones are rendered
     assert all(c.scene["size"] == [240, 180] and Path(c.source).exists() for c in rendered)
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import shared_data
+
 from safecity.data.schema import validate
 from safecity.data.store import Store
 from safecity.video.pipeline import CameraPipeline
@@ -35,7 +35,7 @@ def read_mot_detections(path) -> pd.DataFrame:
 def pets(tmp_path_factory):
     folder = shared_data("video/pets2009_s2l1")
     store = Store(tmp_path_factory.mktemp("pets-store"))
-    pipe = CameraPipeline({"camera_id": "pets-view1", "fps": 10}, detectors=[], bin_s=10.0,
+    pipe = CameraPipeline({"camera_id": "pets-view1", "fps": 10}, rules=[], bin_s=10.0,
                           start="2009-01-01T12:00:00Z")
     results = []
     original = pipe.process

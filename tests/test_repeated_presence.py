@@ -11,20 +11,23 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+import supervision as sv
 
 from safecity.data.store import Store
+from safecity.evaluation.video_events import detections_by_frame
 from safecity.sim.clips import RETURNING_PERSON, SCENARIOS, render_clip
 from safecity.video.events import to_event_rows
-from safecity.video.repeat import RepeatedPresence
+from safecity.video.events.repeated_presence import RepeatedPresenceRule
+from safecity.video.track import from_table
 
 START = pd.Timestamp("2026-06-01 08:00", tz="UTC")
 
 
-def run(detector: RepeatedPresence, clip, frames=None, time_offset: float = 0.0) -> list[dict]:
+def run(detector: RepeatedPresenceRule, clip, frames=None, time_offset: float = 0.0) -> list[dict]:
     """Feed the clip's frames and ground-truth boxes to the detector, as the pipeline would."""
     fps = clip.scene["fps"]
-    by_frame = dict(tuple(clip.tracks.groupby("frame")))
-    empty = clip.tracks.iloc[:0]
+    by_frame = detections_by_frame(clip.tracks)
+    empty = from_table(clip.tracks.iloc[:0])
     events = []
     for f in frames if frames is not None else range(len(clip.frames)):
         events += detector.update(f, time_offset + f / fps, clip.frames[f], by_frame.get(f, empty), None)
@@ -41,7 +44,7 @@ def returning_visits(clip) -> dict[int, np.ndarray]:
 def test_fires_once_on_the_returning_person_during_the_scripted_episode(seed):
     clip = render_clip("repeated_presence", seed=seed)
     truth = clip.truth.iloc[0]
-    events = run(RepeatedPresence(clip.scene, enabled=True), clip)
+    events = run(RepeatedPresenceRule(clip.scene, enabled=True), clip)
 
     assert len(events) == 1, events
     event = events[0]
@@ -58,7 +61,7 @@ def test_fires_once_on_the_returning_person_during_the_scripted_episode(seed):
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_silent_on_normal_clips(seed):
     clip = render_clip("normal", seed=seed)
-    detector = RepeatedPresence(clip.scene, enabled=True)
+    detector = RepeatedPresenceRule(clip.scene, enabled=True)
     assert run(detector, clip) == []
     assert detector.remembered_ > 0  # it did watch people, none came back
 
@@ -66,12 +69,12 @@ def test_silent_on_normal_clips(seed):
 @pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s not in ("normal", "repeated_presence")])
 def test_silent_on_the_other_scenarios(scenario):
     clip = render_clip(scenario, seed=5)
-    assert run(RepeatedPresence(clip.scene, enabled=True), clip) == []
+    assert run(RepeatedPresenceRule(clip.scene, enabled=True), clip) == []
 
 
 def test_not_enabled_returns_nothing_and_keeps_nothing():
     clip = render_clip("repeated_presence", seed=0)
-    detector = RepeatedPresence(clip.scene)  # opt-in: off unless asked
+    detector = RepeatedPresenceRule(clip.scene)  # opt-in: off unless asked
     assert run(detector, clip) == []
     assert detector.remembered_ == 0
     assert not detector._tracks and not detector._people
@@ -81,7 +84,7 @@ def test_forgets_people_after_the_time_to_live():
     clip = render_clip("repeated_presence", seed=0)
     visits = list(returning_visits(clip).values())
     ttl = 600.0
-    detector = RepeatedPresence(clip.scene, enabled=True, ttl_s=ttl)
+    detector = RepeatedPresenceRule(clip.scene, enabled=True, ttl_s=ttl)
     # The first two visits, then the same footage of visits three and four a day later.
     first_two = range(0, int(visits[1][-1]) + 15)
     assert run(detector, clip, first_two) == []
@@ -98,17 +101,17 @@ def test_forgets_people_after_the_time_to_live():
     assert detector.remembered_ == 0 and not detector._tracks
 
     # Control: without the gap the same footage does fire.
-    control = RepeatedPresence(clip.scene, enabled=True, ttl_s=ttl)
+    control = RepeatedPresenceRule(clip.scene, enabled=True, ttl_s=ttl)
     assert len(run(control, clip)) == 1
 
 
 def test_enabling_writes_an_audit_record(tmp_path):
     scene = {**render_clip("normal", n_frames=1).scene, "camera_id": "cam-canebiere-3"}
     store = Store(tmp_path)
-    RepeatedPresence(scene, enabled=False, audit=store.state)
+    RepeatedPresenceRule(scene, enabled=False, audit=store.state)
     assert store.read("audit_log").empty  # not enabled: nothing to audit
 
-    RepeatedPresence(scene, enabled=True, audit=store.state, actor="supervisor-2", ttl_s=3600)
+    RepeatedPresenceRule(scene, enabled=True, audit=store.state, actor="supervisor-2", ttl_s=3600)
 
     log = Store(tmp_path).read("audit_log")
     assert len(log) == 1
@@ -135,7 +138,7 @@ def test_signatures_never_reach_disk_logs_or_pickles(tmp_path, caplog, capsys):
     caplog.set_level(logging.DEBUG)
     clip = render_clip("repeated_presence", seed=0)
     store = Store(tmp_path)
-    detector = RepeatedPresence({**clip.scene, "camera_id": "cam-7"}, enabled=True, audit=store.state)
+    detector = RepeatedPresenceRule({**clip.scene, "camera_id": "cam-7"}, enabled=True, audit=store.state)
     events = run(detector, clip)
     assert events
     store.append("events", to_event_rows(events, "cam-7", START))  # the pipeline's own conversion
@@ -183,7 +186,7 @@ def test_through_the_camera_pipeline_signatures_stay_off_disk(tmp_path):
                  "repeated_presence": {"enabled": True, "ttl_s": 86400.0, "count": 3, "window_s": 60.0}}
         store = Store(tmp_path / f"seed{seed}")
         pipeline = CameraPipeline(scene, audit=store.state, start=START)
-        [detector] = [d for d in pipeline.detectors if isinstance(d, RepeatedPresence)]
+        [detector] = [d for d in pipeline.rules if isinstance(d, RepeatedPresenceRule)]
         pipeline.run(clip.frames, store=store)
 
         audit = store.read("audit_log")
@@ -206,7 +209,7 @@ def test_through_the_camera_pipeline_signatures_stay_off_disk(tmp_path):
 
 def test_forgetting_erases_the_signature_in_memory():
     clip = render_clip("repeated_presence", seed=0, n_frames=60)
-    detector = RepeatedPresence(clip.scene, enabled=True, ttl_s=30)
+    detector = RepeatedPresenceRule(clip.scene, enabled=True, ttl_s=30)
     run(detector, clip)
     people = list(detector._people.values())
     assert people
@@ -217,13 +220,14 @@ def test_forgetting_erases_the_signature_in_memory():
 def test_bad_settings_and_tracks_name_the_camera():
     scene = {**render_clip("normal", n_frames=1).scene, "camera_id": "cam-9"}
     with pytest.raises(ValueError, match="cam-9.*at least 2"):
-        RepeatedPresence(scene, count=1)
+        RepeatedPresenceRule(scene, count=1)
     with pytest.raises(ValueError, match="cam-9.*positive"):
-        RepeatedPresence(scene, window_s=0)
-    detector = RepeatedPresence(scene, enabled=True)
+        RepeatedPresenceRule(scene, window_s=0)
+    detector = RepeatedPresenceRule(scene, enabled=True)
     image = np.zeros((360, 480, 3), np.uint8)
-    with pytest.raises(ValueError, match="cam-9.*track_id"):
-        detector.update(0, 0.0, image, pd.DataFrame({"x": [1.0], "y": [1.0], "w": [5.0], "h": [9.0]}), None)
+    with pytest.raises(ValueError, match="cam-9.*tracker_id"):
+        detector.update(0, 0.0, image, sv.Detections(xyxy=np.array([[1.0, 1.0, 6.0, 10.0]]),
+                                                     class_id=np.array([0])), None)
 
 
 def tracked(clip) -> pd.DataFrame:
@@ -240,12 +244,12 @@ def test_end_to_end_on_the_trackers_tracks_fires_on_the_returns_and_not_on_norma
     for seed in range(5):
         clip = render_clip("repeated_presence", seed=seed)
         truth = clip.truth.iloc[0]
-        events = run(RepeatedPresence(clip.scene, enabled=True), clip._replace(tracks=tracked(clip)))
+        events = run(RepeatedPresenceRule(clip.scene, enabled=True), clip._replace(tracks=tracked(clip)))
         assert len(events) <= 1, events
         assert all(truth["start_frame"] <= e["frame"] <= truth["end_frame"] for e in events), events
         hits += len(events)
         normal = render_clip("normal", seed=seed)
-        assert run(RepeatedPresence(normal.scene, enabled=True), normal._replace(tracks=tracked(normal))) == []
+        assert run(RepeatedPresenceRule(normal.scene, enabled=True), normal._replace(tracks=tracked(normal))) == []
     # The tracker splits or merges some visits (a person entering at the border, two
     # people crossing), so a seed may be missed; most must be found.
     assert hits >= 4
@@ -257,7 +261,7 @@ def test_silent_on_the_trackers_tracks_of_people_who_stay(scenario):
     pieces of one continuous stay must not add up to returns."""
     for seed in range(3):
         clip = render_clip(scenario, seed=seed)
-        assert run(RepeatedPresence(clip.scene, enabled=True), clip._replace(tracks=tracked(clip))) == []
+        assert run(RepeatedPresenceRule(clip.scene, enabled=True), clip._replace(tracks=tracked(clip))) == []
 
 
 def test_a_track_that_swaps_two_people_is_cut_where_the_colours_change():
@@ -278,16 +282,16 @@ def test_a_track_that_swaps_two_people_is_cut_where_the_colours_change():
     tracks.loc[mine, "track_id"], tracks.loc[theirs, "track_id"] = passer_by, second_id
     swapped = clip._replace(tracks=tracks)
 
-    [event] = run(RepeatedPresence(clip.scene, enabled=True), swapped)
+    [event] = run(RepeatedPresenceRule(clip.scene, enabled=True), swapped)
     assert third[0] <= event["frame"] <= third[-1]  # on the third visit, as without the swap
     assert event["visits"] == 3
 
-    whole = run(RepeatedPresence(clip.scene, enabled=True, switch_frames=10 ** 6), swapped)
+    whole = run(RepeatedPresenceRule(clip.scene, enabled=True, switch_frames=10 ** 6), swapped)
     assert all(e["frame"] > third[-1] for e in whole), whole
 
 
 def test_the_evaluation_behind_the_readme_counts_found_and_false_events():
-    from safecity.video.repeat import evaluate_clips
+    from safecity.evaluation.repeated_presence import evaluate_clips
 
     table = evaluate_clips(seeds=(0,), scenarios=["repeated_presence", "normal"], tracks="script")
     returns, normal = (table[table["scenario"] == s].iloc[0] for s in ("repeated_presence", "normal"))

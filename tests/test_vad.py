@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import shared_data
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from conftest import shared_data
-from safecity.data import schema
-from safecity.video import anomaly as vad
 from safecity.cli import main
+from safecity.data import schema
+from safecity.data.frames import read_frames
+from safecity.video import anomaly as vad
 
 PED2 = "video/ucsd_ped2"
 
@@ -95,7 +96,7 @@ def synthetic_clip(seed, n=40, walkers=3, fast=False, shape=(160, 240), person=(
 
 @pytest.fixture(scope="module")
 def fitted():
-    return vad.FlowMomentumDetector().fit([synthetic_clip(seed) for seed in range(3)])
+    return vad.FlowMomentumScorer().fit([synthetic_clip(seed) for seed in range(3)])
 
 
 def test_a_fast_large_object_scores_higher_than_slow_walkers(fitted):
@@ -112,7 +113,7 @@ def test_a_fast_large_object_scores_higher_than_slow_walkers(fitted):
                                            ((48, 20), (288, 384))])
 def test_fit_learns_a_window_about_one_person_tall(person, shape):
     clips = [synthetic_clip(seed, person=person, shape=shape) for seed in range(3)]
-    detector = vad.FlowMomentumDetector().fit(clips)
+    detector = vad.FlowMomentumScorer().fit(clips)
     assert 0.75 * person[0] <= detector.window_ <= 1.5 * person[0]
     assert detector.window_ % 2 == 1
     assert detector.n_frames_seen_ == 120 and detector.threshold_ > 0
@@ -121,17 +122,17 @@ def test_fit_learns_a_window_about_one_person_tall(person, shape):
 def test_without_moving_people_the_window_falls_back_to_the_default():
     still = [synthetic_clip(seed, walkers=0, n=12) for seed in range(2)]
     with pytest.warns(UserWarning, match="default 31"):
-        detector = vad.FlowMomentumDetector().fit(still)
+        detector = vad.FlowMomentumScorer().fit(still)
     assert detector.window_ == vad.DEFAULT_WINDOW and np.isnan(detector.window_estimate_)
 
 
 def test_a_given_window_is_used_as_is():
-    detector = vad.FlowMomentumDetector(window=21).fit([synthetic_clip(0, n=10)])
+    detector = vad.FlowMomentumScorer(window=21).fit([synthetic_clip(0, n=10)])
     assert detector.window_ == 21 and detector.window == 21
 
 
 def test_sklearn_conventions(fitted):
-    detector = vad.FlowMomentumDetector(window=25, smoothing=3.0, causal=True)
+    detector = vad.FlowMomentumScorer(window=25, smoothing=3.0, causal=True)
     params = detector.get_params()
     assert params == {"window": 25, "margin": 8, "smoothing": 3.0, "causal": True,
                       "finest_scale": 1, "false_alarm_rate": 0.001}
@@ -147,7 +148,7 @@ def test_sklearn_conventions(fitted):
     with pytest.raises(ValueError, match="wrap"):
         copy.fit(clip)  # one clip (a list of frames) where a list of clips is expected
     with pytest.raises(ValueError, match="one-pass iterator"):
-        vad.FlowMomentumDetector().fit([iter(clip)])
+        vad.FlowMomentumScorer().fit([iter(clip)])
 
 
 def test_causal_smoothing_uses_only_past_frames():
@@ -180,12 +181,12 @@ def test_a_corrupt_frame_is_skipped_and_counted(tmp_path):
     (folder / "003.png").write_bytes(b"not an image at all")
     cv2.imwrite(str(folder / "005.png"), np.zeros((10, 10), np.uint8))  # wrong size
     (folder / "notes.txt").write_text("ignored: not an image")
-    source = vad.read_frames(folder)
+    source = read_frames(folder)
     frames = list(source)
     assert len(frames) == 6 and frames[0].shape == (160, 240) and frames[0].dtype == np.uint8
     assert source.skipped == ["003.png", "005.png"]
     assert source.names == ["000.png", "001.png", "002.png", "004.png", "006.png", "007.png"]
-    detector = vad.FlowMomentumDetector(window=25).fit([folder])
+    detector = vad.FlowMomentumScorer(window=25).fit([folder])
     assert detector.n_frames_seen_ == 6
 
 
@@ -195,19 +196,19 @@ def test_frames_are_read_in_natural_order_and_from_video(tmp_path):
     folder.mkdir()
     for i, frame in enumerate(frames):
         cv2.imwrite(str(folder / f"{i}.png"), frame)
-    assert vad.read_frames(folder).files()[:3] == [folder / "0.png", folder / "1.png", folder / "2.png"]
-    assert all(np.array_equal(a, b) for a, b in zip(vad.read_frames(folder), frames))
+    assert read_frames(folder).files()[:3] == [folder / "0.png", folder / "1.png", folder / "2.png"]
+    assert all(np.array_equal(a, b) for a, b in zip(read_frames(folder), frames))
 
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (240, 160))
     for frame in frames:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
     writer.release()
-    source = vad.read_frames(video)
+    source = read_frames(video)
     read = list(source)
     assert len(read) == 12 and read[0].shape == (160, 240) and source.names[:2] == ["0", "1"]
     with pytest.raises(FileNotFoundError):
-        vad.read_frames(tmp_path / "missing")
+        read_frames(tmp_path / "missing")
 
 
 # =========================================================================== events
@@ -253,7 +254,7 @@ def footage(tmp_path_factory):
 def test_evaluate_on_synthetic_footage(footage):
     root, _ = footage
     out = vad.evaluate(sorted((root / "train").iterdir()), sorted((root / "test").iterdir()),
-                       root / "labels.csv", detector=vad.FlowMomentumDetector(window=25))
+                       root / "labels.csv", scorer=vad.FlowMomentumScorer(window=25))
     assert out["frames"] == 40 and out["train_frames"] == 40 and out["window"] == 25
     assert out["auc"] > 0.95 and set(out["per_clip_auc"]) == {"01", "02"}
     assert out["per_clip_auc"]["02"] is None  # a clip with one class has no AUC of its own

@@ -9,9 +9,15 @@ import numpy as np
 import pytest
 import yaml
 
+from safecity.config.cameras import (
+    EXAMPLE,
+    CameraConfig,
+    ConfigError,
+    load_cameras,
+    load_installation,
+)
 from safecity.data.geo import distance_m
 from safecity.sim.clips import SCENARIOS, scene_for
-from safecity.config.cameras import EXAMPLE, CameraConfig, ConfigError, load_cameras, load_installation
 
 CAMERA = {
     "id": "cam-3",
@@ -259,7 +265,7 @@ def test_enabled_repeated_presence_and_a_plug_in(tmp_path):
     scene = camera.scene()
     assert scene["detectors"] == ["forbidden_zone", "weapon", "repeated_presence"]
     assert scene["repeat_enabled"] and scene["repeat_ttl_s"] == 3600
-    # The section as a dict, ready for video.repeat.RepeatedPresence(scene, **settings).
+    # The section as a dict, ready for video.events.repeated_presence.RepeatedPresenceRule(scene, **settings).
     assert scene["repeated_presence"] == {"enabled": True, "ttl_s": 3600, "count": 3, "window_s": 3600}
     assert scene["plugins"][0]["path"] == str(tmp_path / "guns.onnx")
 

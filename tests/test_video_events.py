@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
+import supervision as sv
 
 from safecity.data.schema import validate
+from safecity.evaluation import video_events as evaluation
 from safecity.sim.clips import render_clip
 from safecity.video import events as ev
+from safecity.video.track import from_table
 
 SEED = 0
-TOLERANCE = int(ev.TOLERANCE_S * 10)
+TOLERANCE = int(evaluation.TOLERANCE_S * 10)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,7 @@ def tracked():
     def get(scenario):
         if scenario not in cache:
             clip = render_clip(scenario, seed=SEED)
-            tracks, masks = ev.track_clip(clip.frames, clip.scene, clip.scene["fps"])
+            tracks, masks = evaluation.track_clip(clip.frames, clip.scene, clip.scene["fps"])
             cache[scenario] = clip, tracks, masks
         return cache[scenario]
 
@@ -37,7 +41,7 @@ def tracked():
 
 def _run(tracked, scenario, kind):
     clip, tracks, masks = tracked(scenario)
-    found = ev.run_detectors(ev.make_detectors(clip.scene, [kind]), clip.frames, tracks,
+    found = evaluation.run_rules(ev.make_rules(clip.scene, [kind]), clip.frames, tracks,
                              clip.scene["fps"], masks)
     return clip, found
 
@@ -82,7 +86,7 @@ def test_events_become_valid_event_rows(tracked):
 def test_fire_detector_ignores_static_flame_colours():
     """The yellow hatched zone is flame-coloured but does not flicker by itself."""
     clip = render_clip("normal", seed=SEED, n_frames=60)
-    fire = ev.FireDetector(clip.scene)
+    fire = ev.FireRule(clip.scene)
     assert fire.flame_mask(clip.frames[0]).any()  # the hatching passes the colour rule
     found = [e for f, image in enumerate(clip.frames) for e in fire.update(f, f / 10, image)]
     assert found == []
@@ -90,34 +94,34 @@ def test_fire_detector_ignores_static_flame_colours():
 
 def test_weapon_detector_refuses_without_a_model(tmp_path):
     with pytest.raises(ValueError, match="no weapon model ships"):
-        ev.WeaponDetector({})
+        ev.WeaponRule({})
     missing = tmp_path / "gun.onnx"
     with pytest.raises(FileNotFoundError, match="gun.onnx"):
-        ev.WeaponDetector({}, model_path=missing)
-    assert all(d.kind != "weapon" for d in ev.make_detectors(render_clip("normal", n_frames=2).scene))
+        ev.WeaponRule({}, model_path=missing)
+    assert all(d.kind != "weapon" for d in ev.make_rules(render_clip("normal", n_frames=2).scene))
 
 
 def test_bad_settings_name_the_field():
     scene = render_clip("normal", n_frames=2).scene
     with pytest.raises(ValueError, match="gate"):
-        ev.LoiteringDetector(scene, zones=["gate"])
+        ev.LoiteringRule(scene, zones=["gate"])
     with pytest.raises(ValueError, match="unknown event kind.*teleport"):
-        ev.make_detectors(scene, ["fire", "teleport"])
+        ev.make_rules(scene, ["fire", "teleport"])
     with pytest.raises(ValueError, match="flow of zone 'main'"):
-        ev.WrongWayDetector(scene, flows={"main": [0, 0]})
+        ev.WrongWayRule(scene, flows={"main": [0, 0]})
     with pytest.raises(ValueError, match="event 0 from camera cam-1 lacks"):
         ev.to_event_rows([{"kind": "fire"}], "cam-1", "2026-01-01")
 
 
 def test_evaluation_counts_false_alarms_on_other_clips():
     """Precision is over all clips: an event on a clip without that episode is a false alarm."""
-    table, events = ev.evaluate_clips(seeds=(SEED,), scenarios=("normal", "fire"), tracker="truth",
+    table, events = evaluation.evaluate_clips(seeds=(SEED,), scenarios=("normal", "fire"), tracker="truth",
                                       kinds=("fire",))
     row = table.set_index("kind").loc["fire"]
     assert row["episodes"] == 1 and row["recall"] == 1.0
     assert row["precision"] == events["true_positive"].mean()
     assert set(events["scenario"]) <= {"normal", "fire"}
-    hit, found = ev.match_events([{"kind": "fire", "frame": 45}, {"kind": "fire", "frame": 30}],
+    hit, found = evaluation.match_events([{"kind": "fire", "frame": 45}, {"kind": "fire", "frame": 30}],
                                  render_clip("fire", n_frames=60).truth, fps=10)
     assert hit == [True, False] and found == [True]   # 45 is within the 1 s tolerance of frame 50
 
@@ -126,21 +130,26 @@ def test_tracks_without_a_contract_column_are_refused_by_name():
     scene = render_clip("normal", n_frames=2).scene
     no_height = pd.DataFrame({"frame": [0], "time_s": [0.0], "track_id": [1], "x": [10.0], "y": [10.0],
                               "w": [5.0], "cls": ["person"], "confidence": [1.0]})
-    with pytest.raises(ValueError, match=r"tracks lack the columns \['h'\]"):
-        ev.LoiteringDetector(scene).update(0, 0.0, None, no_height)
+    with pytest.raises(ValueError, match=r"tracks table lacks column\(s\) h "):
+        from_table(no_height)
+    untracked = sv.Detections(xyxy=np.array([[10.0, 10.0, 15.0, 30.0]]), class_id=np.array([0]))
+    with pytest.raises(ValueError, match="tracker_id is missing"):
+        ev.LoiteringRule(scene).update(0, 0.0, None, untracked)
     with pytest.raises(ValueError, match="pixel_step"):
-        ev.ExcessiveDensityDetector(scene, pixel_step=0)
+        ev.ExcessiveDensityRule(scene, pixel_step=0)
 
 
 def test_detectors_sharing_a_frame_table_find_what_each_finds_alone(tracked):
-    """Each frame's table is turned into arrays once and shared: no detector may see another frame's."""
+    """Each frame's detections are shared by every detector: none may see another frame's, nor
+    change what the next one sees."""
     clip, tracks, masks = tracked("crowd_movement")
-    shared = ev.run_detectors(ev.make_detectors(clip.scene), clip.frames, tracks, 10, masks)
+    shared = evaluation.run_rules(ev.make_rules(clip.scene), clip.frames, tracks, 10, masks)
     alone = []
-    for det in ev.make_detectors(clip.scene):  # each fed its own copy of every frame's rows
+    for det in ev.make_rules(clip.scene):  # each fed its own copy of every frame's rows
         by_frame = {f: rows for f, rows in tracks.groupby("frame")}
         for f, image in enumerate(clip.frames):
-            alone.extend(det.update(f, f / 10, image, by_frame.get(f, tracks.iloc[:0]).copy(), masks[f]))
+            alone.extend(det.update(f, f / 10, image, from_table(by_frame.get(f, tracks.iloc[:0]).copy()),
+                                    masks[f]))
     assert len(shared) >= 3 and {e["kind"] for e in shared} >= {"crowd_movement"}
 
     def key(e):
@@ -153,8 +162,8 @@ def test_fire_judged_at_half_width_finds_what_full_width_finds():
     """Flame colours are judged at 240 px wide for speed; at 480 (every pixel) the alarm is the same."""
     fire = render_clip("fire", seed=SEED)
     ep = fire.truth.iloc[0]
-    tracks = ev.truth_tracks(fire)
-    found = {width: ev.run_detectors([ev.FireDetector(fire.scene, work_width=width)], fire.frames, tracks, 10)
+    tracks = evaluation.truth_tracks(fire)
+    found = {width: evaluation.run_rules([ev.FireRule(fire.scene, work_width=width)], fire.frames, tracks, 10)
              for width in (240, 480)}
     half, full = found[240], found[480]
     assert len(half) == len(full) == 1
@@ -168,7 +177,7 @@ def test_fire_judged_at_half_width_finds_what_full_width_finds():
 def test_density_on_every_other_pixel_counts_what_every_pixel_counts(tracked):
     """``pixel_step=2`` does a quarter of the work; the alarm and its pixel estimate stay the same."""
     clip, tracks, masks = tracked("excessive_density")
-    found = {step: ev.run_detectors([ev.ExcessiveDensityDetector(clip.scene, pixel_step=step)], clip.frames,
+    found = {step: evaluation.run_rules([ev.ExcessiveDensityRule(clip.scene, pixel_step=step)], clip.frames,
                                     tracks, 10, masks)
              for step in (1, 2)}
     assert len(found[2]) == len(found[1]) >= 1

@@ -17,9 +17,10 @@ import shapely
 from safecity.data.schema import validate
 from safecity.data.store import Store
 from safecity.sim.clips import render_clip
-from safecity.video.detect import OnnxDetector, PersonSize
-from safecity.video.pipeline import FLOW_SECTORS, CameraPipeline, observations_for
+from safecity.video.detect import OnnxFinder, PersonSize
+from safecity.video.pipeline import CameraPipeline, observations_for
 from safecity.video.track import TRACK_COLUMNS, iou_matrix, track_frames
+from safecity.video.zones import FLOW_SECTORS
 
 
 def _xyxy(df: pd.DataFrame) -> np.ndarray:
@@ -103,7 +104,7 @@ def test_a_fallen_person_stays_a_person():
 
 def test_ground_speed_of_walkers(normal):
     clip, _ = normal
-    pipe = CameraPipeline(clip.scene, detectors=[])
+    pipe = CameraPipeline(clip.scene, rules=[])
     results = [pipe.process(f) for f in clip.frames]
     rows = pd.concat([r.tracks for r in results])
     moving = rows[(rows["cls"] == "person") & (rows["speed_mps"] > 0)]
@@ -116,7 +117,7 @@ def test_ground_speed_of_walkers(normal):
 
 def test_dwell_time_of_a_loiterer():
     clip = render_clip("loitering")
-    pipe = CameraPipeline(clip.scene, detectors=[])
+    pipe = CameraPipeline(clip.scene, rules=[])
     longest = 0.0
     for frame in clip.frames:
         result = pipe.process(frame)
@@ -130,7 +131,7 @@ def test_dwell_time_of_a_loiterer():
 def test_observations_validate_and_land_in_the_store(tmp_path):
     clip = render_clip("normal", n_frames=120)
     store = Store(tmp_path)
-    pipe = CameraPipeline(clip.scene, detectors=[], camera_id="cam-7", bin_s=5.0,
+    pipe = CameraPipeline(clip.scene, rules=[], camera_id="cam-7", bin_s=5.0,
                           start="2026-06-01T08:00:00Z")
     summary = pipe.run(iter(clip.frames), store=store)
     assert summary["frames"] == 120
@@ -188,14 +189,14 @@ def test_zone_counts_on_a_quiet_clip_are_exact_enough(normal):
 
 
 def test_a_bad_frame_names_the_camera():
-    pipe = CameraPipeline(render_clip("normal", n_frames=2).scene, detectors=[], camera_id="gate-3")
+    pipe = CameraPipeline(render_clip("normal", n_frames=2).scene, rules=[], camera_id="gate-3")
     with pytest.raises(ValueError, match="gate-3"):
         pipe.process(np.zeros((10, 10), np.uint8))
 
 
 def test_a_frame_of_another_size_names_camera_and_frame():
     clip = render_clip("normal", n_frames=3)
-    pipe = CameraPipeline(clip.scene, detectors=[], camera_id="gate-3")
+    pipe = CameraPipeline(clip.scene, rules=[], camera_id="gate-3")
     pipe.process(clip.frames[0])
     with pytest.raises(ValueError, match="gate-3.*frame 1 is 240x180.*480x360"):
         pipe.process(clip.frames[1][::2, ::2])
@@ -210,7 +211,7 @@ def test_event_detectors_run_and_their_rows_validate(tmp_path):
     events = pytest.importorskip("safecity.video.events")
     clip = render_clip("forbidden_zone")
     store = Store(tmp_path)
-    pipe = CameraPipeline(clip.scene, detectors=events.make_detectors(clip.scene, ["forbidden_zone"]),
+    pipe = CameraPipeline(clip.scene, rules=events.make_rules(clip.scene, ["forbidden_zone"]),
                           bin_s=5.0, start="2026-06-01T08:00:00Z")
     summary = pipe.run(iter(clip.frames), store=store)
     found = store.read("events")
@@ -225,7 +226,7 @@ def test_display_blurs_people():
     import cv2
 
     clip = render_clip("normal", n_frames=60)
-    pipe = CameraPipeline(clip.scene, detectors=[])
+    pipe = CameraPipeline(clip.scene, rules=[])
     for frame in clip.frames:
         result = pipe.process(frame)
     people = result.tracks[result.tracks["cls"] == "person"]
@@ -280,7 +281,7 @@ def test_onnx_plugin_reads_yolo_rows(tmp_path):
                       [48, 16, 8, 8, 0.9, 0.1, 0.9],
                       [10, 10, 4, 4, 0.2, 0.5, 0.5]]])
     _tiny_onnx(path, rows)
-    model = OnnxDetector(path, input_size=(64, 64), classes=("person", "knife"), confidence=0.5,
+    model = OnnxFinder(path, input_size=(64, 64), classes=("person", "knife"), confidence=0.5,
                          kind="weapons")
     image = np.zeros((128, 256, 3), np.uint8)  # letterboxed: 256 px wide -> 64, scale 1/4
     det = model.detect(image)
@@ -296,11 +297,11 @@ def test_onnx_plugin_reads_yolo_rows(tmp_path):
 
 def test_onnx_plugin_errors_name_the_model(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.onnx"):
-        OnnxDetector(tmp_path / "nowhere.onnx")
+        OnnxFinder(tmp_path / "nowhere.onnx")
     path = tmp_path / "wrong.onnx"
     _tiny_onnx(path, np.zeros((1, 3, 9)))
     with pytest.raises(ValueError, match="wrong.onnx.*5 \\+ 1 classes"):
-        OnnxDetector(path, input_size=(64, 64), classes=("person",)).detect(np.zeros((64, 64, 3), np.uint8))
+        OnnxFinder(path, input_size=(64, 64), classes=("person",)).detect(np.zeros((64, 64, 3), np.uint8))
 
 
 # --------------------------------------------------------------------------- command line

@@ -47,12 +47,14 @@ STATUSES = ("ok", "late", "ended", "offline")
 
 @dataclass(frozen=True)
 class WallCamera:
-    """One camera of the wall: its id, where its frames come from, its scene and frame rate."""
+    """One camera of the wall: its id, where its frames come from, its scene and frame rate, and
+    (an installation's camera) its validated configuration, which its event rules are built from."""
 
     camera_id: str
     source: str | os.PathLike
     scene: dict
     fps: float = 10.0
+    config: object | None = None  # a config.cameras.CameraConfig
 
 
 @dataclass
@@ -160,7 +162,8 @@ class CameraWall:
         feed.source = VideoSource(cam.source, cam.camera_id, fps=fps)
         feed.frames = iter(feed.source)
         # A fresh pipeline shows whole frames blurred until it has warmed up (every open and loop).
-        feed.pipeline = CameraPipeline(cam.scene, camera_id=cam.camera_id, fps=cam.fps, audit=self.audit)
+        feed.pipeline = CameraPipeline(cam.config if cam.config is not None else cam.scene,
+                                       camera_id=cam.camera_id, fps=cam.fps, audit=self.audit)
         feed.pipeline.watch(feed.source)
 
     def _advance(self, feed: _Feed) -> int:
@@ -256,17 +259,23 @@ class CameraWall:
 # =========================================================================== cameras
 
 
-def demo_cameras(data_dir: str | os.PathLike | None = None, scenarios=DEMO_SCENARIOS) -> list[WallCamera]:
-    """The demo's scripted clips (``<data_dir>/clips``, from ``safecity simulate``); rendered at
-    ``DEMO_SIZE`` into a temporary folder when the data folder has none."""
-    import json
+def demo_cameras(data_dir: str | os.PathLike | None = None, scenarios=DEMO_SCENARIOS,
+                 render=None) -> list[WallCamera]:
+    """The demo's scripted clips (``<data_dir>/clips``, from ``safecity simulate``).
 
-    from safecity.sim.clips import write_clips
+    When the data folder has none, ``render(folder, scenarios=, size=)`` (the demo
+    passes ``safecity.sim.clips.write_clips``: live code never imports the simulator)
+    renders them at ``DEMO_SIZE`` into a temporary folder.
+    """
+    import json
 
     clips = Path(data_dir) / "clips" if data_dir is not None else None
     if clips is None or not all((clips / f"{s}.avi").exists() for s in scenarios):
+        if render is None:
+            raise FileNotFoundError(f"no demo clips in {clips} (run `safecity simulate`), and no "
+                                    "renderer given to make them")
         clips = Path(tempfile.mkdtemp(prefix="safecity-wall-"))
-        write_clips(clips, scenarios=scenarios, size=DEMO_SIZE)
+        render(clips, scenarios=scenarios, size=DEMO_SIZE)
     out = []
     for s in scenarios:
         scene = json.loads((clips / f"{s}_scene.json").read_text())
@@ -278,7 +287,7 @@ def installation_cameras(path: str | os.PathLike) -> list[WallCamera]:
     """The cameras of an installation file (``safecity.config.cameras``), validated at load."""
     from safecity.config.cameras import load_cameras
 
-    return [WallCamera(c.id, c.source, c.scene(), float(c.fps)) for c in load_cameras(path)]
+    return [WallCamera(c.id, c.source, c.scene(), float(c.fps), config=c) for c in load_cameras(path)]
 
 
 _WALLS: dict[str, CameraWall] = {}
@@ -286,11 +295,12 @@ _WALLS_LOCK = threading.Lock()
 
 
 def get_wall(cameras_file: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
-             run: bool = True, **kwargs) -> CameraWall:
+             run: bool = True, render=None, **kwargs) -> CameraWall:
     """The process's one wall, created and started on the first call.
 
     Its cameras: those of ``cameras_file`` (default ``$SAFECITY_CAMERAS``), else the demo
-    clips of ``data_dir`` (default ``$SAFECITY_DATA_DIR``). ``kwargs`` go to ``CameraWall``.
+    clips of ``data_dir`` (default ``$SAFECITY_DATA_DIR``; ``render`` makes them when absent, see
+    ``demo_cameras``). ``kwargs`` go to ``CameraWall``.
     """
     cameras_file = cameras_file or os.environ.get("SAFECITY_CAMERAS") or None
     data_dir = data_dir or os.environ.get("SAFECITY_DATA_DIR") or None
@@ -298,7 +308,7 @@ def get_wall(cameras_file: str | os.PathLike | None = None, data_dir: str | os.P
     with _WALLS_LOCK:
         wall = _WALLS.get(key)
         if wall is None:
-            cams = installation_cameras(cameras_file) if cameras_file else demo_cameras(data_dir)
+            cams = installation_cameras(cameras_file) if cameras_file else demo_cameras(data_dir, render=render)
             wall = CameraWall(cams, **kwargs)
             if run:
                 wall.start()
@@ -389,10 +399,10 @@ class HealthView(param.Parameterized):
 
 
 def camera_panel(data_dir: str | os.PathLike | None = None, engine=None, period_ms: int = 1000,
-                 cameras_file: str | os.PathLike | None = None) -> pn.Column:
+                 cameras_file: str | os.PathLike | None = None, render=None) -> pn.Column:
     """This session's tiles and health panel of the process's wall (``get_wall``), refreshed
     every ``period_ms`` by a periodic callback of the session: what a page adds in one line."""
-    wall = get_wall(cameras_file, data_dir=data_dir)
+    wall = get_wall(cameras_file, data_dir=data_dir, render=render)
     tiles, health = CameraWallView(wall), HealthView(wall, engine=engine)
 
     def refresh() -> None:  # reads the wall; never runs a pipeline

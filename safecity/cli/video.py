@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
+from safecity.cli.options import _check_out, _write_table_file
 from safecity.cli.root import main
-from safecity.cli.options import _write_table_file, _check_out
 
 
 @main.group()
@@ -17,7 +17,7 @@ def vad() -> None:
 
 
 def _vad_options(command):
-    """The detector's hyperparameters and the training footage, shared by every vad command."""
+    """The anomaly scorer's hyperparameters and the training footage, shared by every vad command."""
     options = [
         click.option("--train", "train_dir", required=True, type=click.Path(exists=True, file_okay=False),
                      help="Normal footage: one sub-folder of frames (or a video file) per clip, "
@@ -42,7 +42,7 @@ def _vad_options(command):
 
 def _vad_clips(folder) -> list:
     """The clips of a folder: its sub-folders and video files in name order, else the folder itself."""
-    from safecity.video.anomaly import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+    from safecity.data.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
     items = sorted(p for p in Path(folder).iterdir() if not p.name.startswith("."))
     clips = [p for p in items if p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES]
@@ -53,10 +53,10 @@ def _vad_clips(folder) -> list:
     raise click.ClickException(f"{folder}: no clip (expected one sub-folder of frames, or a video, per clip)")
 
 
-def _vad_detector(window, margin, smoothing, causal, finest_scale, false_alarm_rate):
-    from safecity.video.anomaly import FlowMomentumDetector
+def _vad_scorer(window, margin, smoothing, causal, finest_scale, false_alarm_rate):
+    from safecity.video.anomaly import FlowMomentumScorer
 
-    return FlowMomentumDetector(window=window, margin=margin, smoothing=smoothing, causal=causal,
+    return FlowMomentumScorer(window=window, margin=margin, smoothing=smoothing, causal=causal,
                                 finest_scale=finest_scale, false_alarm_rate=false_alarm_rate)
 
 
@@ -80,7 +80,7 @@ def vad_eval(train_dir, window, margin, smoothing, causal, finest_scale, false_a
 
     from safecity.video.anomaly import LabelsError, evaluate
 
-    detector = _vad_detector(window, margin, smoothing, causal, finest_scale, false_alarm_rate)
+    scorer = _vad_scorer(window, margin, smoothing, causal, finest_scale, false_alarm_rate)
     train, test = _vad_clips(train_dir), _vad_clips(test_dir)
     total = len(train) * (2 if window is None else 1) + 2 * len(test)
     with tqdm(total=total, desc="vad eval", unit="clip", file=sys.stderr) as bar:
@@ -89,7 +89,7 @@ def vad_eval(train_dir, window, margin, smoothing, causal, finest_scale, false_a
             bar.update()
 
         try:
-            result = evaluate(train, test, labels_path, detector=detector, progress=progress)
+            result = evaluate(train, test, labels_path, scorer=scorer, progress=progress)
         except (LabelsError, ValueError, FileNotFoundError) as err:
             raise click.ClickException(str(err)) from None
     click.echo(json.dumps(result, indent=1))
@@ -112,9 +112,9 @@ def vad_score(train_dir, window, margin, smoothing, causal, finest_scale, false_
     import pandas as pd
     from tqdm import tqdm
 
-    from safecity.video.anomaly import FrameSource
+    from safecity.data.frames import FrameSource
 
-    detector = _vad_detector(window, margin, smoothing, causal, finest_scale, false_alarm_rate)
+    scorer = _vad_scorer(window, margin, smoothing, causal, finest_scale, false_alarm_rate)
     train = _vad_clips(train_dir)
     frames = FrameSource(source)
     try:
@@ -132,20 +132,20 @@ def vad_score(train_dir, window, margin, smoothing, causal, finest_scale, false_
             bar.update()
 
         try:
-            detector.fit(train, progress=progress)
-            scores = detector.score_samples(frames)
+            scorer.fit(train, progress=progress)
+            scores = scorer.score_samples(frames)
         except ValueError as err:
             raise click.ClickException(str(err)) from None
         progress("score")
     table = pd.DataFrame({"frame": range(len(scores)), "name": frames.names, "score": scores.round(5),
-                          "alarm": (scores > detector.threshold_).astype(int)})
+                          "alarm": (scores > scorer.threshold_).astype(int)})
     if out_path is None:
         click.echo(table.to_csv(index=False), nl=False)
         return
     _write_table_file(table, out_path)
     click.echo(json.dumps({"out": str(out_path), "frames": len(table),
                            "alarm_frames": int(table["alarm"].sum()), "skipped": frames.skipped,
-                           "threshold": round(detector.threshold_, 4), "window": detector.window_}))
+                           "threshold": round(scorer.threshold_, 4), "window": scorer.window_}))
 
 
 # --------------------------------------------------------------------------- baseline
@@ -228,8 +228,8 @@ def video_run(config_path, data_dir, camera_ids, max_frames, bin_s, give_up_s) -
     frames, track ids, observations and events written, frames per second,
     and the source's health. Exits non-zero, naming them, if any camera failed.
     """
-    from safecity.data.store import Store
     from safecity.app.camera_runner import run_cameras
+    from safecity.data.store import Store
 
     cameras = _video_cameras(config_path, camera_ids)
     store = Store(data_dir)
@@ -247,7 +247,7 @@ def video_run(config_path, data_dir, camera_ids, max_frames, bin_s, give_up_s) -
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Annotated copy to write (.mp4 or .avi).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Cameras YAML: zones and event detectors of the camera (without it: tracks only).")
+              help="Cameras YAML: zones and event rules of the camera (without it: tracks only).")
 @click.option("--camera", "camera_id", default=None, help="Camera id in --config (default: the first).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Store for audit records (needed only if the camera's privacy settings turn the blur off).")
@@ -270,7 +270,7 @@ def video_annotate(source, out_path, config_path, camera_id, data_dir, max_frame
         pipe = CameraPipeline(cameras[0], audit=audit)
     else:
         default_id = "stream" if "://" in source else Path(source).stem  # never a URL's query
-        pipe = CameraPipeline({"camera_id": camera_id or default_id}, detectors=[], audit=audit)
+        pipe = CameraPipeline({"camera_id": camera_id or default_id}, rules=[], audit=audit)
     fourcc = "mp4v" if out_path.lower().endswith((".mp4", ".m4v", ".mov")) else "MJPG"
     writer, n, events = None, 0, 0
     try:

@@ -33,14 +33,8 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
                       ValidationError, ValidationInfo, field_validator, model_validator)
 
+from safecity.config.event_kinds import CAMERA_KINDS, DEFAULT_CAMERA_KINDS
 from safecity.video.sources import VideoSource, redact, source_kind
-
-#: Event kinds a camera can be set to detect (names from ``safecity.data.schema.EVENT_KINDS``).
-DETECTOR_KINDS = ("loitering", "forbidden_zone", "wrong_way", "person_on_ground", "abandoned_object",
-                  "excessive_density", "crowd_movement", "fire", "repeated_presence", "weapon")
-
-#: Enabled unless a camera lists its own: repeated presence is opt-in and weapons need a plug-in.
-DEFAULT_DETECTORS = tuple(k for k in DETECTOR_KINDS if k not in ("repeated_presence", "weapon"))
 
 #: A complete installation file to copy from (shipped with the package).
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "cameras.example.yml"
@@ -265,7 +259,7 @@ class CameraConfig(_Strict):
     ground: GroundMapping | None = None
     privacy: Privacy = Field(default_factory=Privacy)
     repeated_presence: RepeatedPresence = Field(default_factory=RepeatedPresence)
-    detectors: list[Literal[DETECTOR_KINDS]] = Field(default_factory=lambda: list(DEFAULT_DETECTORS))
+    detectors: list[Literal[CAMERA_KINDS]] = Field(default_factory=lambda: list(DEFAULT_CAMERA_KINDS))
     plugins: list[OnnxPlugin] = Field(default_factory=list)
 
     @field_validator("source")

@@ -38,6 +38,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from safecity.config.event_kinds import DESCRIPTIONS
+
 SENSOR_KINDS = ("camera", "counter", "gunshot_detector", "panic_button", "drone")
 UNIT_KINDS = ("police", "fire", "ambulance")
 UNIT_STATUSES = (
@@ -70,31 +72,8 @@ def metric_range(metric: str) -> tuple | None:
         return METRIC_RANGES[metric]
     return next((r for p, r in METRIC_PREFIX_RANGES.items() if metric.startswith(p)), None)
 
-#: The one event taxonomy. The first eight are the situations that the French
-#: experimental framework for algorithmic video (law 2023-380, art. 10; decree
-#: 2023-828) allows a system to flag; the rest come from other sources.
-EVENT_KINDS = {
-    # legal algorithmic-video events
-    "abandoned_object": "an object left unattended",
-    "wrong_way": "movement against the expected flow",
-    "forbidden_zone": "a person entering a forbidden or sensitive zone",
-    "person_on_ground": "a person on the ground after a fall",
-    "crowd_movement": "sudden convergence or dispersal of a crowd",
-    "excessive_density": "people per square metre over the zone's limit",
-    "fire": "fire or smoke",
-    "weapon": "weapon (plug-in model only; none ships with safecity)",
-    # other video and baseline findings
-    "loitering": "presence in one zone longer than its limit",
-    "repeated_presence": "the same anonymous person back in a zone (opt-in)",
-    "anomaly": "a departure from the learned usual situation",
-    "gathering_forecast": "a forecast crowd above a zone's capacity",
-    # other sources
-    "gunshot": "acoustic gunshot detection",
-    "panic": "panic button pressed",
-    "call": "emergency call",
-    "police_log": "police log entry (free text, untrusted)",
-    "drone": "drone observation",
-}
+#: The one event taxonomy (declared in ``safecity.config.event_kinds``): kind -> description.
+EVENT_KINDS = DESCRIPTIONS
 
 # ---------------------------------------------------------------------------
 

@@ -85,10 +85,10 @@ def synthetic_labelled_scores(seed: int = 0, scenarios: Sequence[str] = TEST_SCE
     Returns ``(names, scores, labels, detector)`` with one score and label array per clip.
     """
     from safecity.sim.clips import render_clip
-    from safecity.video.anomaly import FlowMomentumDetector
+    from safecity.video.anomaly import FlowMomentumScorer
 
     train = render_clip(TRAIN_SCENARIO, seed=seed, size=size, fps=fps)
-    detector = FlowMomentumDetector().fit([train.frames])
+    detector = FlowMomentumScorer().fit([train.frames])
     names, scores, labels = [], [], []
     for name in scenarios:
         clip = render_clip(name, seed=seed + 1, size=size, fps=fps)

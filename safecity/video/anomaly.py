@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -33,6 +32,8 @@ from scipy.signal import lfilter
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from safecity.data.frames import FrameSource
+
 #: Window used when the training footage shows too few moving blobs to measure
 #: them: 31 px is a pedestrian's height on UCSD Ped2 (240 x 360 frames), where
 #: the method was developed; windows from 15 to 46 px give the same ranking there.
@@ -43,88 +44,13 @@ MIN_BLOBS = 20
 
 SOURCE = "vad"
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm", ".wmv"}
-
 Frames = Iterable[np.ndarray]
-
-
-# =========================================================================== reading frames
-
-
-class FrameSource:
-    """The frames of one clip, read lazily as 2-D uint8 grayscale arrays.
-
-    ``source`` is a folder of image files (read in natural name order, so
-    ``9.jpg`` comes before ``10.jpg``) or a video file. Files that do not
-    decode, or whose size differs from the clip's first frame, are skipped:
-    after an iteration ``names`` lists the frames yielded (file names, or
-    0-based frame numbers of a video) and ``skipped`` the files left out, so
-    that scores can be matched to labels by name.
-    """
-
-    def __init__(self, source: str | os.PathLike):
-        self.source = Path(source)
-        if not self.source.exists():
-            raise FileNotFoundError(f"{self.source}: no such folder or video file")
-        self.names: list[str] = []
-        self.skipped: list[str] = []
-
-    def files(self) -> list[Path]:
-        """The image files of a folder source, in natural order (empty for a video)."""
-        if not self.source.is_dir():
-            return []
-        files = [f for f in self.source.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
-        return sorted(files, key=lambda f: _natural_key(f.name))
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        self.names, self.skipped = [], []
-        if self.source.is_dir():
-            yield from self._read_folder()
-        else:
-            yield from self._read_video()
-
-    def _read_folder(self) -> Iterator[np.ndarray]:
-        shape = None
-        for f in self.files():
-            frame = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
-            if frame is None or (shape is not None and frame.shape != shape):
-                self.skipped.append(f.name)
-                continue
-            shape = frame.shape
-            self.names.append(f.name)
-            yield frame
-
-    def _read_video(self) -> Iterator[np.ndarray]:
-        capture = cv2.VideoCapture(str(self.source))
-        if not capture.isOpened():
-            raise ValueError(f"{self.source}: not a folder of images nor a video OpenCV can open")
-        try:
-            index = 0
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                self.names.append(str(index))
-                index += 1
-                yield cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-        finally:
-            capture.release()
-
-
-def read_frames(source: str | os.PathLike) -> FrameSource:
-    """A lazy iterable over the grayscale frames of a folder of images or a video file."""
-    return FrameSource(source)
-
-
-def _natural_key(name: str) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 def _frames(clip) -> Frames:
     """A clip given as a path becomes a ``FrameSource``; arrays pass through."""
     if isinstance(clip, (str, os.PathLike)):
-        return read_frames(clip)
+        return FrameSource(clip)
     if isinstance(clip, np.ndarray) and clip.ndim < 3:
         raise ValueError(f"a clip is a sequence of frames; got one array of shape {clip.shape}")
     return clip
@@ -296,11 +222,11 @@ def estimate_window(clips: Iterable, finest_scale: int | None = 1, stride: int =
     return window + 1 - window % 2, estimate
 
 
-# =========================================================================== detector
+# =========================================================================== scorer
 
 
-class FlowMomentumDetector(BaseEstimator):
-    """Frame-level anomaly detector for a fixed camera, fitted on normal footage only.
+class FlowMomentumScorer(BaseEstimator):
+    """Frame-level anomaly scorer for a fixed camera, fitted on normal footage only.
 
     Parameters
     ----------
@@ -514,17 +440,17 @@ def _timed(fn, items, progress, stage) -> tuple[list, float]:
 
 
 def evaluate(train_dirs: Sequence[str | os.PathLike], test_dirs: Sequence[str | os.PathLike],
-             labels: str | os.PathLike | pd.DataFrame, detector: FlowMomentumDetector | None = None,
+             labels: str | os.PathLike | pd.DataFrame, scorer: FlowMomentumScorer | None = None,
              baseline_q: float = 99.9, progress: Callable[[str], None] | None = None) -> dict:
     """Fit on normal clips, score labelled test clips; frame-level ROC AUC against the flow baseline.
 
     Each test folder's name is its ``video`` in the labels; frames are matched
     to labels by file name. Frames per second are measured on one OpenCV
-    thread, decoding included (a test clip at a time), for the detector and
+    thread, decoding included (a test clip at a time), for the scorer and
     the baseline in the same run. AUCs are pooled over all test frames, so
     one threshold must work for every clip, as it would live.
     """
-    detector = FlowMomentumDetector() if detector is None else detector
+    scorer = FlowMomentumScorer() if scorer is None else scorer
     test_dirs = [Path(d) for d in test_dirs]
     table, name = read_labels(labels)
     truth = {d.name: _clip_labels(table, name, d) for d in test_dirs}
@@ -534,15 +460,15 @@ def evaluate(train_dirs: Sequence[str | os.PathLike], test_dirs: Sequence[str | 
                       stacklevel=2)
 
     start = time.perf_counter()
-    detector.fit([Path(d) for d in train_dirs], progress=progress)
+    scorer.fit([Path(d) for d in train_dirs], progress=progress)
     fit_seconds = time.perf_counter() - start
 
     def ours(folder):
         source = FrameSource(folder)
-        return detector.score_samples(source), source
+        return scorer.score_samples(source), source
 
     def baseline(folder):
-        return flow_percentile_scores(FrameSource(folder), q=baseline_q, smoothing=detector.smoothing)
+        return flow_percentile_scores(FrameSource(folder), q=baseline_q, smoothing=scorer.smoothing)
 
     scored, seconds = _timed(ours, test_dirs, progress, "test: scores")
     base, base_seconds = _timed(baseline, test_dirs, progress, "test: baseline")
@@ -559,18 +485,18 @@ def evaluate(train_dirs: Sequence[str | os.PathLike], test_dirs: Sequence[str | 
     if not 0 < y.sum() < len(y):
         raise LabelsError(f"{name}: the test frames need both normal (0) and abnormal (1) labels "
                           f"for an AUC; all {len(y)} are {int(y[0])}")
-    alarm = s > detector.threshold_
+    alarm = s > scorer.threshold_
     return {
         "auc": _auc(y, s), "fps": round(len(s) / seconds, 1),
         "baseline_auc": _auc(y, b), "baseline_fps": round(len(b) / base_seconds, 1),
         "per_clip_auc": per_clip, "baseline_per_clip_auc": base_per_clip,
-        "threshold": round(detector.threshold_, 4),
+        "threshold": round(scorer.threshold_, 4),
         "fpr_at_threshold": round(float(alarm[y == 0].mean()), 4),
         "tpr_at_threshold": round(float(alarm[y == 1].mean()), 4),
-        "frames": int(len(s)), "abnormal_frames": int(y.sum()), "train_frames": detector.n_frames_seen_,
+        "frames": int(len(s)), "abnormal_frames": int(y.sum()), "train_frames": scorer.n_frames_seen_,
         "train_clips": len(train_dirs), "test_clips": len(test_dirs),
-        "window": detector.window_,
-        "window_estimate": None if np.isnan(detector.window_estimate_) else detector.window_estimate_,
+        "window": scorer.window_,
+        "window_estimate": None if np.isnan(scorer.window_estimate_) else scorer.window_estimate_,
         "skipped_frames": skipped, "fit_seconds": round(fit_seconds, 2),
-        "params": detector.get_params(), "baseline": f"flow magnitude q{baseline_q:g} (DIS FAST), smoothed",
+        "params": scorer.get_params(), "baseline": f"flow magnitude q{baseline_q:g} (DIS FAST), smoothed",
     }

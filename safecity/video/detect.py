@@ -12,7 +12,7 @@ along the valleys of its column profile.
 
 Two optional detectors plug in beside it: OpenCV's HOG people detector
 (classical, slow, so run only on the blobs' regions every few frames) and a
-user's own ONNX model loaded through ``cv2.dnn`` (``OnnxDetector``). The ONNX
+user's own ONNX model loaded through ``cv2.dnn`` (``OnnxFinder``). The ONNX
 plug-in is also the only support for weapons: no model is shipped; an
 installation that has one and the legal basis to use it loads it there.
 
@@ -166,7 +166,7 @@ class PersonSize:
 # =========================================================================== blobs
 
 
-class BlobDetector:
+class BlobFinder:
     """Foreground blobs -> person and object boxes, sized against ``PersonSize``.
 
     A blob at least ``person_min`` of a person's expected height is a person;
@@ -306,7 +306,7 @@ class BlobDetector:
 # =========================================================================== HOG
 
 
-class HogPeopleDetector:
+class HogPeopleFinder:
     """OpenCV's default HOG + linear SVM people detector, run on regions only.
 
     Its window is 64x128 px, so a 50 px pedestrian is found only after
@@ -315,7 +315,7 @@ class HogPeopleDetector:
     person fills the window) and returns person boxes in frame pixels.
     Measured on PETS 2009 and the synthetic clips it split no group the blobs
     missed (same coverage, a few more ids, 0.3x to 0.8x the speed), so
-    ``Detector`` leaves it off unless asked (``hog=True``).
+    ``PeopleFinder`` leaves it off unless asked (``hog=True``).
     """
 
     def __init__(self, margin: float = 0.25, hit_threshold: float = 0.0, target_height: int = 128):
@@ -351,7 +351,7 @@ class HogPeopleDetector:
 # =========================================================================== ONNX
 
 
-class OnnxDetector:
+class OnnxFinder:
     """A user's own detection model (ONNX), run through ``cv2.dnn``: the plug-in point.
 
     The model takes one ``1 x 3 x H x W`` float image (RGB, 0..1, letterboxed
@@ -419,7 +419,7 @@ class OnnxDetector:
 # =========================================================================== together
 
 
-class Detector:
+class PeopleFinder:
     """Background model + blobs, with optional HOG confirmation and ONNX models.
 
     ``detect(image)`` -> (detections, foreground). HOG, when on, runs every
@@ -429,15 +429,15 @@ class Detector:
     """
 
     def __init__(self, scene: dict | None = None, background: BackgroundModel | None = None,
-                 blobs: BlobDetector | None = None, hog: bool = False, hog_every: int = 5,
-                 onnx: list[OnnxDetector] | None = None):
+                 blobs: BlobFinder | None = None, hog: bool = False, hog_every: int = 5,
+                 onnx: list[OnnxFinder] | None = None):
         self.scene = scene or {}
         self.background = background or BackgroundModel()
-        self.blobs = blobs or BlobDetector(self.scene.get("pixels_per_metre"))
+        self.blobs = blobs or BlobFinder(self.scene.get("pixels_per_metre"))
         self.hog = hog
         self.hog_every = hog_every
         self.onnx = list(onnx or [])
-        self._hog = HogPeopleDetector() if hog else None
+        self._hog = HogPeopleFinder() if hog else None
         self._n = 0
 
     def detect(self, image: np.ndarray) -> tuple[sv.Detections, np.ndarray]:
@@ -451,10 +451,24 @@ class Detector:
             if len(extra):
                 det = sv.Detections.merge([_plain(det), _plain(extra)])
         self._n += 1
-        self.last_ = det
         h, w = image.shape[:2]
         fg = small if small.shape[:2] == (h, w) else cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
         return det, fg
+
+    @property
+    def working_foreground(self) -> tuple[np.ndarray, float]:
+        """The last frame's foreground at the working resolution (0/255), and that resolution
+        as a share of the frame's width: counting people on it costs a quarter of full size."""
+        return self.small_, self.scale_
+
+    @property
+    def size_model(self) -> PersonSize:
+        """How tall a person is expected on each image row (learned from the blobs seen)."""
+        return self.blobs.size_
+
+    def person_height(self, feet_y) -> np.ndarray:
+        """Expected height (pixels) of a person whose feet are on image row(s) ``feet_y``."""
+        return self.blobs.size_.height(feet_y)
 
     def _split_with_hog(self, image, det: sv.Detections) -> sv.Detections:
         people = det.class_id == PERSON

@@ -2,10 +2,10 @@
 
 For every frame::
 
-    detections, foreground = detector.detect(image)         # detect
-    tracked = tracker.update(detections, index)            # track
-    tracks = table + ground speed + zone membership        # measure
-    events = [d.update(...) for d in event detectors]      # flag
+    detections, foreground = finder.detect(image)          # find people and objects
+    tracked = tracker.update(detections, index)            # track (sv.Detections + tracker_id)
+    tracked.data += class, ground speed, zone membership   # measure
+    events = [r.update(..., tracked, ...) for r in rules]  # flag (one event rule per kind)
     features.add(...)                                      # aggregate per bin
 
 ``CameraPipeline.process(frame)`` runs one frame and returns a ``FrameResult``
@@ -16,32 +16,29 @@ and ``events`` to a ``Store`` in batches, one batch per closed bin.
 ``display(frame, result)`` is the only way a frame leaves: people blurred
 (``privacy``), boxes, ids, zones and events drawn.
 
-The event detectors (``events``), repeated presence (``repeat``) and the blur
+The people finder (``detect``), the event rules (``events``, one module per kind), ground speed (``motion``),
+zone counts and per-bin features (``zones``), drawing (``annotate``) and the blur
 (``privacy``) are separate modules, one per idea; this one only chains them.
 """
 from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import cv2
 import numpy as np
 import pandas as pd
 import supervision as sv
 
-from safecity.video import events, privacy, repeat, sources
-from safecity.video.detect import PERSON, PERSON_HEIGHT_M, Detector
-from safecity.video.track import TRACK_COLUMNS, Tracker, ground_points, to_table
-
-#: Sectors of the flow-direction histogram: 0 = towards +x (image right), counter-clockwise
-#: as seen on screen (2 = up the image, 4 = left, 6 = down).
-FLOW_SECTORS = 8
-
-#: Below this ground speed (m/s) a person is standing: no direction for the flow histogram.
-MOVING_M_S = 0.3
+from safecity.video import events, privacy, sources
+from safecity.video.annotate import Annotator
+from safecity.video.detect import PERSON, PeopleFinder
+from safecity.video.motion import Motion
+from safecity.video.track import BoxTracker, Tracker, class_names, to_table, xywh
+from safecity.video.zones import BinFeatures, ZoneCounter, empty_observations
 
 #: Seconds of frames (at the pipeline's ``fps``) a (re)started pipeline shows wholly blurred:
 #: before its background model has seen the street, nobody in the frame can be located, so
@@ -51,12 +48,6 @@ WARMUP_S = 2.0
 #: A gap between two frames' times longer than this (or a step back in time: a clip looped)
 #: is a restart of the source: the warm-up starts again.
 RESTART_GAP_S = 1.0
-
-#: Above this (m/s, a sprint) a "person" speed is a tracking glitch (a box hopping to a
-#: neighbour, a blob splitting), left out of the mean speed and the flow.
-MAX_PERSON_M_S = 8.0
-
-
 
 
 def _scene_and_id(camera, camera_id: str | None) -> tuple[dict, str]:
@@ -74,214 +65,43 @@ def _scene_and_id(camera, camera_id: str | None) -> tuple[dict, str]:
     return scene, str(cid)
 
 
+#: Prefix of the ``data`` keys of the tracked detections that say who is in a zone
+#: (``data["in_zone:plaza"]``: a boolean per detection).
+IN_ZONE = "in_zone:"
+
+
 @dataclass
 class FrameResult:
-    """What one frame gave: tracks (contract columns + ``speed_mps``, ``dir_x``, ``dir_y``),
-    events found, the foreground mask, people per zone and dwell seconds per (track, zone).
-    ``warming_up``: the detectors cannot yet locate everyone, so ``display`` blurs the
-    whole frame (true unless the pipeline says otherwise: a result made by hand is hidden)."""
+    """What one frame gave: the tracked detections (``sv.Detections`` with ``tracker_id`` and, in
+    ``data``, ``class_name``, ``speed_mps``, ``dir_x``, ``dir_y`` and ``in_zone:<zone>``), events
+    found, the foreground mask, people per zone and dwell seconds per (track, zone).
+    ``warming_up``: the people finder cannot yet locate everyone, so ``display`` blurs the
+    whole frame (true unless the pipeline says otherwise: a result made by hand is hidden).
+    ``tracks`` is the same as rows of the tracks table, made when asked for."""
 
     index: int
     time_s: float
     ts: pd.Timestamp | None
-    tracks: pd.DataFrame
+    detections: sv.Detections
     events: list[dict]
     foreground: np.ndarray
     zone_counts: dict[str, float] = field(default_factory=dict)
     dwell: dict[tuple[int, str], float] = field(default_factory=dict)
     warming_up: bool = True
 
-
-# =========================================================================== motion
-
-
-class Motion:
-    """Ground speed and image direction of each track, over a sliding window of about a second.
-
-    Over a second rather than frame to frame, because a blob's box jitters by a
-    pixel or two, a large share of a walker's step at 10 fps. Metres come from
-    the scene's homography or ``pixels_per_metre``; a scene with neither is
-    measured in people heights (``person_height(feet_row)`` pixels = 1.7 m),
-    the scale the detector learns from the people it sees.
-    """
-
-    def __init__(self, scene: dict, window_s: float = 1.0, forget_s: float = 5.0, person_height=None):
-        self.scene = scene
-        self.window_s = window_s
-        self.forget_s = forget_s
-        self.person_height = person_height
-        self._paths: dict[int, deque] = defaultdict(deque)
-        self._metric = bool(scene.get("homography") or scene.get("image_to_ground") or scene.get("pixels_per_metre"))
-
-    def update(self, time_s: float, track_ids: np.ndarray, xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(speed m/s per box, unit direction per box in image axes); NaN speed without calibration."""
-        n = len(track_ids)
-        speed, direction = np.zeros(n), np.zeros((n, 2))
-        if n:
-            feet = np.c_[(xyxy[:, 0] + xyxy[:, 2]) / 2, xyxy[:, 3]].astype(float)
-            if self._metric:
-                ground = ground_points(feet, self.scene)
-            elif self.person_height is not None:  # local metres: feet rows scaled by a person's height
-                ground = feet / (np.asarray(self.person_height(feet[:, 1]), float)[:, None] / PERSON_HEIGHT_M)
-            else:
-                ground = feet
-            for k, tid in enumerate(track_ids):
-                path = self._paths[int(tid)]
-                path.append((time_s, feet[k], ground[k]))
-                while path and path[0][0] < time_s - self.window_s - 1e-9:
-                    path.popleft()
-                t0, f0, g0 = path[0]
-                if time_s > t0:
-                    speed[k] = float(np.hypot(*(ground[k] - g0))) / (time_s - t0)
-                    d = feet[k] - f0
-                    norm = float(np.hypot(*d))
-                    direction[k] = d / norm if norm > 0 else 0.0
-            if not self._metric and self.person_height is None:
-                speed[:] = np.nan
-        for tid in [t for t, p in self._paths.items() if p and p[-1][0] < time_s - self.forget_s]:
-            del self._paths[tid]
-        return speed, direction
+    @cached_property
+    def tracks(self) -> pd.DataFrame:
+        """The tracks table's rows of this frame (contract columns + ``speed_mps``, ``dir_x``,
+        ``dir_y``): an output to accumulate, not what the stages pass on."""
+        tracks = to_table(self.detections, self.index, self.time_s)
+        for column in ("speed_mps", "dir_x", "dir_y"):
+            tracks[column] = self.detections.data[column] if column in self.detections.data else np.nan
+        return tracks
 
 
-# =========================================================================== counting
-
-
-class ZoneCounter:
-    """People in each zone from the foreground, corrected for perspective and occlusion.
-
-    Tracks undercount a crowd: people one behind the other merge into one
-    blob. Here every foreground pixel counts as ``1 / a(y)`` of a person,
-    ``a(y)`` being the area a person covers on row ``y`` (``fill`` of a box
-    ``aspect`` times as wide as the person height the detector expects
-    there), and the share ``c`` of the zone so covered is turned into a count
-    with the occlusion law of randomly placed people, ``n = -N ln(1 - c)``
-    (``N``: how many people would tile the zone). People bunched in one
-    part of the zone hide more of each other than that law assumes, so a
-    dense crowd is still undercounted; the pipeline reports the larger of
-    this count and the tracked people. A fitted ``counting.CrowdCounter`` is
-    the better tool where labelled frames exist (``CameraPipeline(counter=)``).
-    """
-
-    def __init__(self, zones: dict[str, np.ndarray], fill: float = 0.6, aspect: float = 0.4,
-                 max_cover: float = 0.95, min_height_px: float = 16.0):
-        self.zones = zones
-        self.fill = fill
-        self.aspect = aspect
-        self.max_cover = max_cover
-        self.min_height_px = min_height_px
-        self._key = None
-
-    def count(self, small_fg: np.ndarray, scale: float, size_model, people_xyxy=None) -> dict[str, float]:
-        """People per zone from a working-resolution foreground; only the foreground inside
-        ``people_xyxy`` (full-frame boxes of detected people) counts, so that a lighting change
-        or a bag is not counted as people."""
-        key = (small_fg.shape, getattr(size_model, "intercept_", None), getattr(size_model, "slope_", None))
-        if key != self._key:
-            self._weights(small_fg.shape, scale, size_model)
-            self._key = key
-        fg = small_fg > 0
-        if people_xyxy is not None:
-            keep = np.zeros_like(fg)
-            for x0, y0, x1, y1 in np.asarray(people_xyxy, float) * scale:
-                keep[max(0, int(y0)):int(math.ceil(y1)), max(0, int(x0)):int(math.ceil(x1))] = True
-            fg &= keep
-        out = {}
-        for name, (w, capacity) in self._w.items():
-            cover = min(float(w[fg].sum()) / capacity, self.max_cover) if capacity > 0 else 0.0
-            out[name] = -capacity * math.log1p(-cover)
-        return out
-
-    def _weights(self, shape, scale, size_model) -> None:
-        rows = (np.arange(shape[0]) + 0.5) / scale
-        person_h = np.maximum(size_model.height(rows), self.min_height_px) * scale
-        per_row = 1.0 / (self.fill * self.aspect * person_h**2)
-        self._w = {}
-        for name, poly in self.zones.items():
-            m = np.zeros(shape, np.uint8)
-            cv2.fillPoly(m, [np.round(np.asarray(poly, float) * scale).astype(np.int32)], 1)
-            w = m * per_row[:, None]
-            self._w[name] = (w, float(w.sum()))
-
-
-# =========================================================================== features
-
-
-class BinFeatures:
-    """Per zone and time bin: people count (mean over the bin's frames), occupancy, mean speed,
-    flow-direction histogram; ``add`` returns the rows of the bin it closed (None while open)."""
-
-    def __init__(self, camera_id: str, zones: dict[str, np.ndarray], size: tuple[int, int],
-                 bin_s: float = 60.0, scale: float = 0.25):
-        self.camera_id = camera_id
-        self.zones = zones
-        self.bin_s = bin_s
-        self.scale = scale
-        w, h = size
-        self._shape = (max(1, round(h * scale)), max(1, round(w * scale)))
-        self._masks = {}
-        for name, poly in zones.items():
-            m = np.zeros(self._shape, np.uint8)
-            cv2.fillPoly(m, [np.round(np.asarray(poly, float) * scale).astype(np.int32)], 1)
-            self._masks[name] = m.astype(bool)
-        self._bin = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self._frames = 0
-        self._count = defaultdict(float)
-        self._occupancy = defaultdict(float)
-        self._speeds = defaultdict(list)
-        self._flow = defaultdict(lambda: np.zeros(FLOW_SECTORS))
-
-    def add(self, ts: pd.Timestamp, xyxy: np.ndarray, speed: np.ndarray, direction: np.ndarray,
-            inside: dict[str, np.ndarray], counts: dict[str, float]) -> pd.DataFrame | None:
-        """Account one frame: the people's boxes, ground speeds and image directions, each
-        zone's boolean mask over them, and the people counted in each zone."""
-        step = int(round(self.bin_s * 1e9))
-        start = ts.value // step * step  # nanoseconds since the epoch, cheaper than Timestamp.floor
-        out = self.flush() if self._bin is not None and start != self._bin else None
-        self._bin = start
-        self._frames += 1
-        cover = np.zeros(self._shape, bool)
-        s = self.scale
-        for x0, y0, x1, y1 in np.asarray(xyxy, float) * s:
-            cover[max(0, int(y0)):int(math.ceil(y1)), max(0, int(x0)):int(math.ceil(x1))] = True
-        angle = np.arctan2(-direction[:, 1], direction[:, 0])
-        sector = np.round(angle / (2 * np.pi / FLOW_SECTORS)).astype(int) % FLOW_SECTORS
-        for name, mask in self._masks.items():
-            sel = inside[name]
-            self._count[name] += float(counts.get(name, sel.sum()))
-            self._occupancy[name] += float((cover & mask).sum()) / max(int(mask.sum()), 1)
-            ok = sel & np.isfinite(speed) & (speed <= MAX_PERSON_M_S)
-            self._speeds[name].extend(speed[ok].tolist())
-            moving = ok & (speed >= MOVING_M_S)
-            np.add.at(self._flow[name], sector[moving], 1.0)
-        return out
-
-    def flush(self) -> pd.DataFrame:
-        """The rows of the bin in progress (empty if none), and start afresh."""
-        if self._bin is None or not self._frames:
-            return _empty_observations()
-        rows = []
-        for name in self._masks:
-            sid = f"{self.camera_id}:{name}"
-            rows.append((sid, "people_count", self._count[name] / self._frames))
-            rows.append((sid, "occupancy", min(1.0, self._occupancy[name] / self._frames)))
-            if self._speeds[name]:
-                rows.append((sid, "mean_speed", float(np.mean(self._speeds[name]))))
-            flow = self._flow[name]
-            share = flow / flow.sum() if flow.sum() else flow
-            rows.extend((sid, f"flow_dir_{k}", float(share[k])) for k in range(FLOW_SECTORS))
-        out = pd.DataFrame(rows, columns=["sensor_id", "metric", "value"])
-        out.insert(0, "ts", pd.Timestamp(self._bin, tz="UTC"))
-        self._bin = None
-        self._reset()
-        return out
-
-
-def _empty_observations() -> pd.DataFrame:
-    return pd.DataFrame({"ts": pd.Series(dtype="datetime64[ns, UTC]"), "sensor_id": pd.Series(dtype=object),
-                         "metric": pd.Series(dtype=object), "value": pd.Series(dtype=float)})
+def zone_masks(detections: sv.Detections) -> dict[str, np.ndarray]:
+    """Zone name -> which of the tracked detections stand in it (from their ``data``)."""
+    return {key[len(IN_ZONE):]: mask for key, mask in detections.data.items() if key.startswith(IN_ZONE)}
 
 
 # =========================================================================== pipeline
@@ -291,10 +111,12 @@ class CameraPipeline:
     """One camera, frame by frame: detect, track, measure, flag, aggregate.
 
     ``camera``: a scene dict (``synthetic_video.scene_for`` shape) or a
-    ``config.CameraConfig``. ``detectors``: event detectors (objects with
-    ``update(frame_index, time_s, image, tracks, foreground)``); ``None``
-    builds ``events.make_detectors(scene)`` when that module is installed,
-    ``[]`` runs none. ``bin_s``: the feature bin in seconds. ``fps``: the
+    ``config.CameraConfig``. ``rules``: event rules (objects with
+    ``update(frame_index, time_s, image, detections, foreground)``); ``None``
+    builds those the camera enables (``events.rules_for(camera)`` from a
+    ``CameraConfig``, ``events.make_rules(scene)`` from a scene dict), ``[]``
+    runs none. ``finder``: the people finder (default ``detect.PeopleFinder``);
+    ``tracker``: any ``track.Tracker`` (default ``track.BoxTracker``). ``bin_s``: the feature bin in seconds. ``fps``: the
     frame rate used when frames carry no timestamps. ``start``: the time of
     frame 0 for such frames. ``audit``: where turning the blur off or
     enabling repeated presence is recorded (``Store(...).state``), in the name of
@@ -303,9 +125,9 @@ class CameraPipeline:
     more than ``RESTART_GAP_S`` or a step back in the frames' times, or ``restart()``).
     """
 
-    def __init__(self, camera, detectors: list | None = None, *, camera_id: str | None = None,
+    def __init__(self, camera, rules: list | None = None, *, camera_id: str | None = None,
                  bin_s: float = 60.0, fps: float | None = None, start=None,
-                 detector: Detector | None = None, tracker: Tracker | None = None,
+                 finder: PeopleFinder | None = None, tracker: Tracker | None = None,
                  audit=None, batch_bins: int = 1, counter=None, count_every: int = 5,
                  warmup_s: float = WARMUP_S, actor: str | None = None):
         self.scene, self.camera_id = _scene_and_id(camera, camera_id)
@@ -325,10 +147,10 @@ class CameraPipeline:
         self._warm_seen = 0  # frames processed since the last (re)start
         self._last_ts: pd.Timestamp | None = None
         self._watched, self._reconnects = None, 0  # the source whose reconnects restart the warm-up
-        self.detector = detector or Detector(self.scene, onnx=_plugins(self.scene))
-        self.tracker = tracker or Tracker()
-        self.detectors = self._default_detectors() if detectors is None else list(detectors)
-        self.motion = Motion(self.scene, person_height=lambda y: self.detector.blobs.size_.height(y))
+        self.finder = finder or PeopleFinder(self.scene, onnx=_plugins(self.scene))
+        self.tracker = tracker or BoxTracker()
+        self.rules = self._default_rules() if rules is None else list(rules)
+        self.motion = Motion(self.scene, person_height=self.finder.person_height)
         zones = self.scene.get("zones") or {}
         self.zones = {name: sv.PolygonZone(np.round(np.asarray(poly, float)).astype(np.int64))
                       for name, poly in zones.items()}
@@ -339,15 +161,19 @@ class CameraPipeline:
         self._entered: dict[tuple[int, str], list[float]] = {}  # (track, zone) -> [entered, last seen]
         self._t0: pd.Timestamp | None = None
         self.policy_ = None  # the privacy decision, taken (and audited) on the first display
+        self._annotator: Annotator | None = None  # built on the first annotated display
         self._closed: pd.DataFrame | None = None
 
-    def _default_detectors(self) -> list:
-        """The event detectors the scene asks for (all kinds if it does not say), from the modules
-        installed; repeated presence only when the scene enables it (opt-in, audited)."""
-        found = list(events.make_detectors(self.scene))
+    def _default_rules(self) -> list:
+        """The event rules the camera asks for (all kinds if it does not say); repeated presence
+        only when the camera enables it (opt-in, audited). A ``CameraConfig`` builds them from
+        its typed settings; a scene dict (a scripted clip) from its keys."""
+        if hasattr(self.camera, "enabled_detectors"):
+            return events.rules_for(self.camera, audit=self.audit)
+        found = list(events.make_rules(self.scene))
         settings = self.scene.get("repeated_presence")
         if isinstance(settings, dict) and settings.get("enabled"):
-            found.append(repeat.RepeatedPresence(self.scene, audit=self.audit, **settings))
+            found.append(events.RepeatedPresenceRule(self.scene, audit=self.audit, **settings))
         return found
 
     # ------------------------------------------------------------------ one frame
@@ -386,34 +212,38 @@ class CameraPipeline:
                              f"the camera's first frame was {self._shape[1]}x{self._shape[0]} px")
         time_s = (ts - self._t0).total_seconds()
 
-        detections, foreground = self.detector.detect(image)
+        detections, foreground = self.finder.detect(image)
         tracked = self.tracker.update(detections, index)
         ids = np.asarray(tracked.tracker_id, int)
         speed, direction = self.motion.update(time_s, ids, tracked.xyxy)
-        tracks = to_table(tracked, index, time_s)
-        tracks["speed_mps"], tracks["dir_x"], tracks["dir_y"] = speed, direction[:, 0], direction[:, 1]
         inside = {name: zone.trigger(tracked) if len(tracked) else np.zeros(0, bool)
                   for name, zone in self.zones.items()}
+        tracked.data["class_name"] = class_names(tracked)
+        tracked.data["speed_mps"], tracked.data["dir_x"], tracked.data["dir_y"] = (
+            speed, direction[:, 0], direction[:, 1])
+        tracked.data.update({IN_ZONE + name: mask for name, mask in inside.items()})
         dwell = self._dwell(time_s, ids, inside)
         found = []
-        for det in self.detectors:
-            found.extend(det.update(index, time_s, image, tracks, foreground))
+        for rule in self.rules:
+            found.extend(rule.update(index, time_s, image, tracked, foreground))
         people = tracked.class_id == PERSON
-        counts = self._count(index, image, {name: int((m & people).sum()) for name, m in inside.items()})
+        counts = self._count(index, image, detections,
+                             {name: int((m & people).sum()) for name, m in inside.items()})
         self._closed = self.features.add(ts, tracked.xyxy[people], speed[people], direction[people],
                                          {k: v[people] for k, v in inside.items()}, counts)
-        return FrameResult(index, time_s, ts, tracks, found, foreground, counts, dwell, warming_up)
+        return FrameResult(index, time_s, ts, tracked, found, foreground, counts, dwell, warming_up)
 
-    def _count(self, index: int, image: np.ndarray, tracked: dict[str, int]) -> dict[str, float]:
+    def _count(self, index: int, image: np.ndarray, detections: sv.Detections,
+               tracked: dict[str, int]) -> dict[str, float]:
         """People per zone: a fitted crowd counter every ``count_every`` frames if given, else the
         larger of the tracked people and the occlusion-corrected foreground estimate."""
         if self.counter is not None:
             if index % self.count_every == 0 or not self._crowd:
                 self._crowd = self.counter.count_zones(image, self._zone_polys)
             return {name: float(self._crowd.get(name, 0.0)) for name in tracked}
-        det = self.detector.last_
-        crowd = self.zone_counter.count(self.detector.small_, self.detector.scale_, self.detector.blobs.size_,
-                                        det.xyxy[det.class_id == 0])
+        small, scale = self.finder.working_foreground
+        crowd = self.zone_counter.count(small, scale, self.finder.size_model,
+                                        detections.xyxy[detections.class_id == PERSON])
         return {name: max(float(n), crowd.get(name, 0.0)) for name, n in tracked.items()}
 
     def _unpack(self, frame) -> tuple[int, pd.Timestamp, np.ndarray]:
@@ -466,7 +296,7 @@ class CameraPipeline:
                 break
             result = self.process(frame)
             n_frames += 1
-            ids.update(result.tracks["track_id"].tolist())
+            ids.update(np.asarray(result.detections.tracker_id, int).tolist())
             if result.events:
                 event_parts.append(self.event_rows(result.events))
             if self._closed is not None and len(self._closed):
@@ -532,7 +362,7 @@ class CameraPipeline:
         return n_obs, n_events
 
     def event_rows(self, found: list[dict]) -> pd.DataFrame:
-        """``events`` rows for what the detectors found (details: track ids, zone, duration, score)."""
+        """``events`` rows for what the rules found (details: track ids, zone, duration, score)."""
         lon, lat = self.scene.get("lon"), self.scene.get("lat")
         return events.to_event_rows(found, self.camera_id, self._t0, lon=lon, lat=lat)
 
@@ -542,17 +372,21 @@ class CameraPipeline:
         """The frame as it may leave the pipeline: people blurred, then (``annotate``) boxes, ids,
         zones and events drawn.
 
-        The foreground mask is blurred too, so a person the detector missed
+        The foreground mask is blurred too, so a person the people finder missed
         stays hidden; while the pipeline warms up (``result.warming_up``) the
         whole frame is.
         """
         if self.policy_ is None:
             self.policy_ = privacy.privacy_policy(self.scene, audit=self.audit, actor=self.actor)
-        people = result.tracks[result.tracks["cls"] == "person"]
-        out = privacy.protect(image, people[["x", "y", "w", "h"]], self.policy_,
+        people = result.detections[class_names(result.detections) == "person"]
+        out = privacy.protect(image, xywh(people), self.policy_,
                               mask=_full_size(result.foreground, image.shape[:2]),
                               warming_up=getattr(result, "warming_up", True))
-        return draw(out, result, self._zone_polys) if annotate else out
+        if not annotate:
+            return out
+        if self._annotator is None or self._annotator.zones.keys() != self._zone_polys.keys():
+            self._annotator = Annotator(self._zone_polys)
+        return self._annotator.draw(out, result.detections, result.events)
 
 
 def _full_size(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
@@ -563,42 +397,23 @@ def _full_size(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | 
 
 
 def _plugins(scene: dict) -> list:
-    """The user's own ONNX detectors of people or objects declared for the camera (weapon
-    models go to the ``weapon`` event detector instead)."""
-    from safecity.video.detect import OnnxDetector
+    """The user's own ONNX models of people or objects declared for the camera (weapon
+    models go to the ``weapon`` event rule instead)."""
+    from safecity.video.detect import OnnxFinder
 
     out = []
     for p in scene.get("plugins") or []:
         if str(p.get("kind", "")).startswith("weapon"):
             continue
-        out.append(OnnxDetector(p["path"], input_size=tuple(p.get("input_size", (640, 640))),
+        out.append(OnnxFinder(p["path"], input_size=tuple(p.get("input_size", (640, 640))),
                                 classes=tuple(p.get("classes", ("person",))),
                                 confidence=float(p.get("confidence", 0.4)), kind=p.get("kind", "person")))
     return out
 
 
-def draw(image: np.ndarray, result: FrameResult, zones: dict) -> np.ndarray:
-    """Zones, boxes with track ids, and the names of this frame's events, drawn in place."""
-    for name, poly in zones.items():
-        pts = np.round(poly).astype(np.int32)
-        cv2.polylines(image, [pts], True, (0, 200, 255), 1)
-        cv2.putText(image, name, tuple(int(v) for v in pts[0] + [3, 12]), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (0, 200, 255), 1, cv2.LINE_AA)
-    for r in result.tracks.itertuples(index=False):
-        colour = (0, 255, 0) if r.cls == "person" else (255, 128, 0)
-        p0, p1 = (int(r.x), int(r.y)), (int(r.x + r.w), int(r.y + r.h))
-        cv2.rectangle(image, p0, p1, colour, 1)
-        cv2.putText(image, str(r.track_id), (p0[0], max(10, p0[1] - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    colour, 1, cv2.LINE_AA)
-    for k, ev in enumerate(result.events):
-        cv2.putText(image, f"{ev.get('kind')} {ev.get('zone') or ''}", (5, 15 + 15 * k),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 255), 1, cv2.LINE_AA)
-    return image
-
-
 def observations_for(camera, frames: Iterable, bin_s: float = 60.0, **kwargs) -> pd.DataFrame:
     """Every observations row of a list of frames (all bins, the last one partial), in memory."""
-    pipe = CameraPipeline(camera, detectors=[], bin_s=bin_s, **kwargs)
+    pipe = CameraPipeline(camera, rules=[], bin_s=bin_s, **kwargs)
     parts = []
     for frame in frames:
         pipe.process(frame)
@@ -607,8 +422,7 @@ def observations_for(camera, frames: Iterable, bin_s: float = 60.0, **kwargs) ->
     if pipe.features is not None:
         parts.append(pipe.features.flush())
     parts = [p for p in parts if len(p)]
-    return pd.concat(parts, ignore_index=True) if parts else _empty_observations()
+    return pd.concat(parts, ignore_index=True) if parts else empty_observations()
 
 
-__all__ = ["CameraPipeline", "FrameResult", "BinFeatures", "Motion", "draw", "observations_for",
-           "TRACK_COLUMNS", "FLOW_SECTORS"]
+__all__ = ["CameraPipeline", "FrameResult", "observations_for"]

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from safecity.video.anomaly import IMAGE_SUFFIXES, FrameSource
+from safecity.data.frames import IMAGE_SUFFIXES, FrameSource
 
 #: Frame rate assumed for a folder of images, or a video that does not state one.
 DEFAULT_FPS = 10.0

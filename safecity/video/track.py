@@ -1,6 +1,9 @@
 """Tracking: stable anonymous ids for the boxes of successive frames.
 
-``Tracker`` is a small ByteTrack-style multi-object tracker (Zhang et al.,
+``Tracker`` is what a tracker must offer the pipeline (a ``typing.Protocol``:
+``update(detections, frame)`` -> the detections of this frame that belong to a
+track, ``tracker_id`` set), so another tracker plugs in. ``BoxTracker``, the one
+used by default, is a small ByteTrack-style multi-object tracker (Zhang et al.,
 2022): each track predicts its box with a constant velocity; detections are
 matched to predictions by IoU with the Hungarian algorithm
 (``scipy.optimize.linear_sum_assignment``) in two passes, the confident
@@ -22,6 +25,7 @@ second with the scene's homography or ``pixels_per_metre``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -29,7 +33,7 @@ import pandas as pd
 import supervision as sv
 from scipy.optimize import linear_sum_assignment
 
-from safecity.video.detect import CLASS_NAMES, OBJECT, PERSON, Detector
+from safecity.video.detect import CLASS_NAMES, OBJECT, PERSON, PeopleFinder
 
 TRACK_COLUMNS = ["frame", "time_s", "track_id", "x", "y", "w", "h", "cls", "confidence"]
 
@@ -121,7 +125,16 @@ class _Track:
         return PERSON if self.person_hits >= min(3, self.hits) else OBJECT
 
 
-class Tracker:
+class Tracker(Protocol):
+    """What the pipeline asks of a tracker: stable ids for the boxes of successive frames."""
+
+    def update(self, detections: sv.Detections, frame: int) -> sv.Detections:
+        """The tracked detections of ``frame`` (``xyxy``, ``class_id``, ``confidence`` and
+        ``tracker_id``); detections not (yet) in a track are left out."""
+        ...
+
+
+class BoxTracker:
     """ByteTrack-style tracker: ``update(detections, frame)`` -> confirmed tracks of this frame.
 
     Detections at or above ``high`` confidence are matched first (IoU >=
@@ -215,6 +228,40 @@ class Tracker:
                              tracker_id=np.array([t.track_id for _, t in out]))
 
 
+def class_names(detections: sv.Detections) -> np.ndarray:
+    """The class of each detection as text: ``data['class_name']`` when the detections carry
+    it, else the name of their ``class_id`` (``CLASS_NAMES``)."""
+    names = detections.data.get("class_name")
+    if names is not None:
+        return np.asarray(names, object)
+    return np.array([CLASS_NAMES[c] for c in detections.class_id], object)
+
+
+def from_table(rows: pd.DataFrame) -> sv.Detections:
+    """Rows of the tracks table (one frame's) as tracked detections: to replay recorded
+    tracks, or the simulator's boxes, through the stages that take detections."""
+    missing = [c for c in ("track_id", "x", "y", "w", "h") if c not in rows.columns]
+    if missing:
+        raise ValueError(f"tracks table lacks column(s) {', '.join(missing)} (the tracks contract: "
+                         f"{', '.join(TRACK_COLUMNS)})")
+    x, y, w, h = (rows[c].to_numpy(np.float64) for c in "xywh")
+    names = rows["cls"].to_numpy(object) if "cls" in rows.columns else np.full(len(rows), "person", object)
+    conf = rows["confidence"].to_numpy(np.float32) if "confidence" in rows.columns else np.ones(len(rows), np.float32)
+    return sv.Detections(xyxy=np.c_[x, y, x + w, y + h].reshape(-1, 4), confidence=conf,
+                         class_id=np.array([CLASS_NAMES.index(n) if n in CLASS_NAMES else -1 for n in names], int),
+                         tracker_id=rows["track_id"].to_numpy(np.int64),
+                         data={"class_name": names})
+
+
+def xywh(detections: sv.Detections) -> np.ndarray:
+    """The boxes as ``x, y, w, h`` rows (top-left corner and size, float), for the tables and
+    the blur that take that shape; the width is computed in the boxes' own precision."""
+    xyxy = detections.xyxy
+    return np.column_stack([xyxy[:, 0].astype(float), xyxy[:, 1].astype(float),
+                            (xyxy[:, 2] - xyxy[:, 0]).astype(float),
+                            (xyxy[:, 3] - xyxy[:, 1]).astype(float)]).reshape(-1, 4)
+
+
 def to_table(tracked: sv.Detections, frame: int, time_s: float) -> pd.DataFrame:
     """One frame's tracked detections as rows of the tracks table."""
     xyxy = tracked.xyxy
@@ -224,21 +271,21 @@ def to_table(tracked: sv.Detections, frame: int, time_s: float) -> pd.DataFrame:
         "track_id": np.asarray(tracked.tracker_id, int),
         "x": xyxy[:, 0].astype(float), "y": xyxy[:, 1].astype(float),
         "w": (xyxy[:, 2] - xyxy[:, 0]).astype(float), "h": (xyxy[:, 3] - xyxy[:, 1]).astype(float),
-        "cls": [CLASS_NAMES[c] for c in tracked.class_id],
+        "cls": list(class_names(tracked)),
         "confidence": np.asarray(tracked.confidence, float),
     }, columns=TRACK_COLUMNS)
 
 
 def track_frames(frames: Iterable[np.ndarray], scene: dict | None = None, fps: float | None = None,
-                 detector: Detector | None = None, tracker: Tracker | None = None) -> pd.DataFrame:
+                 finder: PeopleFinder | None = None, tracker: Tracker | None = None) -> pd.DataFrame:
     """Detect and track every frame; the tracks table (``TRACK_COLUMNS``), frames counted from 0."""
     scene = scene or {}
     fps = float(fps or scene.get("fps") or 10.0)
-    detector = detector or Detector(scene)
-    tracker = tracker or Tracker()
+    finder = finder or PeopleFinder(scene)
+    tracker = tracker or BoxTracker()
     parts = []
     for f, image in enumerate(frames):
-        det, _ = detector.detect(image)
+        det, _ = finder.detect(image)
         tracked = tracker.update(det, f)
         if len(tracked):
             parts.append(to_table(tracked, f, f / fps))

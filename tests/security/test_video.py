@@ -41,7 +41,7 @@ def test_no_person_is_sharp_in_the_first_frames_of_pets():
     """A fresh pipeline on PETS 2009: before the fix frame 0 showed 2 of 3 people sharp."""
     video = shared_data("video/pets2009_s2l1/vtest.avi")
     det = _mot(video.with_name("mot15_public_det.txt"))
-    pipe = CameraPipeline({"camera_id": "pets"}, detectors=[])
+    pipe = CameraPipeline({"camera_id": "pets"}, rules=[])
     capture = cv2.VideoCapture(str(video))
     leaked, warm = [], []
     for index in range(40):
@@ -82,7 +82,7 @@ def _inner(people: pd.DataFrame) -> np.ndarray:
 def test_no_person_is_sharp_before_warm_up_on_a_synthetic_clip():
     frames, tracks, scene = _mid_scene()
     assert len(tracks[tracks["frame"] == 0]) >= 3
-    pipe = CameraPipeline(scene, detectors=[])
+    pipe = CameraPipeline(scene, rules=[])
     for index, image in enumerate(frames[:25]):
         shown = pipe.display(image, pipe.process(image), annotate=False)
         people = tracks[tracks["frame"] == index][["x", "y", "w", "h"]]
@@ -91,7 +91,7 @@ def test_no_person_is_sharp_before_warm_up_on_a_synthetic_clip():
 
 def test_a_gap_in_time_or_a_reconnect_restarts_the_warm_up():
     frames, tracks, scene = _mid_scene(n_frames=80)
-    pipe = CameraPipeline(scene, detectors=[])
+    pipe = CameraPipeline(scene, rules=[])
     start = pd.Timestamp("2026-01-01", tz="UTC")
     results = [pipe.process((k, start + pd.Timedelta(seconds=k / 10), im)) for k, im in enumerate(frames[:30])]
     assert results[0].warming_up and not results[-1].warming_up

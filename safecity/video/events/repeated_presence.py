@@ -29,10 +29,12 @@ import secrets
 
 import cv2
 import numpy as np
-import pandas as pd
 import shapely
+import supervision as sv
 
+from safecity.video.events.common import EventRule
 from safecity.video.privacy import camera_name
+from safecity.video.track import class_names, xywh
 
 #: Rows of a person's box (fractions of its height) read for each body half.
 #: The top fifth (the head) is left out on purpose.
@@ -48,8 +50,8 @@ def _refuse_pickling(obj, *_protocol):
                     "memory: it cannot be pickled, copied or saved")
 
 
-class RepeatedPresence:
-    """Detector of one person's repeated visits to a zone of one camera (opt-in).
+class RepeatedPresenceRule(EventRule):
+    """Event rule of one person's repeated visits to a zone of one camera (opt-in).
 
     Hyperparameters: ``enabled`` (off by default: ``update`` then returns
     nothing and keeps nothing), ``ttl_s`` (seconds a signature is kept after
@@ -70,6 +72,8 @@ class RepeatedPresence:
     stay this far from its colours so far for this many frames in a row is cut:
     what follows is someone else).
     """
+
+    kind = "repeated_presence"
 
     def __init__(self, scene: dict, enabled: bool = False, ttl_s: float = 86400.0,
                  count: int | None = None, window_s: float | None = None, audit=None,
@@ -107,7 +111,12 @@ class RepeatedPresence:
 
     # ------------------------------------------------------------------ public
 
-    def update(self, frame_index: int, time_s: float, image: np.ndarray, tracks: pd.DataFrame,
+    @classmethod
+    def from_config(cls, camera, audit=None) -> RepeatedPresenceRule:
+        """From the camera's ``repeated_presence`` section; ``audit`` records its enabling."""
+        return cls(camera.scene(), audit=audit, **camera.repeated_presence.model_dump())
+
+    def update(self, frame_index: int, time_s: float, image: np.ndarray, detections: sv.Detections,
                foreground: np.ndarray | None = None) -> list[dict]:
         """Watch this frame's people; return a ``repeated_presence`` event per person who just qualified."""
         if not self.enabled:
@@ -116,7 +125,7 @@ class RepeatedPresence:
         self._close_gone(time_s)
         self.forget_expired(time_s)
         events = []
-        ids, boxes = _people(tracks, self.camera_)
+        ids, boxes = _people(detections, self.camera_)
         hidden = _overlapped(boxes)
         feet_x, feet_y = boxes[:, 0] + boxes[:, 2] / 2, boxes[:, 1] + boxes[:, 3]
         inside = {name: shapely.contains_xy(poly, feet_x, feet_y) for name, poly in self.zones_.items()}
@@ -171,7 +180,7 @@ class RepeatedPresence:
         return len(self._people)
 
     def __repr__(self) -> str:
-        return (f"RepeatedPresence(camera={self.camera_!r}, enabled={self.enabled}, "
+        return (f"RepeatedPresenceRule(camera={self.camera_!r}, enabled={self.enabled}, "
                 f"remembered={len(self._people)})")
 
     __reduce__ = __reduce_ex__ = __getstate__ = _refuse_pickling
@@ -235,7 +244,7 @@ class RepeatedPresence:
         _, zone, visits = min(qualifying, key=lambda q: q[0])  # the most specific place
         person.fired_at = now
         return {
-            "kind": "repeated_presence",
+            "kind": self.kind,
             "frame": int(frame_index),
             "time_s": now,
             # How alike the returns looked to the person first seen (1 = the same colours).
@@ -406,80 +415,9 @@ def _zones(scene: dict) -> dict:
     return {name: shapely.Polygon(points) for name, points in zones.items()}
 
 
-def _people(tracks: pd.DataFrame, camera: str) -> tuple[np.ndarray, np.ndarray]:
-    """Track ids and boxes (x, y, w, h) of the people in a frame's tracks (all rows without ``cls``)."""
-    missing = [c for c in ("track_id", "x", "y", "w", "h") if c not in tracks.columns]
-    if missing:
-        raise ValueError(f"camera '{camera}': tracks table lacks column(s) {', '.join(missing)}")
-    keep = tracks["cls"].to_numpy() == "person" if "cls" in tracks.columns else slice(None)
-    boxes = np.column_stack([tracks[c].to_numpy(float) for c in ("x", "y", "w", "h")]).reshape(-1, 4)
-    return tracks["track_id"].to_numpy()[keep].tolist(), boxes[keep]
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-def evaluate_clips(seeds=(0,), scenarios=None, tracks: str = "pipeline", progress=None) -> pd.DataFrame:
-    """Repeated presence on the simulator's scripted clips: one row per clip.
-
-    ``tracks``: ``pipeline`` (the camera pipeline's detector, tracker and
-    foreground mask: what a deployment sees), ``tracker`` (``track_frames``'
-    boxes, no mask) or ``script`` (the simulator's own boxes: the detector's
-    errors only). Columns: seed, scenario, events, found (a
-    ``repeated_presence`` event inside the scripted episode; always False on
-    other scenarios), false_events (events outside any episode), frames.
-    """
-    from safecity.sim.clips import SCENARIOS, render_clip
-    from safecity.video.pipeline import CameraPipeline
-    from safecity.video.track import track_frames
-
-    if tracks not in ("pipeline", "tracker", "script"):
-        raise ValueError(f"tracks must be pipeline, tracker or script, got '{tracks}'")
-    rows = []
-    for seed in seeds:
-        for scenario in scenarios or SCENARIOS:
-            clip = render_clip(scenario, seed=seed)
-            detector = RepeatedPresence(clip.scene, enabled=True)
-            events = []
-            if tracks == "pipeline":
-                pipeline = CameraPipeline(clip.scene, detectors=[detector])
-                for image in clip.frames:
-                    events += pipeline.process(image).events
-            else:
-                table = clip.tracks if tracks == "script" else track_frames(clip.frames, clip.scene)
-                by_frame, empty = dict(tuple(table.groupby("frame"))), table.iloc[:0]
-                for f, image in enumerate(clip.frames):
-                    events += detector.update(f, f / clip.scene["fps"], image, by_frame.get(f, empty), None)
-            episodes = clip.truth[clip.truth["kind"] == "repeated_presence"]
-            inside = [any(ep.start_frame <= e["frame"] <= ep.end_frame for ep in episodes.itertuples())
-                      for e in events]
-            rows.append({"seed": seed, "scenario": scenario, "events": len(events),
-                         "found": any(inside), "false_events": inside.count(False),
-                         "frames": [e["frame"] for e in events]})
-            if progress is not None:
-                progress(f"seed {seed} {scenario}: {len(events)} events")
-    return pd.DataFrame(rows, columns=["seed", "scenario", "events", "found", "false_events", "frames"])
-
-
-def main(argv=None) -> None:
-    """``python -m safecity.video.repeat --seeds 5,6,7,8,9``: episodes found and false events."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--seeds", default="0,1", help="comma-separated clip seeds (default 0,1)")
-    parser.add_argument("--tracks", default="pipeline", choices=("pipeline", "tracker", "script"))
-    args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    table = evaluate_clips(seeds, tracks=args.tracks, progress=lambda m: print(m, file=sys.stderr))
-    returns = table[table["scenario"] == "repeated_presence"]
-    others = table[table["scenario"] != "repeated_presence"]
-    print(f"tracks={args.tracks} seeds={args.seeds}: episodes found {int(returns['found'].sum())} of "
-          f"{len(returns)}; false events {int(table['false_events'].sum())} "
-          f"({int(others['events'].sum())} on {len(others)} clips of other scenarios)")
-    for row in table[table["false_events"] > 0].itertuples(index=False):
-        print(f"  false: seed {row.seed} {row.scenario} at frames {row.frames}")
-
-
-if __name__ == "__main__":
-    main()
+def _people(detections: sv.Detections, camera: str) -> tuple[list, np.ndarray]:
+    """Track ids and boxes (x, y, w, h) of the people among a frame's tracked detections."""
+    if detections.tracker_id is None:
+        raise ValueError(f"camera '{camera}': the detections carry no tracker_id (tracked detections needed)")
+    keep = class_names(detections) == "person"
+    return np.asarray(detections.tracker_id, int)[keep].tolist(), xywh(detections)[keep]

@@ -1,0 +1,139 @@
+"""A new static object with nobody standing by it for its limit."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from safecity.video.events.common import (
+    EventRule,
+    Objects,
+    Paths,
+    event,
+    metres_per_pixel,
+)
+
+
+class AbandonedObjectRule(EventRule):
+    """A new static object with nobody standing by it for ``limit_s``.
+
+    Objects come from the tracker (``cls == 'object'``). An object counts as
+    static when its feet point stays within ``still_px`` of where it was
+    first seen for ``min_static_s``; it is attended while a person stands
+    (slower than ``still_m_s``) within ``owner_radius_m``: its owner, or
+    whoever waits beside it. People walking past do not attend it, or a busy
+    street would hide every bag. The person nearest the object when it
+    appeared is reported as its likely owner (an anonymous track id).
+
+    A background model soon learns a bag that does not move, and the tracker
+    then loses it, exactly when it matters. So once static, the object's
+    look (a grey patch) is kept, and while the tracker no longer reports it
+    the patch is compared with the frame: still there if the normalised
+    correlation is at least ``min_match`` (undecided while a person covers
+    it). The patch is of the object only, in memory, never stored.
+    """
+
+    kind = "abandoned_object"
+
+    def __init__(self, scene: dict, limit_s: float | None = None, owner_radius_m: float = 1.5,
+                 still_m_s: float = 0.4, still_px: float = 6.0, min_static_s: float = 1.0,
+                 min_match: float = 0.6):
+        self.scene = scene
+        self.limit_s = float(limit_s if limit_s is not None else scene.get("abandon_limit_s", 30.0))
+        self.owner_radius_m = owner_radius_m
+        self.still_m_s = still_m_s
+        self.still_px = still_px
+        self.min_static_s = min_static_s
+        self.min_match = min_match
+        self.objects_ = {}   # track_id -> dict(first_s, x, y, box, patch, alone_since, fired, owner)
+        self.paths_ = Paths(keep_s=2.0)
+
+    @classmethod
+    def from_config(cls, camera) -> AbandonedObjectRule:
+        return cls(camera.scene(), limit_s=camera.abandon_limit_s)
+
+    def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
+        everything = Objects.of(detections)
+        people = everything.people()
+        self.paths_.add(time_s, people)
+        bags = everything.take(everything.object)
+        seen = set()
+        for tid, x, y, w, h in zip(bags.ids.tolist(), bags.x.tolist(), bags.y.tolist(), bags.w.tolist(),
+                                   bags.h.tolist()):
+            fx, fy = x + w / 2, y + h
+            seen.add(tid)
+            obj = self.objects_.get(tid)
+            if obj is None or math.hypot(fx - obj["x"], fy - obj["y"]) > self.still_px:
+                self.objects_[tid] = {"first_s": time_s, "x": fx, "y": fy, "box": (x, y, w, h),
+                                      "patch": None, "alone_since": None, "fired": False,
+                                      "owner": _nearest(people, fx, fy)}
+            elif obj["patch"] is None and image is not None and time_s - obj["first_s"] >= self.min_static_s:
+                obj["box"], obj["patch"] = (x, y, w, h), _patch(image, (x, y, w, h))
+                obj["patch_std"] = _std(obj["patch"]) if obj["patch"] is not None else 0.0
+        for tid in list(self.objects_):
+            if tid not in seen and not self._still_there(self.objects_[tid], image, people):
+                del self.objects_[tid]
+        if not self.objects_:  # nothing left to watch: no need for anyone's speed
+            return []
+        mpp = metres_per_pixel(people.h)
+        standing = np.array([self._standing(t) for t in people.ids.tolist()], bool)
+        found = []
+        for tid, obj in self.objects_.items():
+            dist_m = np.hypot(people.fx - obj["x"], people.fy - obj["y"]) * mpp
+            attended = bool(((dist_m <= self.owner_radius_m) & standing).any())
+            if attended or time_s - obj["first_s"] < self.min_static_s:
+                obj["alone_since"] = None
+                continue
+            if obj["alone_since"] is None:
+                obj["alone_since"] = time_s
+            alone = time_s - obj["alone_since"]
+            if not obj["fired"] and alone >= self.limit_s:
+                obj["fired"] = True
+                ids = [tid] + ([obj["owner"]] if obj["owner"] is not None else [])
+                found.append(event(self.kind, frame_index, time_s, min(1.0, alone / (2 * self.limit_s)) + 0.5,
+                                    None, ids, time_s - obj["first_s"], unattended_s=round(alone, 2),
+                                    limit_s=self.limit_s,
+                                    position_px=[round(float(obj["x"]), 1), round(float(obj["y"]), 1)],
+                                    tracked=tid in seen))
+        return found
+
+    def _standing(self, track_id) -> bool:
+        speed = self.paths_.speed(track_id, 1.0)
+        return speed is None or speed <= self.still_m_s
+
+    def _still_there(self, obj, image, people: Objects) -> bool:
+        """An object the tracker lost: is its patch still in the frame (or hidden by someone)?"""
+        if obj["patch"] is None or image is None:
+            return False
+        x, y, w, h = obj["box"]
+        if ((people.x < x + w) & (x < people.x + people.w)
+                & (people.y < y + h) & (y < people.y + people.h)).any():
+            return True  # covered by a person: cannot tell, keep it
+        now = _patch(image, obj["box"])
+        if now is None or now.shape != obj["patch"].shape or obj["patch_std"] < 1 or _std(now) < 1:
+            return False
+        return float(cv2.matchTemplate(now, obj["patch"], cv2.TM_CCOEFF_NORMED)[0, 0]) >= self.min_match
+
+
+def _patch(image: np.ndarray, box, pad: int = 2):
+    """The grey pixels of ``box`` (and ``pad`` around), as float32; only that crop is converted."""
+    x, y, w, h = (int(round(v)) for v in box)
+    x0, y0 = max(x - pad, 0), max(y - pad, 0)
+    x1, y1 = min(x + w + pad, image.shape[1]), min(y + h + pad, image.shape[0])
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return None
+    crop = image[y0:y1, x0:x1]
+    if crop.ndim == 3:
+        crop = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_BGR2GRAY)
+    return crop.astype(np.float32)
+
+
+def _std(patch: np.ndarray) -> float:
+    return float(cv2.meanStdDev(patch)[1][0, 0])
+
+
+def _nearest(people: Objects, fx: float, fy: float):
+    if not len(people):
+        return None
+    return int(people.ids[int(np.argmin(np.hypot(people.fx - fx, people.fy - fy)))])
