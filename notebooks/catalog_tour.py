@@ -37,6 +37,7 @@ import pandas as pd
 import panel as pn
 
 from safecity.data.catalog import open_catalog, read_if_present
+from safecity.data import citydir
 from safecity.sim import city as simulate
 
 hv.extension("bokeh")
@@ -59,7 +60,7 @@ tables = {name: read_if_present(cat, name) for name in demo}
 if any(table is None for table in tables.values()):
     print("writing the demo city (seed 0, 3 days) to a temporary folder instead")
     demo_dir = Path(tempfile.mkdtemp(prefix="safecity-demo-"))
-    simulate.write_city(simulate.simulate_city(seed=0, days=3), demo_dir)
+    citydir.write_city(simulate.simulate_city(seed=0, days=3), demo_dir)
     tables = {name: cat[name](data_dir=str(demo_dir)).read() for name in demo}
 {name: df.shape for name, df in tables.items()}
 

@@ -83,20 +83,20 @@ clock = time.perf_counter()
 # %% [markdown]
 # ## Video event detectors
 #
-# `safecity.video.events.evaluate_clips` (one scripted clip per scenario and seed,
+# `safecity.evaluation.video_events.evaluate_clips` (one scripted clip per scenario and seed,
 # end to end through the real background model, detector and tracker): seed 0 on
 # every run; with `RUN_LONG`, the seeds the detectors were tuned on (0, 1) and the
 # held-out ones (10, 11, 12). Few episodes per kind, so the intervals are wide:
 # that width is the honest uncertainty.
 
 # %%
-from safecity.video.events import evaluate_clips
+from safecity.evaluation.video_events import evaluate_clips
 
 
 def add_video_events(seeds, note=""):
     per_kind, _ = evaluate_clips(seeds=seeds)
     names = ",".join(map(str, seeds))
-    how = f"python -m safecity.video.events --seeds {names}"
+    how = f"python -m safecity.evaluation.video_events --seeds {names}"
     for r in per_kind.itertuples():
         found = int(round(r.recall * r.episodes)) if r.episodes else 0
         add("video events", f"{r.kind} precision{note}", r.precision, *wilson_interval(r.true_positives, r.events),
@@ -112,7 +112,7 @@ for seeds, note in [((0, 1), " (seeds tuned on)"), ((10, 11, 12), " (held-out se
         add_video_events(seeds, note)
     else:
         add("video events", f"precision and recall per kind{note}", "", data="scripted clips", status=NOT_RUN,
-            how=f"python -m safecity.video.events --seeds {','.join(map(str, seeds))}")
+            how=f"python -m safecity.evaluation.video_events --seeds {','.join(map(str, seeds))}")
 per_kind
 
 # %% [markdown]
@@ -146,15 +146,16 @@ m
 # %%
 from sklearn.metrics import roc_auc_score
 
+from safecity.data.frames import read_frames
 from safecity.video import anomaly as vad
 
 ped2 = read_if_present(cat, "ucsd_ped2_frames")  # split, video, frame, frame_file, path, abnormal
 if ped2 is not None:
     clips = ped2.assign(folder=ped2["path"].map(lambda p: Path(p).parent)).groupby(["split", "video"])["folder"].first()
-    detector = vad.FlowMomentumDetector().fit([vad.read_frames(clips["training", c]) for c in ("01", "02")])
+    scorer = vad.FlowMomentumScorer().fit([read_frames(clips["training", c]) for c in ("01", "02")])
     scores, truth = [], []
     for c in ("01", "02"):
-        s = detector.score_samples(vad.read_frames(clips["testing", c]))
+        s = scorer.score_samples(read_frames(clips["testing", c]))
         y = ped2[(ped2["split"] == "testing") & (ped2["video"] == c)].sort_values("frame_file")["abnormal"]
         scores.append(s)
         truth.append(y.to_numpy().astype(int)[:len(s)])
@@ -199,7 +200,7 @@ pets_video = read_if_present(cat, "pets2009_video")
 if pets_video is not None:
     what, how = "PETS 2009 coverage of public detections", "python -m pytest tests/test_pets.py"
     if RUN_LONG:
-        pets = CameraPipeline({"camera_id": "pets-view1", "fps": 10}, detectors=[], bin_s=10.0,
+        pets = CameraPipeline({"camera_id": "pets-view1", "fps": 10}, rules=[], bin_s=10.0,
                               start="2009-01-01T12:00:00Z")
         pets_tracks = pd.concat([pets.process(frame).tracks for frame in pets.frames(pets_video["path"].iloc[0])],
                                 ignore_index=True)

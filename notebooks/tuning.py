@@ -16,7 +16,7 @@
 # # Tuning the video alarm threshold
 #
 # Where should the video anomaly detector's alarm threshold sit? The detector
-# (`safecity.video.anomaly.FlowMomentumDetector`) is fitted on a normal synthetic clip, then scores
+# (`safecity.video.anomaly.FlowMomentumScorer`) is fitted on a normal synthetic clip, then scores
 # every frame of clips with scripted events (`safecity.sim.clips.render_clip`): a
 # person walking the wrong way, a crowd running off, a fire. Frames inside a scripted
 # event are labelled anomalous. For a threshold we read

@@ -21,7 +21,7 @@
 #
 # * **PETS 2009 S2.L1**: tracks, and how much of the MOTChallenge public detections they cover;
 # * **Mall**: crowd counting (`counting.CrowdCounter`), mean absolute error on a small subset;
-# * **UCSD Ped2**: video anomaly detection (`vad.FlowMomentumDetector`), frame AUC on two test clips.
+# * **UCSD Ped2**: video anomaly detection (`vad.FlowMomentumScorer`), frame AUC on two test clips.
 #
 # Every frame shown here comes out of `pipeline.display`, which blurs people
 # (and any foreground the detector missed) before drawing boxes and zones.
@@ -111,7 +111,7 @@ track_frames(clip.frames[:50], clip.scene).groupby("track_id").agg(
 # %%
 pets_video = read_if_present(cat, "pets2009_video")
 if pets_video is not None:
-    pets = CameraPipeline({"camera_id": "pets-view1", "fps": 10}, detectors=[], bin_s=10.0,
+    pets = CameraPipeline({"camera_id": "pets-view1", "fps": 10}, rules=[], bin_s=10.0,
                           start="2009-01-01T12:00:00Z")
     parts, pets_shown, started = [], None, time.perf_counter()
     for frame in pets.frames(pets_video["path"].iloc[0]):
@@ -173,7 +173,7 @@ if table is not None:
 # %% [markdown]
 # ## UCSD Ped2: unusual motion
 #
-# `FlowMomentumDetector` learns, on normal clips only, the size of a person and an
+# `FlowMomentumScorer` learns, on normal clips only, the size of a person and an
 # alarm threshold; it scores each frame by the strongest coherent motion. Fitted
 # here on 4 of the 16 training clips and tested on test clips 01 and 02 (the
 # figure on all 16 and all 6 labelled test clips: `safecity vad eval`, in the

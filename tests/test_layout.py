@@ -33,25 +33,7 @@ NOT_LIVE = {"safecity.sim", "safecity.evaluation", "safecity.cli"}
 #: ``(importer, imported): what removes it``. Any other violation fails. Empty this at
 #: merge: an entry whose import is gone fails test_known_violations_are_still_there.
 KNOWN = {
-    # removed when reshape-video lands: evaluation code leaves the detector modules
-    ("safecity.video.repeat", "safecity.video.pipeline"):
-        "reshape-video: repeat.evaluate_clips moves to evaluation/ (the pipeline <-> repeat cycle)",
-    ("safecity.video.repeat", "safecity.sim.clips"):
-        "reshape-video: repeat.evaluate_clips moves to evaluation/",
-    ("safecity.video.events", "safecity.sim.clips"):
-        "reshape-video: the events evaluation harness moves to evaluation/",
-    # removed when the city directory reader/writer moves from sim/city.py to data/
-    ("safecity.app.dashboard", "safecity.sim.city"): "read_city moves to data/",
-    ("safecity.app.engine", "safecity.sim.city"): "read_city moves to data/",
-    ("safecity.dispatch.policies", "safecity.sim.city"): "make_units moves to dispatch/units.py",
-    # removed when the demo clips are rendered by 'safecity simulate' or the dashboard script
-    ("safecity.app.camera_wall", "safecity.sim.clips"):
-        "demo_cameras stops rendering clips itself (the caller does, or 'safecity simulate')",
-    # removed when configuration stops building video objects
-    ("safecity.config.cameras", "safecity.video.sources"):
-        "source_kind/redact move below video; CameraConfig.video_source becomes "
-        "VideoSource.from_config",
-    # removed when the calendar and position helpers move to data/
+    # removed when the calendar and position helpers move to data/ (reshape-estimators)
     ("safecity.baseline.usual", "safecity.forecast.model"):
         "with_holidays, EVENT_*_H, HOLIDAYS_AHEAD_DAYS, sensor_positions, shift_positions, "
         "check_columns move from forecast/model.py to data/",

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from safecity.video.sources import VideoSource
 from safecity.config.cameras import (
     EXAMPLE,
     CameraConfig,
@@ -103,7 +104,7 @@ def test_relative_sources_are_read_from_beside_the_file(tmp_path):
     for k in range(4):
         cv2.imwrite(str(frames / f"{k}.png"), np.full((48, 64, 3), 10 * k, np.uint8))
     (camera,) = load_cameras(write(tmp_path / "site", edited(source="frames", fps=4)))
-    source = camera.video_source()
+    source = VideoSource.from_config(camera)
     got = list(source)
     assert [f.image[0, 0, 0] for f in got] == [0, 10, 20, 30]
     assert (got[1].ts - got[0].ts).total_seconds() == 0.25  # a folder is read at the camera's fps

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from safecity.sim.clips import write_clips
-from safecity.video.sources import Frame, VideoSource, redact, source_kind
+from safecity.config.addresses import redact, source_kind
+from safecity.video.sources import Frame, VideoSource
 from conftest import shared_data
 
 

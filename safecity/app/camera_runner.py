@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 
-from safecity.video.sources import redact
+from safecity.config.addresses import redact
+from safecity.video.sources import VideoSource
 
 #: Seconds a live camera may go without a frame before ``video run`` reports it failed.
 DEFAULT_GIVE_UP_S = 30.0
@@ -47,7 +48,7 @@ def run_camera(camera, store=None, *, bin_s: float = 60.0, max_frames: int | Non
     summary = {"camera_id": camera.id}
     try:
         # each open and read of a stream is bounded too, so a stalled server cannot outlast the give-up
-        source = camera.video_source(give_up_after_s=give_up_after_s,
+        source = VideoSource.from_config(camera, give_up_after_s=give_up_after_s,
                                      timeout_s=max(0.5, min(10.0, give_up_after_s)))
         pipe = CameraPipeline(camera, bin_s=bin_s, audit=getattr(store, "state", None))
         try:

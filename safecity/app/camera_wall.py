@@ -32,7 +32,8 @@ import panel as pn
 import param
 
 from safecity.video.pipeline import CameraPipeline
-from safecity.video.sources import VideoSource, redact, source_kind
+from safecity.config.addresses import redact, source_kind
+from safecity.video.sources import VideoSource
 
 #: Scripted clips the demo wall plays when no installation file is given.
 DEMO_SCENARIOS = ("loitering", "wrong_way", "forbidden_zone", "abandoned_object")

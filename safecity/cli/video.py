@@ -260,7 +260,7 @@ def video_annotate(source, out_path, config_path, camera_id, data_dir, max_frame
 
     from safecity.data.store import Store
     from safecity.video.pipeline import CameraPipeline
-    from safecity.video.sources import redact
+    from safecity.config.addresses import redact
 
     shown = redact(source)  # errors quote the source, and a stream URL may carry a password
 

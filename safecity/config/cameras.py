@@ -34,7 +34,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       ValidationError, ValidationInfo, field_validator, model_validator)
 
 from safecity.config.event_kinds import CAMERA_KINDS, DEFAULT_CAMERA_KINDS
-from safecity.video.sources import VideoSource, redact, source_kind
+from safecity.config.addresses import redact, source_kind
 
 #: A complete installation file to copy from (shipped with the package).
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "cameras.example.yml"
@@ -433,12 +433,6 @@ class CameraConfig(_Strict):
         lon = lon0 + east / (_M_PER_DEG_LON_EQUATOR * math.cos(math.radians(lat0)))
         lat = lat0 + north / _M_PER_DEG_LAT
         return np.c_[lon, lat]
-
-    def video_source(self, **kwargs) -> VideoSource:
-        """The camera's ``VideoSource``: a folder is read at ``fps``, anything faster is thinned to it."""
-        kind = source_kind(self.source)
-        rate = {"fps": self.fps} if kind == "folder" else {"max_fps": self.fps}
-        return VideoSource(self.source, self.id, start=self.start, **{**rate, **kwargs})
 
     def _scale(self) -> float | None:
         """Pixels per metre: declared, or the homography's local scale at the image centre."""

@@ -34,6 +34,7 @@ import pandas as pd
 import supervision as sv
 
 from safecity.video import events, privacy, sources
+from safecity.video.sources import VideoSource
 from safecity.video.annotate import Annotator
 from safecity.video.detect import PERSON, PeopleFinder
 from safecity.video.motion import Motion
@@ -327,8 +328,8 @@ class CameraPipeline:
         camera configuration's own source; ``options`` go to ``VideoSource``, e.g.
         ``give_up_after_s``); anything else is taken to be an iterable of frames."""
         if source is None:
-            if hasattr(self.camera, "video_source"):
-                opened = self.camera.video_source(**options)
+            if hasattr(self.camera, "enabled_detectors"):  # a CameraConfig
+                opened = VideoSource.from_config(self.camera, **options)
                 self.watch(opened)
                 return opened
             source = self.scene.get("source")

@@ -15,7 +15,6 @@ wall clock when the frame arrives.
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from safecity.config.addresses import redact, source_kind
 from safecity.data.frames import IMAGE_SUFFIXES, FrameSource
 
 #: Frame rate assumed for a folder of images, or a video that does not state one.
@@ -36,7 +36,6 @@ DEFAULT_FPS = 10.0
 #: Replays start here unless told otherwise: plainly not a real clock, and the same every run.
 DEFAULT_START = pd.Timestamp("1970-01-01", tz="UTC")
 
-STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 
 STATUSES = ("ok", "reconnecting", "ended", "failed")
 
@@ -68,58 +67,6 @@ class Health:
     last_error: str | None
 
 
-def source_kind(source: str | int | os.PathLike) -> str:
-    """``"device"``, ``"stream"``, ``"folder"`` or ``"file"``; a missing path is an error naming it."""
-    if isinstance(source, bool):
-        raise TypeError(f"a video source is a path, a URL or a device number, not {source!r}")
-    if isinstance(source, (int, np.integer)) or (isinstance(source, str) and source.strip().isdigit()):
-        return "device"
-    text = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
-    if text.startswith("/dev/"):  # a capture device by path (/dev/video0); may be unplugged now
-        return "device"
-    scheme = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", text)
-    if scheme and not isinstance(source, os.PathLike):
-        if scheme.group(1).lower() not in STREAM_SCHEMES:
-            raise ValueError(f"{redact(text)}: unsupported stream scheme '{scheme.group(1)}' "
-                             f"(use one of {', '.join(STREAM_SCHEMES)})")
-        return "stream"
-    path = Path(text)
-    if path.is_dir():
-        return "folder"
-    if path.is_file():
-        return "file"
-    raise FileNotFoundError(f"{path}: no such video file or folder of frames")
-
-
-#: A URL in free text: a scheme, ``://``, then anything up to white space or a quote.
-_URL = re.compile(r"""[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'"<>]*""")
-
-#: ``user:password@`` (or ``token@``) after the scheme; greedy, so a password holding ``@`` goes too.
-_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
-
-#: Query or fragment parameters whose value is a secret (or names whom it belongs to).
-_SECRET_PARAM = re.compile(
-    r"([?&;#][^=&;#]*(?:pass|pwd|token|key|auth|secret|sig|cred|session|user|login)[^=&;#]*=)[^&;#]*",
-    re.IGNORECASE)
-
-
-def redact(text) -> str:
-    """``text`` with every URL in it stripped of credentials: fit for logs, errors and health tables.
-
-    A bare source (``rtsp://admin:pw@cam/live``) or a message quoting one (an
-    OpenCV or urllib error): the ``user:password@`` part becomes ``***@`` and
-    the values of query parameters such as ``pwd=``, ``password=``, ``token=``,
-    ``key=``, ``auth=`` or ``user=`` become ``***``. Host, port and path stay,
-    so an operator still knows which camera is meant. Works on URLs that
-    ``urllib`` rejects (a port that is not a number), which is when errors quote them.
-    """
-    def clean(match: re.Match) -> str:
-        url = _USERINFO.sub(r"\1***@", match.group(0))
-        return _SECRET_PARAM.sub(r"\1***", url)
-
-    return _URL.sub(clean, str(text))
-
-
 class VideoSource:
     """The frames of one camera, read lazily with OpenCV; iterate to get ``Frame`` values.
 
@@ -138,6 +85,14 @@ class VideoSource:
     camera on a pole should). ``timeout_s`` bounds each open and read of a
     network stream.
     """
+
+    @classmethod
+    def from_config(cls, camera, **kwargs) -> "VideoSource":
+        """A configured camera's source: a folder is read at the camera's ``fps``, anything faster
+        is thinned to it (``camera`` is a ``safecity.config.cameras.CameraConfig``)."""
+        kind = source_kind(camera.source)
+        rate = {"fps": camera.fps} if kind == "folder" else {"max_fps": camera.fps}
+        return cls(camera.source, camera.id, start=camera.start, **{**rate, **kwargs})
 
     def __init__(self, source: str | int | os.PathLike, camera_id: str | None = None, *,
                  fps: float | None = None, start: pd.Timestamp | str | None = None,

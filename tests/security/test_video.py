@@ -147,7 +147,8 @@ import threading  # noqa: E402
 import time  # noqa: E402
 
 from safecity.config.cameras import ConfigError, load_cameras  # noqa: E402
-from safecity.video.sources import VideoSource, redact  # noqa: E402
+from safecity.config.addresses import redact  # noqa: E402
+from safecity.video.sources import VideoSource  # noqa: E402
 
 
 class HostileServer:
