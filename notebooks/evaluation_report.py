@@ -317,13 +317,14 @@ sim
 
 # %%
 from safecity.data import geo
+from safecity.evaluation.incidents import pairwise_scores
 from safecity.incidents import fusion
 
 fused = []
 for seed in (0, 1):
     c = simulate.simulate_city(seed=seed, days=14, n_counters=2, zones=geo.builtin_zones())
     _, membership = fusion.fuse(c.events)
-    fused.append({"seed": seed, "events": len(c.events), **fusion.pairwise_scores(membership, c.truth["incidents"])})
+    fused.append({"seed": seed, "events": len(c.events), **pairwise_scores(membership, c.truth["incidents"])})
 fused = pd.DataFrame(fused)
 for what in ("precision", "recall", "exact"):
     add("fusion", f"pairwise {what}" if what != "exact" else "true incidents recovered exactly",

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from safecity.data import catalog
+from safecity.evaluation.incidents import pairwise_scores
 from safecity.incidents import fusion
 from safecity.data import geo
 from safecity.data import schema
@@ -135,7 +136,7 @@ def city():
 
 def test_precision_recall_on_synthetic_truth(city):
     incidents, membership = fusion.fuse(city.events)
-    scores = fusion.pairwise_scores(membership, city.truth["incidents"])
+    scores = pairwise_scores(membership, city.truth["incidents"])
     print(f"\nsynthetic city, 14 days, {len(city.events)} events: "
           f"pairwise precision {scores['precision']:.3f}, recall {scores['recall']:.3f}, "
           f"true incidents recovered exactly {scores['exact']:.3f} "
@@ -143,10 +144,10 @@ def test_precision_recall_on_synthetic_truth(city):
     assert scores["precision"] >= 0.95 and scores["recall"] >= 0.95 and scores["exact"] >= 0.95
     # a grouping of one incident per event has perfect precision and no recall
     alone = membership.assign(incident_id=membership["event_id"])
-    assert fusion.pairwise_scores(alone, city.truth["incidents"])["recall"] == 0.0
+    assert pairwise_scores(alone, city.truth["incidents"])["recall"] == 0.0
     # and too wide a rule merges what is separate
     wide = fusion.fuse(city.events, fusion.FusionRules().uniform(6 * 3600, 20_000))[1]
-    assert fusion.pairwise_scores(wide, city.truth["incidents"])["precision"] < 0.5
+    assert pairwise_scores(wide, city.truth["incidents"])["precision"] < 0.5
 
 
 def test_sf_shotspotter_grouping():
