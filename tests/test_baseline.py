@@ -14,10 +14,11 @@ from conftest import shared_data
 from safecity.data import geo
 from safecity.data import schema
 from safecity.sim import city as sim
-from safecity.baseline.usual import PERIOD_COLUMNS, UsualLevel, anomaly_events
-from safecity.data.catalog import read_melbourne_counts, read_melbourne_sensors
+from safecity.baseline.periods import PERIOD_COLUMNS, anomaly_events
+from safecity.baseline.usual import UsualLevel
+from safecity.data.catalog import read_melbourne_counts, read_melbourne_events, read_melbourne_sensors
+from safecity.data.counts import hourly_counts
 from safecity.cli import main
-from safecity.forecast.model import hourly_counts, melbourne_events
 
 MELBOURNE = "city/melbourne_pedestrians/pedestriancounts_melbourne.zip"
 MELBOURNE_SENSORS = "city/melbourne_pedestrians/Pedestrian_sensor_locations.csv"
@@ -333,7 +334,7 @@ def test_melbourne_mass_event_days_are_flagged_and_other_days_meet_the_false_ala
     month.
     """
     counts, sensors = melbourne
-    events = melbourne_events()
+    events = read_melbourne_events()
     split = pd.Timestamp("2014-01-01", tz=MELBOURNE_TZ).tz_convert("UTC")
     rate, group_rate = 1 / 7, 1 / 30
     model = UsualLevel(tz=MELBOURNE_TZ, country="AU", subdiv="VIC", school_zone=None, rate=rate,

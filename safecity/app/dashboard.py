@@ -69,7 +69,8 @@ def city_models(city: SimpleNamespace) -> SimpleNamespace:
 
 
 def _fit_models(city: SimpleNamespace) -> SimpleNamespace:
-    from safecity.forecast.model import TimeOfWeekProfile, aggregate_zones
+    from safecity.data.counts import aggregate_zones
+    from safecity.forecast.baselines import TimeOfWeekProfile
 
     counts = city.observations[city.observations["metric"] == "people_count"]
     usual, scores = replay_scores(counts, getattr(city, "calendar", None), city.sensors)

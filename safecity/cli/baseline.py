@@ -107,7 +107,7 @@ def baseline_flag(observations_path, train_until, rate, group_rate, ts_col, sens
             raise click.ClickException(f"{observations_path}: {err}") from None
         bar.update()
     if periods is None:
-        from safecity.baseline.usual import empty_periods
+        from safecity.baseline.periods import empty_periods
 
         periods = empty_periods()
     columns = ["sensor_id", "group", "start", "end", "direction", "observed", "expected", "low", "high",

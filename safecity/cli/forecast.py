@@ -84,7 +84,7 @@ def forecast_backtest(observations_path, calendar_paths, sensors_path, metric, h
     """
     from tqdm import tqdm
 
-    from safecity.forecast.model import backtest
+    from safecity.evaluation.forecasts import backtest
 
     obs, calendar, sensors = _forecast_inputs(observations_path, calendar_paths, sensors_path, tz)
     estimator = _forecaster(horizon, tz, country, subdiv, school_zone, metric)
@@ -126,7 +126,7 @@ def forecast_predict(observations_path, calendar_paths, sensors_path, metric, ho
     import pandas as pd
     from tqdm import tqdm
 
-    from safecity.forecast.model import gathering_alerts
+    from safecity.forecast.alerts import gathering_alerts
 
     for path in (out_path, alerts_path):
         if path and Path(path).suffix.lower() not in (".csv", ".parquet"):
