@@ -22,6 +22,7 @@ from safecity.evaluation.forecasts import backtest
 from safecity.forecast.alerts import gathering_alerts
 from safecity.forecast.baselines import seasonal_naive, time_of_week_profile
 from safecity.forecast.model import GatheringForecaster
+from safecity.forecast.table import forecast_hours
 from safecity.cli import main
 
 MELBOURNE = "city/melbourne_pedestrians/pedestriancounts_melbourne.zip"
@@ -97,7 +98,7 @@ def city():
 @pytest.fixture(scope="module")
 def fitted(city):
     history = city.observations[city.observations["ts"] < ORIGIN]
-    return GatheringForecaster().fit(history, city.calendar, city.sensors)
+    return GatheringForecaster().fit(history, calendar=city.calendar, sensors=city.sensors)
 
 
 def _today(calendar: pd.DataFrame) -> pd.Series:
@@ -107,8 +108,8 @@ def _today(calendar: pd.DataFrame) -> pd.Series:
 def test_an_event_in_the_calendar_raises_the_forecast_near_its_venue_only(city, fitted):
     today = _today(city.calendar)
     match = city.calendar[today & city.calendar["name"].str.contains("OM|Vélodrome")].iloc[0]
-    with_event = fitted.predict(ORIGIN, observations=city.observations)
-    without = fitted.predict(ORIGIN, observations=city.observations, calendar=city.calendar[~today])
+    with_event = fitted.predict(forecast_hours(ORIGIN), observations=city.observations)
+    without = fitted.predict(forecast_hours(ORIGIN), observations=city.observations, calendar=city.calendar[~today])
     ratio = (with_event.set_index(["ts", "sensor_id"])["q50"]
              / without.set_index(["ts", "sensor_id"])["q50"]).unstack()
 
@@ -129,8 +130,8 @@ def test_an_event_in_the_calendar_raises_the_forecast_near_its_venue_only(city, 
 def test_a_gathering_alert_fires_at_the_event_with_its_interval_and_lead_time(city, fitted):
     today = _today(city.calendar)
     match = city.calendar[today & city.calendar["name"].str.contains("OM|Vélodrome")].iloc[0]
-    forecast = fitted.predict(ORIGIN, observations=city.observations)
-    usual = fitted.predict(ORIGIN, observations=city.observations, calendar=city.calendar[~today])
+    forecast = fitted.predict(forecast_hours(ORIGIN), observations=city.observations)
+    usual = fitted.predict(forecast_hours(ORIGIN), observations=city.observations, calendar=city.calendar[~today])
     # A capacity a fifth above each sensor's usual busiest hour of the day.
     capacity = 1.2 * usual.groupby("sensor_id")["q90"].max()
     alerts = gathering_alerts(forecast, capacity, lead_time="6h", sensors=city.sensors)
@@ -163,7 +164,7 @@ def test_a_gathering_alert_fires_at_the_event_with_its_interval_and_lead_time(ci
 
 
 def test_quantiles_are_ordered_any_quantile_can_be_asked_and_the_horizon_is_respected(city, fitted):
-    table = fitted.predict(ORIGIN, "24h", quantiles=(0.05, 0.25, 0.5, 0.75, 0.95),
+    table = fitted.predict(forecast_hours(ORIGIN, "24h"), quantiles=(0.05, 0.25, 0.5, 0.75, 0.95),
                            observations=city.observations)
     cols = ["q5", "q25", "q50", "q75", "q95"]
     assert list(table.columns) == ["ts", "sensor_id", "metric", "origin", *cols]
@@ -173,15 +174,35 @@ def test_quantiles_are_ordered_any_quantile_can_be_asked_and_the_horizon_is_resp
     assert (table["origin"] == ORIGIN).all()
     assert table.groupby("ts").size().nunique() == 1  # every sensor at every hour
     with pytest.raises(ValueError, match="longer than the model"):
-        fitted.predict(ORIGIN, "48h")
+        fitted.predict(forecast_hours(ORIGIN, "48h"))
+
+
+def test_x_names_the_hours_and_sensors_to_forecast(city, fitted):
+    """``predict(X)`` forecasts what X asks for: its hours, and its sensors when it names them."""
+    every = fitted.predict(forecast_hours(ORIGIN, "24h"), observations=city.observations)
+    two = ["cnt-001", "cnt-003"]
+    some = fitted.predict(forecast_hours(ORIGIN, "6h", sensor_ids=two), observations=city.observations)
+    assert set(some["sensor_id"]) == set(two) and len(some) == 2 * 6
+    expected = every[every["sensor_id"].isin(two) & (every["ts"] < ORIGIN + pd.Timedelta("6h"))]
+    pd.testing.assert_frame_equal(some, expected.reset_index(drop=True))
+    with pytest.raises(ValueError, match="whole hours"):
+        fitted.predict(pd.DataFrame({"ts": [ORIGIN + pd.Timedelta("30min")]}))
+
+
+def test_hyperparameters_are_checked_in_fit_where_they_are_declared(city):
+    history = city.observations[city.observations["ts"] < ORIGIN]
+    for bad in ({"horizon": "8D"}, {"horizon": "soon"}, {"tz": "Europe/Marseille"}, {"school_zone": "D"},
+                {"max_iter": 0}):
+        with pytest.raises(ValueError, match=f"'{next(iter(bad))}' parameter"):
+            GatheringForecaster(**bad).fit(history)
 
 
 def test_a_forecast_uses_nothing_at_or_after_its_origin(city, fitted):
     obs = city.observations
     future = obs["ts"] >= ORIGIN
     tampered = obs.assign(value=np.where(future, obs["value"] * 10 + 1000, obs["value"]))
-    a = fitted.predict(ORIGIN, observations=obs)
-    b = fitted.predict(ORIGIN, observations=tampered)
+    a = fitted.predict(forecast_hours(ORIGIN), observations=obs)
+    b = fitted.predict(forecast_hours(ORIGIN), observations=tampered)
     pd.testing.assert_frame_equal(a, b)
 
 
@@ -189,11 +210,11 @@ def test_the_estimator_follows_scikit_learn_conventions(city):
     est = GatheringForecaster(history_days=20, max_iter=50)
     params = est.get_params()
     with pytest.raises(NotFittedError):
-        est.predict(ORIGIN)
+        est.predict(forecast_hours(ORIGIN))
     twin = clone(est)
     assert twin is not est and twin.get_params() == params
     history = city.observations[city.observations["ts"] < ORIGIN]
-    assert est.fit(history, city.calendar, city.sensors) is est
+    assert est.fit(history, calendar=city.calendar, sensors=city.sensors) is est
     assert est.get_params() == params  # fit leaves the hyperparameters alone
     learned = [k for k in vars(est) if k not in params]
     assert learned and all(k.endswith("_") for k in learned)
@@ -201,10 +222,10 @@ def test_the_estimator_follows_scikit_learn_conventions(city):
     assert est.n_features_in_ == len(est.feature_names_)
     assert est.set_params(max_iter=20) is est and est.max_iter == 20
     # Fitting twice on the same data gives the same forecast (seeded).
-    again = clone(est).set_params(max_iter=50).fit(history, city.calendar, city.sensors)
-    pd.testing.assert_frame_equal(again.predict(ORIGIN, observations=city.observations),
-                                  clone(again).fit(history, city.calendar, city.sensors)
-                                  .predict(ORIGIN, observations=city.observations))
+    again = clone(est).set_params(max_iter=50).fit(history, calendar=city.calendar, sensors=city.sensors)
+    pd.testing.assert_frame_equal(again.predict(forecast_hours(ORIGIN), observations=city.observations),
+                                  clone(again).fit(history, calendar=city.calendar, sensors=city.sensors)
+                                  .predict(forecast_hours(ORIGIN), observations=city.observations))
 
 
 def test_missing_hours_stay_missing_and_stopped_sensors_are_not_forecast(city):
@@ -225,9 +246,9 @@ def test_missing_hours_stay_missing_and_stopped_sensors_are_not_forecast(city):
     hour = counts[(counts["sensor_id"] == "cnt-013") & (counts["ts"].dt.floor("h") == utc("2026-06-11 10:00"))]
     assert wide.loc[utc("2026-06-11 10:00"), "cnt-013"] == hour["value"].sum()
 
-    model = GatheringForecaster(max_iter=50).fit(holed[holed["ts"] < ORIGIN], city.calendar,
-                                                    city.sensors)
-    table = model.predict(ORIGIN, observations=holed)
+    model = GatheringForecaster(max_iter=50).fit(holed[holed["ts"] < ORIGIN], calendar=city.calendar,
+                                                 sensors=city.sensors)
+    table = model.predict(forecast_hours(ORIGIN), observations=holed)
     assert "cnt-010" not in set(table["sensor_id"])  # silent for sixteen days: not forecast
     assert "cnt-011" in set(table["sensor_id"])  # started ten days ago: forecast
     assert table[["q10", "q50", "q90"]].notna().all().all()

@@ -177,7 +177,9 @@ class CityView(param.Parameterized):
     def forecast(self) -> pd.DataFrame:
         """The zones' hourly forecast for the ``forecast_hours`` after ``time`` (q10, q50, q90)."""
         _, end = self._window()
-        return self.models.forecaster.predict(end.ceil("h"), f"{self.forecast_hours}h")
+        from safecity.forecast.table import forecast_hours
+
+        return self.models.forecaster.predict(forecast_hours(end, f"{self.forecast_hours}h"))
 
     @param.depends("time", "forecast_hours")
     def forecast_map(self) -> hv.Overlay:

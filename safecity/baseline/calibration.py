@@ -17,14 +17,18 @@ import pandas as pd
 from safecity.baseline.alarms import (MIN_GROUP_SHARE, gaussian_threshold, group_shares, n_group_periods,
                                       n_periods, solve_threshold)
 from safecity.baseline.grid import Bins
-from safecity.baseline.replay import replay
+from safecity.baseline.replay import replay_live
 
 if TYPE_CHECKING:
     from safecity.baseline.usual import UsualLevel
 
 
 def calibrate(model: "UsualLevel", index: pd.DatetimeIndex, Y: np.ndarray, bins: Bins) -> None:
-    """Solve ``threshold_`` and the group thresholds on a replay of the last days of the history."""
+    """Solve ``threshold_`` and the group thresholds on a replay of the last days of the history.
+
+    The replay runs on a private model of a sample of the sensors, fitted on
+    the days before: ``model`` only receives the thresholds.
+    """
     days = np.unique(bins.day)
     n_cal = min(int(model.calibration_days), len(days) // 2)
     bins_per_day = model.slots_per_day_
@@ -48,9 +52,8 @@ def calibrate(model: "UsualLevel", index: pd.DatetimeIndex, Y: np.ndarray, bins:
     sub.day_types_ = tuple(int(t) for t in np.unique(head.day_type))
     rows = np.arange(len(sample))
     sub._learn(index[:start], Y[sample, :start], head, sub._event_mask(index[:start], rows))
-    tail = Bins(index[start:], bins.day_type[start:], bins.dow[start:], bins.slot[start:],
-                 bins.hour[start:], bins.weekend[start:], bins.day[start:])
-    z, _, _ = replay(sub, index[start:], Y[sample, start:], rows, tail, model.update_every is not None)
+    tail = pd.DataFrame(Y[sample, start:].T, index=index[start:], columns=sub.sensor_ids_)
+    z = replay_live(sub, tail).z
     # Known events are not normal data: they are left out of the calibration days.
     for span, near in sub._event_mask(index[start:], rows):
         z[np.nonzero(near)[0][:, None], np.arange(span.start, span.stop)[None, :]] = np.nan

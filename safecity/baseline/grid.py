@@ -107,3 +107,35 @@ def chunks(n_rows: int, n_cols: int):
     size = max(1, _CHUNK_VALUES // max(n_cols, 1))
     for lo in range(0, n_rows, size):
         yield slice(lo, min(lo + size, n_rows))
+
+
+@dataclass(frozen=True)
+class Departures:
+    """Scored bins, what the periods table is made of (arrays are sensors x bins).
+
+    ``observed`` on the original scale (NaN: missing), ``z`` the standardised
+    departure (NaN: not scored), ``centre`` and ``scale`` the usual level and
+    the noise on the model's transformed scale, ``day_type`` per bin.
+    """
+
+    index: pd.DatetimeIndex
+    sensor_ids: np.ndarray
+    observed: np.ndarray
+    z: np.ndarray
+    centre: np.ndarray
+    scale: np.ndarray
+    day_type: np.ndarray
+
+    @classmethod
+    def concat(cls, parts: list["Departures"]) -> "Departures":
+        """Consecutive parts on the same sensors, as one."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(parts[0].index.append([p.index for p in parts[1:]]), parts[0].sensor_ids,
+                   *(np.concatenate([getattr(p, f) for p in parts], axis=1)
+                     for f in ("observed", "z", "centre", "scale")),
+                   np.concatenate([p.day_type for p in parts]))
+
+    def scores(self) -> pd.DataFrame:
+        """``z`` as ``UsualLevel.score_samples`` returns it (bins x sensors)."""
+        return pd.DataFrame(self.z.T, index=self.index, columns=pd.Index(self.sensor_ids, name="sensor_id"))

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from safecity.baseline.alarms import CITY, group_shares, runs
-from safecity.baseline.grid import NORMAL, PUBLIC, SCHOOL
+from safecity.baseline.grid import NORMAL, PUBLIC, SCHOOL, Departures
 from safecity.data.schema import empty, validate
 from safecity.data.time_features import EVENT_AFTER_H, EVENT_BEFORE_H
 
@@ -38,8 +38,16 @@ PERIOD_COLUMNS = ["sensor_id", "group", "start", "end", "direction", "observed",
                   "score", "peak", "n_sensors", "sensors", "attached", "explanation", "calendar"]
 
 
-def alarm_periods(model: "UsualLevel", index, ids, Y, rows, bins, z, centre, scale) -> pd.DataFrame:
-    """The periods table: group anomalies (city, then zones), then sensor alarms they do not explain."""
+def alarm_periods(model: "UsualLevel", departures: Departures) -> pd.DataFrame:
+    """The periods table: group anomalies (city, then zones), then sensor alarms they do not explain.
+
+    ``departures`` are the scores of some bins (``UsualLevel.departures``, or
+    ``replay.replay_live`` to score as the live model would); ``model`` gives
+    the thresholds, groups, calendar and positions.
+    """
+    index, ids, Y = departures.index, departures.sensor_ids, departures.observed
+    z, centre, scale = departures.z, departures.centre, departures.scale
+    rows = model._rows(ids, add=False)
     gap = model._gap()
     thr = model.threshold_
     known = rows >= 0
@@ -90,7 +98,7 @@ def alarm_periods(model: "UsualLevel", index, ids, Y, rows, bins, z, centre, sca
                 n_rep = int(n_obs[peak_bin])
                 n_dep = int(round(share[peak_bin] * n_rep))
                 where = "the city" if name == CITY else name
-                label = _slot_label(index[peak_bin], model.tz, int(bins.day_type[peak_bin]))
+                label = _slot_label(index[peak_bin], model.tz, int(departures.day_type[peak_bin]))
                 out.append({
                     "sensor_id": None, "group": name, "start": index[a], "end": index[b] + step,
                     "direction": direction, "observed": float(obs_sum.mean()),
@@ -115,7 +123,7 @@ def alarm_periods(model: "UsualLevel", index, ids, Y, rows, bins, z, centre, sca
             peak_bin = a + int(np.nanargmax(sign * z[s, seg]))
             both = np.isfinite(Y[s, seg]) & np.isfinite(expected[s, seg])
             obs, exp = Y[s, peak_bin], expected[s, peak_bin]
-            label = _slot_label(index[peak_bin], model.tz, int(bins.day_type[peak_bin]))
+            label = _slot_label(index[peak_bin], model.tz, int(departures.day_type[peak_bin]))
             out.append({
                 "sensor_id": ids[s], "group": None, "start": index[a], "end": index[b] + step,
                 "direction": direction, "observed": float(Y[s, seg][both].mean()),

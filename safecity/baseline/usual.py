@@ -5,9 +5,20 @@ Saturday nights usually are, or the morning when half the city's counters read
 half their usual level; not about every noisy minute. ``UsualLevel`` is a
 scikit-learn estimator that learns, per sensor, the usual level of every slot of
 the week on the city's calendar and scores new bins as standardised departures
-from it; ``UsualLevel.flag`` turns the scores into alarm periods (one row per
-sensor run, or one per group when many sensors of a district or of the city
-depart together) and ``anomaly_events`` turns those into ``events`` rows.
+from it. Around it, one module per idea:
+
+* ``safecity.baseline.replay.replay_live``: scores new bins as the live model
+  would, learning each day after scoring it (an explicit ``partial_fit``);
+* ``safecity.baseline.periods``: ``alarm_periods`` turns the scores into alarm
+  periods (one row per sensor run, or one per group when many sensors of a
+  district or of the city depart together) with a one-line explanation, and
+  ``anomaly_events`` turns those into ``events`` rows;
+* ``safecity.baseline.calibration``: the thresholds, solved on a replay;
+* ``grid`` (bins in local time), ``robust`` (medians, noise model) and
+  ``alarms`` (runs of alarm bins, group shares): the parts they share.
+
+    model = UsualLevel(rate=1 / 7).fit(history, calendar=events, sensors=sensors)
+    periods = alarm_periods(model, replay_live(model, new_counts))
 
 How it works, and why:
 
@@ -76,38 +87,32 @@ How it works, and why:
 
 Tables. ``UsualLevel`` reads the ``observations`` table (ts, sensor_id, value;
 rows of other metrics than ``metric`` are left out) or a wide frame (a regular
-UTC DatetimeIndex by sensor, as ``forecast.hourly_counts`` returns). The bin is
-the data's own step. ``flag`` returns the periods table (``PERIOD_COLUMNS``):
-    sensor_id (None for a group), group (None for a sensor), start, end (UTC),
-    direction (high or low), observed, expected (mean per bin over the period,
-    for a group the sum over its sensors), low, high (the usual band at the
-    threshold, same basis), score (a sensor's peak standardised departure, a
-    group's peak share of departing sensors; negative when low), peak (the bin
-    of the peak), n_sensors, sensors (JSON list: the departing sensors of a
-    group), attached (JSON list: sensors whose own alarms the group explains),
-    explanation (one line), calendar (known happenings at the time and place).
+UTC DatetimeIndex by sensor, as ``safecity.data.counts.hourly_counts``
+returns). The bin is the data's own step. The periods table is described in
+``safecity.baseline.periods``.
 """
 from __future__ import annotations
 
 import math
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from safecity.baseline.alarms import CITY
 from safecity.baseline.calibration import calibrate
-from safecity.baseline.grid import NORMAL, PUBLIC, SCHOOL, Bins, bin_facts, chunks, to_matrix
-from safecity.baseline.periods import alarm_periods
-from safecity.baseline.replay import replay
+from safecity.baseline.grid import NORMAL, PUBLIC, SCHOOL, Bins, Departures, bin_facts, chunks, to_matrix
 from safecity.baseline.robust import blend, grouped_median, nanmedian, pair_spread
+from safecity.config.city import DEFAULT_CITY
 from safecity.data.counts import check_columns, sensor_positions
 from safecity.data.geo import distance_m
 from safecity.data.schema import validate
-from safecity.data.time_features import (EVENT_AFTER_H, EVENT_BEFORE_H, HOLIDAYS_AHEAD_DAYS, shift_positions,
-                                         with_holidays)
+from safecity.data.time_features import (EVENT_AFTER_H, EVENT_BEFORE_H, HOLIDAYS_AHEAD_DAYS, Duration, TimeZone,
+                                         shift_positions, with_holidays)
 
 #: The variance of a median of n normal values is about π/2 times the mean's (σ²/n).
 _MEDIAN_VAR = math.pi / 2
@@ -136,7 +141,7 @@ class UsualLevel(BaseEstimator):
     calibration_days : days at the end of the history replayed to calibrate the threshold
         (at most half the history).
     update_every : how often the live model learns from new bins (``partial_fit``), as
-        the calibration replays it and ``flag`` scores; None: never.
+        the calibration and ``replay_live`` replay it; None: never.
     max_calibration_sensors : sensors drawn at random to calibrate (the threshold is global).
     country, subdiv : public holidays (``holidays`` package; None: none).
     school_zone : French school-holiday zone ("B": Marseille; None: none).
@@ -173,13 +178,39 @@ class UsualLevel(BaseEstimator):
     end_ : the end of the last bin learnt.
     """
 
-    def __init__(self, tz: str = "Europe/Paris", rate: float = 1.0, group_rate: float | None = None,
+    _parameter_constraints: dict = {
+        "tz": [TimeZone()],
+        "rate": [Interval(Real, 0, None, closed="neither")],
+        "group_rate": [Interval(Real, 0, None, closed="neither"), None],
+        "transform": [StrOptions({"sqrt", "log1p", "none"})],
+        "min_history": [Interval(Integral, 1, None, closed="left")],
+        "memory": [Interval(Integral, 1, None, closed="left")],
+        "min_spread": [Interval(Real, 0, None, closed="left"), None],
+        "huber": [Interval(Real, 0, None, closed="neither")],
+        "merge_gap": [Duration("0s")],
+        "group_z": [Interval(Real, 0, None, closed="left")],
+        "min_group_sensors": [Interval(Integral, 1, None, closed="left")],
+        "group_col": [str, None],
+        "calibration_days": [Interval(Integral, 0, None, closed="left")],
+        "update_every": [Duration("1ns"), None],
+        "max_calibration_sensors": [Interval(Integral, 1, None, closed="left")],
+        "country": [str, None],
+        "subdiv": [str, None],
+        "school_zone": [StrOptions({"A", "B", "C"}), None],
+        "exclude_events": ["boolean"],
+        "calendar_radius_m": [Interval(Real, 0, None, closed="left")],
+        "metric": [str, None],
+        "random_state": [Interval(Integral, 0, None, closed="left"), None],
+    }
+
+    def __init__(self, tz: str = DEFAULT_CITY.tz, rate: float = 1.0, group_rate: float | None = None,
                  transform: str = "sqrt", min_history: int = 3, memory: int = 8,
                  min_spread: float | None = None, huber: float = 3.0, merge_gap: str = "1h",
                  group_z: float = 2.0, min_group_sensors: int = 3, group_col: str | None = "zone",
                  calibration_days: int = 365, update_every: str | None = "1D",
-                 max_calibration_sensors: int = 2000, country: str | None = "FR",
-                 subdiv: str | None = None, school_zone: str | None = "B", exclude_events: bool = True,
+                 max_calibration_sensors: int = 2000, country: str | None = DEFAULT_CITY.country,
+                 subdiv: str | None = DEFAULT_CITY.subdiv,
+                 school_zone: str | None = DEFAULT_CITY.school_zone, exclude_events: bool = True,
                  calendar_radius_m: float = 1500.0, metric: str | None = "people_count",
                  random_state: int | None = 0):
         self.tz = tz
@@ -215,7 +246,7 @@ class UsualLevel(BaseEstimator):
         the public and school holidays. ``sensors``: sensor_id with lon, lat (to
         place events, anomalies and group centroids) and ``group_col`` (groups).
         """
-        self._check_params()
+        self._validate_params()
         index, ids, Y, step = to_matrix(X, self.metric)
         self._setup(index, ids, step, calendar, sensors)
         bins = self._bins_for(index)
@@ -239,6 +270,7 @@ class UsualLevel(BaseEstimator):
         rows = self._rows(ids, add=True)
         if sensors is not None:
             self._set_sensors(sensors)
+        self.calendar_, self.calendar_start_, self.calendar_end_ = self._calendar_over(index)
         bins = self._bins_for(index)
         self._update(index, Y, rows, bins, self._event_mask(index, rows))
         return self
@@ -279,36 +311,21 @@ class UsualLevel(BaseEstimator):
         flags = np.where(z.isna(), 0, np.where(z.abs() > self.threshold_, -1, 1)).astype(np.int8)
         return pd.DataFrame(flags, index=z.index, columns=z.columns)
 
-    # ------------------------------------------------------------------ alarm periods
+    def departures(self, X: pd.DataFrame) -> Departures:
+        """Scores of ``X`` with everything the periods table reads: observed values, centre, scale, day type.
 
-    def flag(self, X: pd.DataFrame, *, calendar: pd.DataFrame | None = None,
-             update: bool = True) -> pd.DataFrame:
-        """Alarm periods of ``X`` as the periods table (module docstring), group anomalies first.
-
-        With ``update`` the model scores ``X`` as it would live: every
-        ``update_every`` it learns the bins just scored (``partial_fit``), so it
-        leaves this call updated. ``calendar`` adds rows (for learning and to
-        name the happenings an alarm coincides with).
+        Like every scoring method, it leaves the model as it is; to score data as
+        a live model would, learning as it goes, see ``safecity.baseline.replay``.
         """
-        check_is_fitted(self, "level_")
-        index, ids, Y, _ = to_matrix(X, self.metric, self.freq_)
-        self._add_calendar(calendar)
-        rows = self._rows(ids, add=update)
-        bins = self._bins_for(index)
-        z, centre, scale = replay(self, index, Y, rows, bins, update and self.update_every is not None)
-        return alarm_periods(self, index, ids, Y, rows, bins, z, centre, scale)
+        index, ids, Y, rows, bins = self._prepare(X)
+        z, centre, scale = (np.full(Y.shape, np.nan, np.float32) for _ in range(3))
+        known = np.nonzero(rows >= 0)[0]
+        for part in chunks(len(known), len(index)):
+            sel = known[part]
+            z[sel], centre[sel], scale[sel] = self._score(Y[sel], rows[sel], bins)
+        return Departures(index, ids, Y, z, centre, scale, bins.day_type)
 
     # ------------------------------------------------------------------ internals: set-up
-
-    def _check_params(self) -> None:
-        if self.transform not in ("sqrt", "log1p", "none"):
-            raise ValueError(f"transform must be 'sqrt', 'log1p' or 'none', got {self.transform!r}")
-        if not self.rate > 0:
-            raise ValueError(f"rate must be positive (alarms per sensor per day), got {self.rate!r}")
-        if self.group_rate is not None and not self.group_rate > 0:
-            raise ValueError(f"group_rate must be positive, got {self.group_rate!r}")
-        if self.min_history < 1 or self.memory < 1:
-            raise ValueError("min_history and memory must be at least 1")
 
     def _setup(self, index, ids, step, calendar, sensors) -> None:
         self.freq_ = step
@@ -346,13 +363,17 @@ class UsualLevel(BaseEstimator):
             self.calendar_ = validate(both.drop_duplicates("calendar_id", keep="last"), "calendar")
 
     def _bins_for(self, index: pd.DatetimeIndex) -> Bins:
-        """Bin facts for ``index``; holidays are looked up again when it runs past those known."""
-        if index[-1] >= self.calendar_end_ or index[0] < self.calendar_start_:
-            self.calendar_start_ = min(index[0], self.calendar_start_) - pd.Timedelta(days=1)
-            self.calendar_end_ = max(index[-1], self.calendar_end_) + pd.Timedelta(days=HOLIDAYS_AHEAD_DAYS)
-            self.calendar_ = with_holidays(self.calendar_, self.calendar_start_, self.calendar_end_,
-                                            self.tz, self.country, self.subdiv, self.school_zone)
-        return bin_facts(index, self.freq_, self.tz, self.calendar_)
+        """Bin facts for ``index``; holidays are looked up again (not kept) when it runs past those known."""
+        return bin_facts(index, self.freq_, self.tz, self._calendar_over(index)[0])
+
+    def _calendar_over(self, index: pd.DatetimeIndex):
+        """The calendar with the holidays of ``index``: (calendar, start, end of the holidays looked up)."""
+        if index[-1] < self.calendar_end_ and index[0] >= self.calendar_start_:
+            return self.calendar_, self.calendar_start_, self.calendar_end_
+        start = min(index[0], self.calendar_start_) - pd.Timedelta(days=1)
+        end = max(index[-1], self.calendar_end_) + pd.Timedelta(days=HOLIDAYS_AHEAD_DAYS)
+        return with_holidays(self.calendar_, start, end, self.tz, self.country, self.subdiv,
+                             self.school_zone), start, end
 
     def _rows(self, ids: np.ndarray, add: bool) -> np.ndarray:
         """Model rows of ``ids`` (-1: unknown); with ``add`` unknown sensors get new, empty rows."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from safecity.config.city import DEFAULT_CITY
 from safecity.cli.root import main
 from safecity.cli.options import _write_table_file, _read_table_file, _check_tz, _check_out
 
@@ -31,10 +32,12 @@ def baseline() -> None:
 @click.option("--value-col", default="value", show_default=True, help="Column of values (counts).")
 @click.option("--metric", default=None,
               help="Keep the rows of this metric (when the file has a metric column with several).")
-@click.option("--tz", default="Europe/Paris", show_default=True, callback=_check_tz, help="The city's time zone.")
-@click.option("--country", default="FR", show_default=True, help="Public holidays of this country ('none': none).")
-@click.option("--subdiv", default=None, help="Holiday subdivision (state, region), e.g. VIC.")
-@click.option("--school-zone", default="B", show_default=True, help="French school-holiday zone ('none': none).")
+@click.option("--tz", default=DEFAULT_CITY.tz, show_default=True, callback=_check_tz, help="The city's time zone.")
+@click.option("--country", default=DEFAULT_CITY.country or "none", show_default=True,
+              help="Public holidays of this country ('none': none).")
+@click.option("--subdiv", default=DEFAULT_CITY.subdiv, help="Holiday subdivision (state, region), e.g. VIC.")
+@click.option("--school-zone", default=DEFAULT_CITY.school_zone or "none", show_default=True,
+              help="French school-holiday zone ('none': none).")
 @click.option("--calendar", "calendar_paths", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Calendar file (.csv, .ics, .geojson); repeat for several.")
 @click.option("--sensors", "sensors_path", type=click.Path(exists=True, dir_okay=False),
@@ -64,6 +67,8 @@ def baseline_flag(observations_path, train_until, rate, group_rate, ts_col, sens
     import pandas as pd
     from tqdm import tqdm
 
+    from safecity.baseline.periods import alarm_periods
+    from safecity.baseline.replay import replay_live
     from safecity.baseline.usual import UsualLevel
 
     if out_path and Path(out_path).suffix.lower() not in (".csv", ".json", ".parquet"):
@@ -102,7 +107,10 @@ def baseline_flag(observations_path, train_until, rate, group_rate, ts_col, sens
             model.fit(train, calendar=calendar, sensors=sensors)
             bar.update()
             bar.set_postfix_str("flagging")
-            periods = model.flag(test, update=not static) if len(test) else None
+            if len(test):  # live: each day is scored, then learnt (partial_fit), as the live model runs
+                periods = alarm_periods(model, model.departures(test) if static else replay_live(model, test))
+            else:
+                periods = None
         except ValueError as err:
             raise click.ClickException(f"{observations_path}: {err}") from None
         bar.update()

@@ -127,6 +127,7 @@ def forecast_predict(observations_path, calendar_paths, sensors_path, metric, ho
     from tqdm import tqdm
 
     from safecity.forecast.alerts import gathering_alerts
+    from safecity.forecast.table import forecast_hours
 
     for path in (out_path, alerts_path):
         if path and Path(path).suffix.lower() not in (".csv", ".parquet"):
@@ -162,9 +163,10 @@ def forecast_predict(observations_path, calendar_paths, sensors_path, metric, ho
     model = _forecaster(horizon, tz, country, subdiv, school_zone, metric)
     with tqdm(total=2, desc="forecast", unit="step", file=sys.stderr) as bar:
         try:
-            model.fit(obs, calendar, sensors)
+            model.fit(obs, calendar=calendar, sensors=sensors)
             bar.update()
-            table = model.predict(start, horizon, quantiles=qs)
+            hours = forecast_hours(model.end_ if start is None else start, horizon)
+            table = model.predict(hours, quantiles=qs)
             bar.update()
         except ValueError as err:
             raise click.ClickException(f"{observations_path}: {err}") from None

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from safecity.config.city import DEFAULT_CITY
+
 
 def _write_table_file(df, path: str) -> None:
     """Write atomically: a reader never sees half a file."""
@@ -81,12 +83,12 @@ def _city_options(command):
         click.option("--metric", default="people_count", show_default=True),
         click.option("--horizon", default="24h", show_default=True, callback=_check_duration,
                      help="How far ahead (pandas duration: 24h, 3D, 7D)."),
-        click.option("--tz", default="Europe/Paris", show_default=True, callback=_check_tz,
+        click.option("--tz", default=DEFAULT_CITY.tz, show_default=True, callback=_check_tz,
                      help="The city's time zone."),
-        click.option("--country", default="FR", show_default=True,
+        click.option("--country", default=DEFAULT_CITY.country or "none", show_default=True,
                      help="Public holidays of this country ('none': none)."),
-        click.option("--subdiv", default=None, help="Holiday subdivision (state, region), e.g. VIC."),
-        click.option("--school-zone", default="B", show_default=True,
+        click.option("--subdiv", default=DEFAULT_CITY.subdiv, help="Holiday subdivision (state, region), e.g. VIC."),
+        click.option("--school-zone", default=DEFAULT_CITY.school_zone or "none", show_default=True,
                      help="French school-holiday zone ('none': none)."),
     ]
     for option in reversed(options):

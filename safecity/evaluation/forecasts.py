@@ -17,7 +17,7 @@ from safecity.data.counts import hourly_counts
 from safecity.forecast.baselines import SeasonalNaive, TimeOfWeekProfile
 from safecity.forecast.features import WEEK_LAGS
 from safecity.forecast.model import GatheringForecaster
-from safecity.forecast.table import HOUR, origin_of
+from safecity.forecast.table import HOUR, forecast_hours, origin_of
 
 
 
@@ -71,7 +71,7 @@ def backtest(observations: pd.DataFrame, calendar: pd.DataFrame | None = None, h
         fold_start = origins[block[0]]
         past = observations[ts_obs < fold_start]
         t0 = _time.perf_counter()
-        model = clone(est).fit(past, calendar, sensors)
+        model = clone(est).fit(past, calendar=calendar, sensors=sensors)
         profile = TimeOfWeekProfile(tz=tz, metric=est.metric).fit(past)
         fit_s += _time.perf_counter() - t0
         recent = observations[(ts_obs >= fold_start - pd.Timedelta(days=WEEK_LAGS[-1] + 2))
@@ -80,10 +80,11 @@ def backtest(observations: pd.DataFrame, calendar: pd.DataFrame | None = None, h
         for k in block:
             origin = origins[k]
             t0 = _time.perf_counter()
-            tables["forecaster"].append(model.predict(origin, horizon, observations=recent))
+            hours = forecast_hours(origin, horizon)
+            tables["forecaster"].append(model.predict(hours, observations=recent))
             predict_s += _time.perf_counter() - t0
-            tables["seasonal_naive"].append(naive.predict(origin, horizon, observations=recent))
-            tables["time_of_week_profile"].append(profile.predict(origin, horizon))
+            tables["seasonal_naive"].append(naive.predict(hours, observations=recent))
+            tables["time_of_week_profile"].append(profile.predict(hours))
         if progress is not None:
             progress(i + 1)
 

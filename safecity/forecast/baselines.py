@@ -7,18 +7,22 @@ and the dashboards treat them alike.
 from __future__ import annotations
 
 import warnings
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from safecity.config.city import DEFAULT_CITY
 from safecity.data.counts import hourly_counts
-from safecity.data.time_features import shift_positions
+from safecity.data.time_features import TimeZone, shift_positions
 from safecity.forecast.features import hour_of_week, pad_missing
 from safecity.forecast.intervals import LEVELS, fit_residuals, residual_quantiles
-from safecity.forecast.table import (QUANTILES, HOUR, check_quantiles, empty_forecast, hour_grid, origin_of,
-                                     forecast_table, history_before)
+from safecity.forecast.table import (QUANTILES, HOUR, asked_hours, check_quantiles, empty_forecast,
+                                     forecast_hours, forecast_table, history_before, hour_grid, keep_asked,
+                                     origin_of)
 
 
 
@@ -31,16 +35,24 @@ class SeasonalNaive(BaseEstimator):
     compared too. Forecasts beyond seven days ahead are not made.
     """
 
-    def __init__(self, tz: str = "Europe/Paris", metric: str = "people_count",
+    _parameter_constraints: dict = {
+        "tz": [TimeZone()],
+        "metric": [str],
+        "calibration_days": [Interval(Integral, 1, None, closed="left")],
+        "n_bins": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, tz: str = DEFAULT_CITY.tz, metric: str = "people_count",
                  calibration_days: int = 28, n_bins: int = 8):
         self.tz = tz
         self.metric = metric
         self.calibration_days = calibration_days
         self.n_bins = n_bins
 
-    def fit(self, observations: pd.DataFrame, calendar=None, sensors=None) -> "SeasonalNaive":
-        """Learn the spread of last week's errors (``calendar`` and ``sensors`` are ignored)."""
-        wide = hourly_counts(observations, self.metric)
+    def fit(self, X: pd.DataFrame, y=None, *, calendar=None, sensors=None) -> "SeasonalNaive":
+        """Learn the spread of last week's errors from the observations ``X`` (``calendar``, ``sensors`` unused)."""
+        self._validate_params()
+        wide = hourly_counts(X, self.metric)
         if wide.shape[1] == 0:
             raise ValueError(f"observations: no '{self.metric}' values")
         self.end_ = wide.index[-1] + HOUR
@@ -54,14 +66,17 @@ class SeasonalNaive(BaseEstimator):
         self.history_ = wide[wide.index >= self.end_ - pd.Timedelta(days=8)]
         return self
 
-    def predict(self, start=None, horizon: str = "24h", quantiles=QUANTILES,
-                observations: pd.DataFrame | None = None, calendar=None) -> pd.DataFrame:
-        """The forecast table: q50 is the count one week before; hours without it are left out."""
+    def predict(self, X: pd.DataFrame, *, quantiles=QUANTILES, observations: pd.DataFrame | None = None,
+                calendar=None) -> pd.DataFrame:
+        """The forecast table of the hours of ``X``: q50 is the count one week before; hours without it are left out.
+
+        ``observations`` brings newer counts than the fit (``calendar`` is unused).
+        """
         check_is_fitted(self, "residual_table_")
         quantiles = check_quantiles(quantiles)
-        origin = origin_of(start, self.end_)
+        origin, span = asked_hours(X)
         hist = history_before(observations, self.history_, origin, 8, self.metric)
-        grid = hour_grid(origin - pd.Timedelta(days=8), origin + pd.Timedelta(horizon))
+        grid = hour_grid(origin - pd.Timedelta(days=8), origin + span)
         sensor_ids = hist.columns.to_numpy(dtype=object)
         lag = pad_missing(hist.reindex(grid).to_numpy(float))[shift_positions(grid, self.tz, 7)]
         first = grid.get_loc(origin)
@@ -75,7 +90,7 @@ class SeasonalNaive(BaseEstimator):
         for j, q in enumerate(quantiles):  # the median is last week's count, exactly
             values[:, j] = point if q == 0.5 else \
                 np.minimum(values[:, j], point) if q < 0.5 else np.maximum(values[:, j], point)
-        return forecast_table(grid, rows, sensor_ids, cols, self.metric, origin, quantiles, values)
+        return keep_asked(forecast_table(grid, rows, sensor_ids, cols, self.metric, origin, quantiles, values), X)
 
 
 
@@ -87,14 +102,21 @@ class TimeOfWeekProfile(BaseEstimator):
     interval is the range of eight usual weeks in ten.
     """
 
-    def __init__(self, tz: str = "Europe/Paris", metric: str = "people_count", weeks: int | None = None):
+    _parameter_constraints: dict = {
+        "tz": [TimeZone()],
+        "metric": [str],
+        "weeks": [Interval(Integral, 1, None, closed="left"), None],
+    }
+
+    def __init__(self, tz: str = DEFAULT_CITY.tz, metric: str = "people_count", weeks: int | None = None):
         self.tz = tz
         self.metric = metric
         self.weeks = weeks
 
-    def fit(self, observations: pd.DataFrame, calendar=None, sensors=None) -> "TimeOfWeekProfile":
-        """Tabulate each sensor's counts by local hour of the week."""
-        wide = hourly_counts(observations, self.metric)
+    def fit(self, X: pd.DataFrame, y=None, *, calendar=None, sensors=None) -> "TimeOfWeekProfile":
+        """Tabulate each sensor's counts in the observations ``X`` by local hour of the week."""
+        self._validate_params()
+        wide = hourly_counts(X, self.metric)
         if wide.shape[1] == 0:
             raise ValueError(f"observations: no '{self.metric}' values")
         self.end_ = wide.index[-1] + HOUR
@@ -113,13 +135,12 @@ class TimeOfWeekProfile(BaseEstimator):
         self.table_ = table
         return self
 
-    def predict(self, start=None, horizon: str = "24h", quantiles=QUANTILES,
-                observations=None, calendar=None) -> pd.DataFrame:
-        """The forecast table (``observations`` and ``calendar`` are ignored: the profile is fixed)."""
+    def predict(self, X: pd.DataFrame, *, quantiles=QUANTILES, observations=None, calendar=None) -> pd.DataFrame:
+        """The forecast table of the hours of ``X`` (``observations``, ``calendar`` unused: the profile is fixed)."""
         check_is_fitted(self, "table_")
         quantiles = check_quantiles(quantiles)
-        origin = origin_of(start, self.end_)
-        grid = hour_grid(origin, origin + pd.Timedelta(horizon))
+        origin, span = asked_hours(X)
+        grid = hour_grid(origin, origin + span)
         how = hour_of_week(grid, self.tz)
         table = self.table_[how]  # hours x levels x sensors
         per_q = []
@@ -132,23 +153,25 @@ class TimeOfWeekProfile(BaseEstimator):
         rows, cols = np.nonzero(np.isfinite(values).all(axis=-1))
         if len(rows) == 0:
             return empty_forecast(quantiles)
-        return forecast_table(grid, rows, self.sensor_ids_, cols, self.metric, origin, quantiles,
-                      values[rows, cols])
+        return keep_asked(forecast_table(grid, rows, self.sensor_ids_, cols, self.metric, origin, quantiles,
+                                         values[rows, cols]), X)
 
 
 
 def seasonal_naive(history: pd.DataFrame, start, horizon: str = "24h", quantiles=QUANTILES,
-                   tz: str = "Europe/Paris", metric: str = "people_count") -> pd.DataFrame:
+                   tz: str = DEFAULT_CITY.tz, metric: str = "people_count") -> pd.DataFrame:
     """Forecast table of the same local hour one week before (see ``SeasonalNaive``)."""
     past = history[pd.to_datetime(history["ts"], utc=True) < origin_of(start, None)]
-    return SeasonalNaive(tz=tz, metric=metric).fit(past).predict(start, horizon, quantiles)
+    return SeasonalNaive(tz=tz, metric=metric).fit(past).predict(forecast_hours(start, horizon),
+                                                                 quantiles=quantiles)
 
 
 
 def time_of_week_profile(history: pd.DataFrame, start, horizon: str = "24h", quantiles=QUANTILES,
-                         tz: str = "Europe/Paris", metric: str = "people_count",
+                         tz: str = DEFAULT_CITY.tz, metric: str = "people_count",
                          weeks: int | None = None) -> pd.DataFrame:
     """Forecast table of the usual value of each hour of the week (see ``TimeOfWeekProfile``)."""
     past = history[pd.to_datetime(history["ts"], utc=True) < origin_of(start, None)]
-    return TimeOfWeekProfile(tz=tz, metric=metric, weeks=weeks).fit(past).predict(start, horizon, quantiles)
+    return TimeOfWeekProfile(tz=tz, metric=metric, weeks=weeks).fit(past).predict(
+        forecast_hours(start, horizon), quantiles=quantiles)
 

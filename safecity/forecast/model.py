@@ -54,19 +54,22 @@ that "the same hour one week before" stays right across a change of clocks.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from safecity.config.city import DEFAULT_CITY
 from safecity.data.counts import hourly_counts, sensor_positions
-from safecity.data.time_features import HOLIDAYS_AHEAD_DAYS, with_holidays
+from safecity.data.time_features import HOLIDAYS_AHEAD_DAYS, Duration, TimeZone, with_holidays
 from safecity.forecast.features import EVENT_FEATURES, WEEK_LAGS, hour_of_week, context, design, weekly_level
 from safecity.forecast.intervals import fit_residuals, residual_quantiles
-from safecity.forecast.table import (QUANTILES, HOUR, check_quantiles, empty_forecast, hour_grid, origin_of,
-                                     forecast_table, history_before)
+from safecity.forecast.table import (QUANTILES, HOUR, asked_hours, check_quantiles, empty_forecast,
+                                     forecast_table, history_before, hour_grid, keep_asked)
 
 #: Fewer event hours than this in the history: events are not modelled (too few to learn from).
 MIN_EVENT_ROWS = 30
@@ -122,8 +125,31 @@ class GatheringForecaster(BaseEstimator):
     n_train_, n_calibration_, n_event_rows_ : rows used to fit, to calibrate, and event hours in fit.
     """
 
-    def __init__(self, horizon: str = "24h", tz: str = "Europe/Paris", metric: str = "people_count",
-                 country: str | None = "FR", subdiv: str | None = None, school_zone: str | None = "B",
+    _parameter_constraints: dict = {
+        "horizon": [Duration("1h", "7D")],
+        "tz": [TimeZone()],
+        "metric": [str],
+        "country": [str, None],
+        "subdiv": [str, None],
+        "school_zone": [StrOptions({"A", "B", "C"}), None],
+        "event_radius_m": [Interval(Real, 0, None, closed="neither")],
+        "roadworks_radius_m": [Interval(Real, 0, None, closed="neither")],
+        "history_days": [Interval(Integral, 1, None, closed="left"), None],
+        "calibration_days": [Interval(Integral, 1, None, closed="left")],
+        "max_samples": [Interval(Integral, 1, None, closed="left"), None],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "max_leaf_nodes": [Interval(Integral, 2, None, closed="left")],
+        "min_samples_leaf": [Interval(Integral, 1, None, closed="left")],
+        "l2_regularization": [Interval(Real, 0, None, closed="left")],
+        "n_bins": [Interval(Integral, 1, None, closed="left")],
+        "loss": [StrOptions({"absolute_error", "squared_error", "poisson", "gamma"})],
+        "random_state": [Interval(Integral, 0, None, closed="left"), None],
+    }
+
+    def __init__(self, horizon: str = "24h", tz: str = DEFAULT_CITY.tz, metric: str = "people_count",
+                 country: str | None = DEFAULT_CITY.country, subdiv: str | None = DEFAULT_CITY.subdiv,
+                 school_zone: str | None = DEFAULT_CITY.school_zone,
                  event_radius_m: float = 1000.0, roadworks_radius_m: float = 300.0,
                  history_days: int | None = 365, calibration_days: int = 28,
                  max_samples: int | None = 200_000, max_iter: int = 300, learning_rate: float = 0.1,
@@ -151,18 +177,17 @@ class GatheringForecaster(BaseEstimator):
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, observations: pd.DataFrame, calendar: pd.DataFrame | None = None,
+    def fit(self, X: pd.DataFrame, y=None, *, calendar: pd.DataFrame | None = None,
             sensors: pd.DataFrame | None = None) -> "GatheringForecaster":
-        """Learn from ``observations`` (and the ``calendar``; ``sensors`` gives positions for events).
+        """Learn from the observations ``X`` (and the ``calendar``; ``sensors`` gives positions for events).
 
         ``sensors`` is any table with sensor_id, lon, lat (the sensors table,
         or the zones of ``aggregate_zones``); without it every event concerns
-        every sensor.
+        every sensor. ``y`` is unused: the counts are the target.
         """
+        self._validate_params()
         horizon = pd.Timedelta(self.horizon)
-        if not HOUR <= horizon <= pd.Timedelta(days=7):
-            raise ValueError(f"horizon must be between 1 hour and 7 days, got {self.horizon!r}")
-        wide = hourly_counts(observations, self.metric)
+        wide = hourly_counts(X, self.metric)
         if wide.shape[1] == 0 or wide.notna().sum().sum() == 0:
             raise ValueError(f"observations: no '{self.metric}' values to learn from")
         self.end_ = wide.index[-1] + HOUR
@@ -265,24 +290,24 @@ class GatheringForecaster(BaseEstimator):
 
     # ------------------------------------------------------------------ predict
 
-    def predict(self, start=None, horizon: str | None = None, quantiles=QUANTILES,
-                observations: pd.DataFrame | None = None,
+    def predict(self, X: pd.DataFrame, *, quantiles=QUANTILES, observations: pd.DataFrame | None = None,
                 calendar: pd.DataFrame | None = None) -> pd.DataFrame:
-        """The forecast table for ``[start, start + horizon)``, issued at ``start``.
+        """The forecast table of the hours (and sensors) of ``X``, issued at its first hour.
 
-        ``start`` defaults to the hour after the fitted history (and is
-        rounded up to the hour); ``horizon`` to the model's and may not exceed
-        it. ``observations`` brings newer counts than the fit (only those
-        before ``start`` are read); ``calendar`` replaces the fitted one (say,
-        with an event announced since), holidays being added again.
+        ``X`` has a ``ts`` column of whole UTC hours and optionally ``sensor_id``
+        (``forecast_hours(start, horizon)`` builds it; ``end_`` is the hour
+        after the fitted history); its span may not exceed the model's horizon.
+        ``observations`` brings newer counts than the fit (only those before the
+        origin are read); ``calendar`` replaces the fitted one (say, with an
+        event announced since), holidays being added again.
         """
         check_is_fitted(self, "model_")
         quantiles = check_quantiles(quantiles)
-        origin = origin_of(start, self.end_)
-        span = pd.Timedelta(horizon or self.horizon)
+        asked = X  # the design matrix takes the name X below
+        origin, span = asked_hours(asked)
         if span > pd.Timedelta(self.horizon):
-            raise ValueError(f"horizon {horizon!r} is longer than the model's ({self.horizon!r}); "
-                             "fit a model with a longer horizon")
+            raise ValueError(f"X asks for {span} from its first hour, longer than the model's horizon "
+                             f"({self.horizon!r}); fit a model with a longer horizon")
         lookback = WEEK_LAGS[-1] + 1
         hist = history_before(observations, self.history_, origin, lookback, self.metric)
         sensor_ids = np.array(sorted(set(self.sensor_ids_) | set(map(str, hist.columns))), dtype=object)
@@ -313,7 +338,7 @@ class GatheringForecaster(BaseEstimator):
             r[near_event] = residual_quantiles(self.event_residual_edges_, self.event_residual_table_,
                                                 level[near_event], quantiles)
         values = np.expm1(level[:, None] + r)
-        return forecast_table(grid, rows, sensor_ids, cols, self.metric, origin, quantiles, values)
+        return keep_asked(forecast_table(grid, rows, sensor_ids, cols, self.metric, origin, quantiles, values), asked)
 
     # ------------------------------------------------------------------ model
 

@@ -91,3 +91,41 @@ def empty_forecast(quantiles) -> pd.DataFrame:
     cols.update({quantile_name(q): pd.Series(dtype=float) for q in quantiles})
     return pd.DataFrame(cols)
 
+
+def forecast_hours(start, horizon: str = "24h", sensor_ids=None) -> pd.DataFrame:
+    """``X`` for a forecaster's ``predict``: the hours of ``[start, start + horizon)``.
+
+    ``start`` is rounded up to the hour (naive times are UTC): it is the
+    forecast's origin. With ``sensor_ids`` the frame has one row per hour and
+    sensor, and only those sensors are forecast; without, every sensor is.
+    """
+    origin = origin_of(start, None)
+    grid = hour_grid(origin, origin + pd.Timedelta(horizon))
+    if sensor_ids is None:
+        return pd.DataFrame({"ts": grid})
+    ids = np.asarray([str(s) for s in sensor_ids], dtype=object)
+    return pd.DataFrame({"ts": np.repeat(grid, len(ids)), "sensor_id": np.tile(ids, len(grid))})
+
+
+def asked_hours(X: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timedelta]:
+    """The origin (first hour) and the span (to the end of the last hour) that ``X`` asks for."""
+    if not isinstance(X, pd.DataFrame):
+        raise TypeError(f"X: expected a frame of hours to forecast (forecast_hours), got {type(X).__name__}")
+    check_columns(X, "X", ("ts",))
+    if X.empty:
+        raise ValueError("X: no hours to forecast")
+    ts = pd.DatetimeIndex(pd.to_datetime(X["ts"], utc=True))
+    if (ts != ts.floor("h")).any():
+        raise ValueError("X: ts must be whole hours (forecast_hours rounds a start up to the hour)")
+    origin = ts.min()
+    return origin, ts.max() + HOUR - origin
+
+
+def keep_asked(table: pd.DataFrame, X: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a forecast table that ``X`` asks for: its hours, and its sensors when it names them."""
+    ts = pd.DatetimeIndex(pd.to_datetime(X["ts"], utc=True)).as_unit("ns")
+    keep = table["ts"].isin(ts).to_numpy()
+    if "sensor_id" in X.columns:
+        asked = pd.MultiIndex.from_arrays([ts, X["sensor_id"].astype(str)])
+        keep &= pd.MultiIndex.from_arrays([table["ts"], table["sensor_id"].astype(str)]).isin(asked)
+    return table if keep.all() else table[keep].reset_index(drop=True)
