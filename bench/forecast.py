@@ -83,22 +83,24 @@ def _peak_mb() -> float:
 
 def phase(method: str, n_sensors: int, days: int, max_samples: int) -> dict:
     """Generate the data, then fit and predict one method; times and peak memory."""
-    from safecity.forecast import model as fc
+    from safecity.forecast.baselines import SeasonalNaive, TimeOfWeekProfile
+    from safecity.forecast.model import GatheringForecaster
+    from safecity.forecast.table import HOUR, forecast_hours
 
     t0 = time.perf_counter()
     obs, sensors, calendar = make_data(n_sensors, days)
     out = {"rows": len(obs), "generate_s": time.perf_counter() - t0, "data_peak_mb": _peak_mb()}
-    origin = obs["ts"].max() + fc._H
+    origin = obs["ts"].max() + HOUR
     if method == "data":
         return out
-    model = {"forecaster": fc.GatheringForecaster(max_samples=max_samples),
-             "seasonal_naive": fc.SeasonalNaive(),
-             "time_of_week_profile": fc.TimeOfWeekProfile()}[method]
+    model = {"forecaster": GatheringForecaster(max_samples=max_samples),
+             "seasonal_naive": SeasonalNaive(),
+             "time_of_week_profile": TimeOfWeekProfile()}[method]
     t0 = time.perf_counter()
-    model.fit(obs, calendar, sensors)
+    model.fit(obs, calendar=calendar, sensors=sensors)
     out["fit_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    table = model.predict(origin, "24h")
+    table = model.predict(forecast_hours(origin, "24h"))
     out["predict_s"] = time.perf_counter() - t0
     out["forecast_rows"] = len(table)
     out["peak_mb"] = _peak_mb()

@@ -14,10 +14,12 @@ from conftest import shared_data
 from safecity.data import geo
 from safecity.data import schema
 from safecity.sim import city as sim
-from safecity.baseline.usual import PERIOD_COLUMNS, UsualLevel, anomaly_events
-from safecity.data.catalog import read_melbourne_counts, read_melbourne_sensors
+from safecity.baseline.periods import PERIOD_COLUMNS, alarm_periods, anomaly_events
+from safecity.baseline.replay import replay_live
+from safecity.baseline.usual import UsualLevel
+from safecity.data.catalog import read_melbourne_counts, read_melbourne_events, read_melbourne_sensors
+from safecity.data.counts import hourly_counts
 from safecity.cli import main
-from safecity.forecast.model import hourly_counts, melbourne_events
 
 MELBOURNE = "city/melbourne_pedestrians/pedestriancounts_melbourne.zip"
 MELBOURNE_SENSORS = "city/melbourne_pedestrians/Pedestrian_sensor_locations.csv"
@@ -94,6 +96,34 @@ def test_the_estimator_follows_scikit_learn_conventions(normal_counts):
     assert ((model.decision_function(test) < 0) == (flags == -1)).all().all()
     expected = model.expected_level(test)
     assert (expected.to_numpy() >= 0).all() and np.isfinite(expected.to_numpy()).all()
+
+    # Scoring leaves the model as it is, even two years past the holidays it looked up in fit;
+    # learning is an explicit partial_fit (here, by the live replay).
+    def state():
+        return {k: v.copy() if isinstance(v, (np.ndarray, pd.DataFrame, dict)) else v for k, v in vars(model).items()}
+
+    def same(a, b) -> bool:
+        if isinstance(a, np.ndarray):
+            return a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+        if isinstance(a, pd.DataFrame):
+            return a.equals(b)
+        return a == b or (a != a and b != b)
+
+    before = state()
+    far = test.set_axis(test.index + pd.Timedelta(weeks=104))
+    model.score_samples(far), model.departures(far), model.expected_level(far), model.predict(test)
+    assert all(same(v, before[k]) for k, v in state().items()) and state().keys() == before.keys()
+    scored = replay_live(model, test)
+    np.testing.assert_array_equal(scored.scores().to_numpy(), z.to_numpy())  # the first day scored as before
+    assert model.count_.sum() > before["count_"].sum()  # then learnt
+
+
+def test_hyperparameters_are_checked_in_fit_where_they_are_declared(normal_counts):
+    train = normal_counts[normal_counts.index < utc("2026-06-15 22:00")]
+    for bad in ({"transform": "log"}, {"rate": 0}, {"tz": "Paris"}, {"merge_gap": "soon"}, {"memory": 0},
+                {"school_zone": "D"}):
+        with pytest.raises(ValueError, match=f"'{next(iter(bad))}' parameter"):
+            UsualLevel(**bad).fit(train)
 
 
 # =========================================================================== usual level
@@ -225,13 +255,13 @@ def test_a_school_holiday_tuesday_is_compared_with_school_holiday_tuesdays():
     low = model.predict(half)
     local_hour = low.index.tz_convert("Europe/Paris").hour
     assert (low.to_numpy()[(local_hour >= 7) & (local_hour <= 18)] == -1).mean() > 0.5
-    periods = model.flag(half, update=False)
+    periods = alarm_periods(model, model.departures(half))
     assert len(periods) and (periods["direction"] == "low").all()
     assert "x the usual Tuesday" in periods["explanation"].iat[0]
     # The holiday Tuesday's usual level is the holiday one; four times it is an alarm that says so.
     holiday_peak = model.expected_level(holiday_tuesday).max().iat[0]
     assert holiday_peak < 0.7 * model.expected_level(normal_tuesday).max().iat[0]
-    busy = model.flag(holiday_tuesday.assign(value=lambda d: d["value"] * 4), update=False)
+    busy = alarm_periods(model, model.departures(holiday_tuesday.assign(value=lambda d: d["value"] * 4)))
     assert "the usual school-holiday Tuesday" in busy["explanation"].iat[0]
 
 
@@ -244,7 +274,7 @@ def test_the_realised_false_alarm_rate_on_normal_data_is_near_the_target(normal_
                                       sensors=city.sensors)
     assert model.calibrated_ and model.realised_rate_ == pytest.approx(rate, rel=0.1)
     test = normal_counts[normal_counts.index >= SPLIT]
-    realised = _raw_rate(model.flag(test), test)
+    realised = _raw_rate(alarm_periods(model, replay_live(model, test)), test)
     print(f"target {rate} alarms per sensor-day: threshold {model.threshold_:.2f}, "
           f"calibration {model.realised_rate_:.3f}, held-out normal days {realised:.3f}")
     assert rate / 2 <= realised <= 2 * rate
@@ -252,7 +282,7 @@ def test_the_realised_false_alarm_rate_on_normal_data_is_near_the_target(normal_
 
 def test_alarms_are_events_rows_with_observed_expected_interval_and_an_explanation(counts, city):
     model = UsualLevel(rate=0.1).fit(counts[counts.index < SPLIT], calendar=city.calendar, sensors=city.sensors)
-    periods = model.flag(counts[counts.index >= SPLIT])
+    periods = alarm_periods(model, replay_live(model, counts[counts.index >= SPLIT]))
     assert list(periods.columns) == PERIOD_COLUMNS and len(periods)
     events = anomaly_events(periods, city.sensors)
     schema.validate(events, "events")
@@ -272,7 +302,7 @@ def test_alarms_are_events_rows_with_observed_expected_interval_and_an_explanati
 
 def test_precision_and_recall_on_the_synthetic_city_and_citywide_drops_are_one_anomaly(counts, city):
     model = UsualLevel(rate=0.1).fit(counts[counts.index < SPLIT], calendar=city.calendar, sensors=city.sensors)
-    periods = model.flag(counts[counts.index >= SPLIT])
+    periods = alarm_periods(model, replay_live(model, counts[counts.index >= SPLIT]))
     truth = city.truth["anomalies"]
     truth = truth[truth["start"] >= SPLIT]
 
@@ -333,13 +363,13 @@ def test_melbourne_mass_event_days_are_flagged_and_other_days_meet_the_false_ala
     month.
     """
     counts, sensors = melbourne
-    events = melbourne_events()
+    events = read_melbourne_events()
     split = pd.Timestamp("2014-01-01", tz=MELBOURNE_TZ).tz_convert("UTC")
     rate, group_rate = 1 / 7, 1 / 30
     model = UsualLevel(tz=MELBOURNE_TZ, country="AU", subdiv="VIC", school_zone=None, rate=rate,
                        group_rate=group_rate).fit(counts[counts["ts"] < split], calendar=events, sensors=sensors)
     test = counts[counts["ts"] >= split]
-    periods = model.flag(test)
+    periods = alarm_periods(model, replay_live(model, test))
 
     end = test["ts"].max()
     known = events[(events["start"] >= split) & (events["start"] < end)]  # White Night 2015 is after the data

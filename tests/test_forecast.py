@@ -13,11 +13,16 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from conftest import ROOT, shared_data
-from safecity.forecast import model as fc
 from safecity.data import geo
 from safecity.data import schema
 from safecity.sim import city as sim
-from safecity.data.catalog import read_melbourne_counts, read_melbourne_sensors
+from safecity.data.catalog import read_melbourne_counts, read_melbourne_events, read_melbourne_sensors
+from safecity.data.counts import aggregate_zones, hourly_counts
+from safecity.evaluation.forecasts import backtest
+from safecity.forecast.alerts import gathering_alerts
+from safecity.forecast.baselines import seasonal_naive, time_of_week_profile
+from safecity.forecast.model import GatheringForecaster
+from safecity.forecast.table import forecast_hours
 from safecity.cli import main
 
 MELBOURNE = "city/melbourne_pedestrians/pedestriancounts_melbourne.zip"
@@ -43,9 +48,9 @@ def melbourne():
 @pytest.mark.slow
 def test_melbourne_backtest_beats_seasonal_naive_with_calibrated_intervals(melbourne):
     counts, sensors = melbourne
-    events = fc.melbourne_events()
-    result = fc.backtest(counts, events, horizon="24h", folds=6, test_days=183,
-                         estimator=fc.GatheringForecaster(**MELBOURNE_CITY), sensors=sensors)
+    events = read_melbourne_events()
+    result = backtest(counts, events, horizon="24h", folds=6, test_days=183,
+                         estimator=GatheringForecaster(**MELBOURNE_CITY), sensors=sensors)
     print(json.dumps(result, indent=1))  # the figures, for the record (pytest -s)
 
     # The test period is the last six months, one origin a day, 24 hours each.
@@ -70,7 +75,7 @@ def test_melbourne_backtest_beats_seasonal_naive_with_calibrated_intervals(melbo
 
 
 def test_melbourne_events_are_a_valid_calendar_with_sources_and_installed():
-    events = fc.melbourne_events()
+    events = read_melbourne_events()
     schema.validate(events, "calendar")
     local = events.set_index("name")["start"].dt.tz_convert("Australia/Melbourne").dt.date.astype(str)
     assert set(local["White Night Melbourne"]) == {"2013-02-23", "2014-02-22", "2015-02-21"}
@@ -93,7 +98,7 @@ def city():
 @pytest.fixture(scope="module")
 def fitted(city):
     history = city.observations[city.observations["ts"] < ORIGIN]
-    return fc.GatheringForecaster().fit(history, city.calendar, city.sensors)
+    return GatheringForecaster().fit(history, calendar=city.calendar, sensors=city.sensors)
 
 
 def _today(calendar: pd.DataFrame) -> pd.Series:
@@ -103,8 +108,8 @@ def _today(calendar: pd.DataFrame) -> pd.Series:
 def test_an_event_in_the_calendar_raises_the_forecast_near_its_venue_only(city, fitted):
     today = _today(city.calendar)
     match = city.calendar[today & city.calendar["name"].str.contains("OM|Vélodrome")].iloc[0]
-    with_event = fitted.predict(ORIGIN, observations=city.observations)
-    without = fitted.predict(ORIGIN, observations=city.observations, calendar=city.calendar[~today])
+    with_event = fitted.predict(forecast_hours(ORIGIN), observations=city.observations)
+    without = fitted.predict(forecast_hours(ORIGIN), observations=city.observations, calendar=city.calendar[~today])
     ratio = (with_event.set_index(["ts", "sensor_id"])["q50"]
              / without.set_index(["ts", "sensor_id"])["q50"]).unstack()
 
@@ -125,11 +130,11 @@ def test_an_event_in_the_calendar_raises_the_forecast_near_its_venue_only(city, 
 def test_a_gathering_alert_fires_at_the_event_with_its_interval_and_lead_time(city, fitted):
     today = _today(city.calendar)
     match = city.calendar[today & city.calendar["name"].str.contains("OM|Vélodrome")].iloc[0]
-    forecast = fitted.predict(ORIGIN, observations=city.observations)
-    usual = fitted.predict(ORIGIN, observations=city.observations, calendar=city.calendar[~today])
+    forecast = fitted.predict(forecast_hours(ORIGIN), observations=city.observations)
+    usual = fitted.predict(forecast_hours(ORIGIN), observations=city.observations, calendar=city.calendar[~today])
     # A capacity a fifth above each sensor's usual busiest hour of the day.
     capacity = 1.2 * usual.groupby("sensor_id")["q90"].max()
-    alerts = fc.gathering_alerts(forecast, capacity, lead_time="6h", sensors=city.sensors)
+    alerts = gathering_alerts(forecast, capacity, lead_time="6h", sensors=city.sensors)
     schema.validate(alerts, "events")
     assert len(alerts) > 0 and set(alerts["kind"]) == {"gathering_forecast"}
 
@@ -153,13 +158,13 @@ def test_a_gathering_alert_fires_at_the_event_with_its_interval_and_lead_time(ci
     assert (d_any < 2200).all()
 
     # Asked too late (less than the lead time before the crowd), the alert is withheld.
-    late = fc.gathering_alerts(forecast, capacity, now=match["end"] - pd.Timedelta(hours=1),
+    late = gathering_alerts(forecast, capacity, now=match["end"] - pd.Timedelta(hours=1),
                                lead_time="6h")
     assert late.empty
 
 
 def test_quantiles_are_ordered_any_quantile_can_be_asked_and_the_horizon_is_respected(city, fitted):
-    table = fitted.predict(ORIGIN, "24h", quantiles=(0.05, 0.25, 0.5, 0.75, 0.95),
+    table = fitted.predict(forecast_hours(ORIGIN, "24h"), quantiles=(0.05, 0.25, 0.5, 0.75, 0.95),
                            observations=city.observations)
     cols = ["q5", "q25", "q50", "q75", "q95"]
     assert list(table.columns) == ["ts", "sensor_id", "metric", "origin", *cols]
@@ -169,27 +174,47 @@ def test_quantiles_are_ordered_any_quantile_can_be_asked_and_the_horizon_is_resp
     assert (table["origin"] == ORIGIN).all()
     assert table.groupby("ts").size().nunique() == 1  # every sensor at every hour
     with pytest.raises(ValueError, match="longer than the model"):
-        fitted.predict(ORIGIN, "48h")
+        fitted.predict(forecast_hours(ORIGIN, "48h"))
+
+
+def test_x_names_the_hours_and_sensors_to_forecast(city, fitted):
+    """``predict(X)`` forecasts what X asks for: its hours, and its sensors when it names them."""
+    every = fitted.predict(forecast_hours(ORIGIN, "24h"), observations=city.observations)
+    two = ["cnt-001", "cnt-003"]
+    some = fitted.predict(forecast_hours(ORIGIN, "6h", sensor_ids=two), observations=city.observations)
+    assert set(some["sensor_id"]) == set(two) and len(some) == 2 * 6
+    expected = every[every["sensor_id"].isin(two) & (every["ts"] < ORIGIN + pd.Timedelta("6h"))]
+    pd.testing.assert_frame_equal(some, expected.reset_index(drop=True))
+    with pytest.raises(ValueError, match="whole hours"):
+        fitted.predict(pd.DataFrame({"ts": [ORIGIN + pd.Timedelta("30min")]}))
+
+
+def test_hyperparameters_are_checked_in_fit_where_they_are_declared(city):
+    history = city.observations[city.observations["ts"] < ORIGIN]
+    for bad in ({"horizon": "8D"}, {"horizon": "soon"}, {"tz": "Europe/Marseille"}, {"school_zone": "D"},
+                {"max_iter": 0}):
+        with pytest.raises(ValueError, match=f"'{next(iter(bad))}' parameter"):
+            GatheringForecaster(**bad).fit(history)
 
 
 def test_a_forecast_uses_nothing_at_or_after_its_origin(city, fitted):
     obs = city.observations
     future = obs["ts"] >= ORIGIN
     tampered = obs.assign(value=np.where(future, obs["value"] * 10 + 1000, obs["value"]))
-    a = fitted.predict(ORIGIN, observations=obs)
-    b = fitted.predict(ORIGIN, observations=tampered)
+    a = fitted.predict(forecast_hours(ORIGIN), observations=obs)
+    b = fitted.predict(forecast_hours(ORIGIN), observations=tampered)
     pd.testing.assert_frame_equal(a, b)
 
 
 def test_the_estimator_follows_scikit_learn_conventions(city):
-    est = fc.GatheringForecaster(history_days=20, max_iter=50)
+    est = GatheringForecaster(history_days=20, max_iter=50)
     params = est.get_params()
     with pytest.raises(NotFittedError):
-        est.predict(ORIGIN)
+        est.predict(forecast_hours(ORIGIN))
     twin = clone(est)
     assert twin is not est and twin.get_params() == params
     history = city.observations[city.observations["ts"] < ORIGIN]
-    assert est.fit(history, city.calendar, city.sensors) is est
+    assert est.fit(history, calendar=city.calendar, sensors=city.sensors) is est
     assert est.get_params() == params  # fit leaves the hyperparameters alone
     learned = [k for k in vars(est) if k not in params]
     assert learned and all(k.endswith("_") for k in learned)
@@ -197,10 +222,10 @@ def test_the_estimator_follows_scikit_learn_conventions(city):
     assert est.n_features_in_ == len(est.feature_names_)
     assert est.set_params(max_iter=20) is est and est.max_iter == 20
     # Fitting twice on the same data gives the same forecast (seeded).
-    again = clone(est).set_params(max_iter=50).fit(history, city.calendar, city.sensors)
-    pd.testing.assert_frame_equal(again.predict(ORIGIN, observations=city.observations),
-                                  clone(again).fit(history, city.calendar, city.sensors)
-                                  .predict(ORIGIN, observations=city.observations))
+    again = clone(est).set_params(max_iter=50).fit(history, calendar=city.calendar, sensors=city.sensors)
+    pd.testing.assert_frame_equal(again.predict(forecast_hours(ORIGIN), observations=city.observations),
+                                  clone(again).fit(history, calendar=city.calendar, sensors=city.sensors)
+                                  .predict(forecast_hours(ORIGIN), observations=city.observations))
 
 
 def test_missing_hours_stay_missing_and_stopped_sensors_are_not_forecast(city):
@@ -215,15 +240,15 @@ def test_missing_hours_stay_missing_and_stopped_sensors_are_not_forecast(city):
                                                                           utc("2026-06-11 09:29"))
     holed = counts[~(stopped | late | gap | half_hour)]
 
-    wide = fc.hourly_counts(holed)
+    wide = hourly_counts(holed)
     assert wide.loc[utc("2026-06-10 08:00"):utc("2026-06-10 10:00"), "cnt-012"].isna().all()
     assert np.isnan(wide.loc[utc("2026-06-11 09:00"), "cnt-013"])  # half an hour is not an hour
     hour = counts[(counts["sensor_id"] == "cnt-013") & (counts["ts"].dt.floor("h") == utc("2026-06-11 10:00"))]
     assert wide.loc[utc("2026-06-11 10:00"), "cnt-013"] == hour["value"].sum()
 
-    model = fc.GatheringForecaster(max_iter=50).fit(holed[holed["ts"] < ORIGIN], city.calendar,
-                                                    city.sensors)
-    table = model.predict(ORIGIN, observations=holed)
+    model = GatheringForecaster(max_iter=50).fit(holed[holed["ts"] < ORIGIN], calendar=city.calendar,
+                                                 sensors=city.sensors)
+    table = model.predict(forecast_hours(ORIGIN), observations=holed)
     assert "cnt-010" not in set(table["sensor_id"])  # silent for sixteen days: not forecast
     assert "cnt-011" in set(table["sensor_id"])  # started ten days ago: forecast
     assert table[["q10", "q50", "q90"]].notna().all().all()
@@ -237,9 +262,9 @@ def test_aggregate_zones_sums_sensors_and_leaves_incomplete_hours_out(city):
                           "sensor_id"]
     assert len(members) >= 2
     dropped = (counts["sensor_id"] == members.iat[0]) & (counts["ts"].dt.floor("h") == utc("2026-06-03 12:00"))
-    obs, zones = fc.aggregate_zones(counts[~dropped], sensors)
+    obs, zones = aggregate_zones(counts[~dropped], sensors)
     series = obs[obs["sensor_id"] == zone].set_index("ts")["value"]
-    wide = fc.hourly_counts(counts)
+    wide = hourly_counts(counts)
     assert series[utc("2026-06-03 11:00")] == pytest.approx(wide.loc[utc("2026-06-03 11:00"), members].sum())
     assert utc("2026-06-03 12:00") not in series.index
     assert zone in set(zones["sensor_id"]) and zones[["lon", "lat"]].notna().all().all()
@@ -261,7 +286,7 @@ def test_seasonal_naive_is_the_same_local_hour_a_week_before_across_a_clock_chan
     hours = pd.date_range("2026-03-02", "2026-03-30", freq="h", tz="UTC", inclusive="left")
     history = _hourly(1.0 + hours.day_of_week * 24 + hours.hour, "2026-03-02")
     origin = pd.Timestamp("2026-03-30", tz="Europe/Paris").tz_convert("UTC")
-    table = fc.seasonal_naive(history, origin, "24h")
+    table = seasonal_naive(history, origin, "24h")
     nine = table[(table["ts"] == utc("2026-03-30 07:00")) & (table["sensor_id"] == "a")]
     assert nine["q50"].iat[0] == 1 + 8  # Monday 08:00 UTC
     assert len(table) == 2 * 24
@@ -272,7 +297,7 @@ def test_time_of_week_profile_is_the_median_of_that_local_hour_of_the_week():
     hours = pd.date_range("2026-01-05", periods=4 * 168, freq="h", tz="UTC")
     week = np.arange(len(hours)) // 168  # 0, 1, 2, 3: the week's number
     history = _hourly(week * 10.0 + 1, "2026-01-05")
-    table = fc.time_of_week_profile(history, "2026-02-02", "24h", tz="UTC")
+    table = time_of_week_profile(history, "2026-02-02", "24h", tz="UTC")
     assert (table["q50"] == 16.0).all()  # median of 1, 11, 21, 31
     assert (table["q10"] < table["q50"]).all() and (table["q90"] > table["q50"]).all()
 
@@ -293,7 +318,7 @@ def test_gathering_alerts_one_per_run_above_threshold_after_the_lead_time():
         _forecast([10] * 14, "z2"),
         _forecast([200] * 14, "z3"),
     ], ignore_index=True)
-    alerts = fc.gathering_alerts(fc_table, {"z1": 50, "z2": 50}, lead_time="6h")
+    alerts = gathering_alerts(fc_table, {"z1": 50, "z2": 50}, lead_time="6h")
     assert alerts["sensor_id"].tolist() == ["z1", "z1"]  # z3 has no threshold, z2 stays below
     first = json.loads(alerts["details"].iat[0])
     assert alerts["ts"].iat[0] == utc("2026-07-01 08:00")  # the peak of the 07:00-10:00 run
@@ -303,9 +328,9 @@ def test_gathering_alerts_one_per_run_above_threshold_after_the_lead_time():
     assert alerts["ts"].iat[1] == utc("2026-07-01 12:00")
     assert alerts["event_id"].is_unique
 
-    later = fc.gathering_alerts(fc_table, {"z1": 50}, lead_time="10h")
+    later = gathering_alerts(fc_table, {"z1": 50}, lead_time="10h")
     assert later["ts"].tolist() == [utc("2026-07-01 12:00")]  # the 08:00 peak is too soon to plan
-    assert len(fc.gathering_alerts(fc_table, 150.0, lead_time="0h")) == 1  # one number for all: z3
+    assert len(gathering_alerts(fc_table, 150.0, lead_time="0h")) == 1  # one number for all: z3
 
 
 # =========================================================================== command line
@@ -316,7 +341,7 @@ def small_csv(tmp_path_factory, city):
     counts = city.observations[(city.observations["metric"] == "people_count")
                                & city.observations["sensor_id"].isin(["cnt-001", "cnt-004", "cam-001"])]
     path = tmp_path_factory.mktemp("forecast") / "obs.csv"
-    fc.hourly_counts(counts).stack().rename("value").reset_index().assign(metric="people_count") \
+    hourly_counts(counts).stack().rename("value").reset_index().assign(metric="people_count") \
         .to_csv(path, index=False)
     return path
 

@@ -69,7 +69,8 @@ def city_models(city: SimpleNamespace) -> SimpleNamespace:
 
 
 def _fit_models(city: SimpleNamespace) -> SimpleNamespace:
-    from safecity.forecast.model import TimeOfWeekProfile, aggregate_zones
+    from safecity.data.counts import aggregate_zones
+    from safecity.forecast.baselines import TimeOfWeekProfile
 
     counts = city.observations[city.observations["metric"] == "people_count"]
     usual, scores = replay_scores(counts, getattr(city, "calendar", None), city.sensors)
@@ -176,7 +177,9 @@ class CityView(param.Parameterized):
     def forecast(self) -> pd.DataFrame:
         """The zones' hourly forecast for the ``forecast_hours`` after ``time`` (q10, q50, q90)."""
         _, end = self._window()
-        return self.models.forecaster.predict(end.ceil("h"), f"{self.forecast_hours}h")
+        from safecity.forecast.table import forecast_hours
+
+        return self.models.forecaster.predict(forecast_hours(end, f"{self.forecast_hours}h"))
 
     @param.depends("time", "forecast_hours")
     def forecast_map(self) -> hv.Overlay:

@@ -61,6 +61,8 @@ def baseline_flag(observations_path, train_until, rate, group_rate, ts_col, sens
     import pandas as pd
     from tqdm import tqdm
 
+    from safecity.baseline.periods import alarm_periods
+    from safecity.baseline.replay import replay_live
     from safecity.baseline.usual import UsualLevel
 
     if out_path and Path(out_path).suffix.lower() not in (".csv", ".json", ".parquet"):
@@ -99,12 +101,15 @@ def baseline_flag(observations_path, train_until, rate, group_rate, ts_col, sens
             model.fit(train, calendar=calendar, sensors=sensors)
             bar.update()
             bar.set_postfix_str("flagging")
-            periods = model.flag(test, update=not static) if len(test) else None
+            if len(test):  # live: each day is scored, then learnt (partial_fit), as the live model runs
+                periods = alarm_periods(model, model.departures(test) if static else replay_live(model, test))
+            else:
+                periods = None
         except ValueError as err:
             raise click.ClickException(f"{observations_path}: {err}") from None
         bar.update()
     if periods is None:
-        from safecity.baseline.usual import empty_periods
+        from safecity.baseline.periods import empty_periods
 
         periods = empty_periods()
     columns = ["sensor_id", "group", "start", "end", "direction", "observed", "expected", "low", "high",

@@ -85,7 +85,7 @@ def forecast_backtest(observations_path, calendar_paths, sensors_path, metric, h
     """
     from tqdm import tqdm
 
-    from safecity.forecast.model import backtest
+    from safecity.evaluation.forecasts import backtest
 
     obs, calendar, sensors = _forecast_inputs(observations_path, calendar_paths, sensors_path, tz)
     estimator = _forecaster(horizon, tz, country, subdiv, school_zone, metric)
@@ -128,7 +128,8 @@ def forecast_predict(observations_path, calendar_paths, sensors_path, metric, ho
     import pandas as pd
     from tqdm import tqdm
 
-    from safecity.forecast.model import gathering_alerts
+    from safecity.forecast.alerts import gathering_alerts
+    from safecity.forecast.table import forecast_hours
 
     for path in (out_path, alerts_path):
         if path and Path(path).suffix.lower() not in (".csv", ".parquet"):
@@ -164,9 +165,10 @@ def forecast_predict(observations_path, calendar_paths, sensors_path, metric, ho
     model = _forecaster(horizon, tz, country, subdiv, school_zone, metric)
     with tqdm(total=2, desc="forecast", unit="step", file=sys.stderr) as bar:
         try:
-            model.fit(obs, calendar, sensors)
+            model.fit(obs, calendar=calendar, sensors=sensors)
             bar.update()
-            table = model.predict(start, horizon, quantiles=qs)
+            hours = forecast_hours(model.end_ if start is None else start, horizon)
+            table = model.predict(hours, quantiles=qs)
             bar.update()
         except ValueError as err:
             raise click.ClickException(f"{observations_path}: {err}") from None

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 
+
 def _write_table_file(df, path: str) -> None:
     """Write atomically: a reader never sees half a file."""
     import os

@@ -197,6 +197,30 @@ def read_melbourne_sensors(csv_path: str | os.PathLike) -> pd.DataFrame:
     return schema.validate(out.sort_values("sensor_id"), "sensors")
 
 
+def read_melbourne_events() -> pd.DataFrame:
+    """Known mass events in central Melbourne, 2012-2015, as a ``calendar`` table.
+
+    Hand-compiled for the backtest on the City of Melbourne pedestrian counts
+    (``safecity/data/melbourne_events.csv``; each row's public source is in its
+    ``source`` column). Dates are those the sources state, or fixed by rule
+    (the Grand Final parade is the day before the AFL Grand Final; Moomba is
+    the Labour Day long weekend; the Melbourne Cup is the first Tuesday of
+    November; the Boxing Day Test starts on 26 December). Times are local
+    (AEST/AEDT) with their offset. Attendance is an order of magnitude from
+    organisers or press ("approx" in the source column: taken from a
+    neighbouring year or a typical figure), left empty where none was found;
+    events without lon/lat cover the whole centre.
+    """
+    from importlib import resources
+
+    from safecity.config.city import MELBOURNE
+    from safecity.data.calendars import read_calendar
+
+    path = resources.files("safecity") / "data" / "melbourne_events.csv"
+    with resources.as_file(path) as p:
+        return read_calendar(p, tz=MELBOURNE.tz)
+
+
 def read_montgomery_911(zip_path: str | os.PathLike) -> pd.DataFrame:
     """Montgomery County 911 calls as ``events`` (kind call, source montgomery_911).
 
