@@ -9,8 +9,6 @@ of the calibration days, as they are not the usual situation.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 
@@ -19,11 +17,9 @@ from safecity.baseline.alarms import (MIN_GROUP_SHARE, gaussian_threshold, group
 from safecity.baseline.grid import Bins
 from safecity.baseline.replay import replay_live
 
-if TYPE_CHECKING:
-    from safecity.baseline.usual import UsualLevel
 
 
-def calibrate(model: "UsualLevel", index: pd.DatetimeIndex, Y: np.ndarray, bins: Bins) -> None:
+def calibrate(model, index: pd.DatetimeIndex, Y: np.ndarray, bins: Bins) -> None:
     """Solve ``threshold_`` and the group thresholds on a replay of the last days of the history.
 
     The replay runs on a private model of a sample of the sensors, fitted on
@@ -85,7 +81,7 @@ def calibrate(model: "UsualLevel", index: pd.DatetimeIndex, Y: np.ndarray, bins:
         model.group_realised_rate_[name] = float(rate_at(tau))
 
 
-def _setup_from(model: "UsualLevel", parent: "UsualLevel", sample: np.ndarray) -> None:
+def _setup_from(model, parent, sample: np.ndarray) -> None:
     """A calibration model on a sample of the parent's sensors, sharing its calendar and sensors."""
     model.freq_ = parent.freq_
     model.slots_per_day_ = parent.slots_per_day_

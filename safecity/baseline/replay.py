@@ -9,19 +9,15 @@ updated, as the live model would be. Scoring alone (``UsualLevel.departures``,
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
 from safecity.baseline.grid import Departures, to_matrix
 
-if TYPE_CHECKING:
-    from safecity.baseline.usual import UsualLevel
 
 
-def replay_live(model: "UsualLevel", X: pd.DataFrame) -> Departures:
+def replay_live(model, X: pd.DataFrame) -> Departures:
     """The departures of ``X`` scored step by step, the model learning each step after scoring it.
 
     ``X`` is the observations table or a wide frame (as ``UsualLevel.fit``
