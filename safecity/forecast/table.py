@@ -124,7 +124,7 @@ def asked_hours(X: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timedelta]:
 def keep_asked(table: pd.DataFrame, X: pd.DataFrame) -> pd.DataFrame:
     """The rows of a forecast table that ``X`` asks for: its hours, and its sensors when it names them."""
     ts = pd.DatetimeIndex(pd.to_datetime(X["ts"], utc=True)).as_unit("ns")
-    keep = table["ts"].isin(ts).to_numpy()
+    keep = table["ts"].isin(ts).to_numpy().copy()
     if "sensor_id" in X.columns:
         asked = pd.MultiIndex.from_arrays([ts, X["sensor_id"].astype(str)])
         keep &= pd.MultiIndex.from_arrays([table["ts"], table["sensor_id"].astype(str)]).isin(asked)
