@@ -35,6 +35,8 @@ import holoviews as hv
 import pandas as pd
 import panel as pn
 
+from safecity.baseline.periods import alarm_periods
+from safecity.baseline.replay import replay_live
 from safecity.baseline.usual import UsualLevel
 from safecity.data.catalog import open_catalog
 from safecity.evaluation.history import count_history
@@ -57,7 +59,7 @@ print(f"{source}: {len(counts):,} counts of {len(busiest)} sensors, flagged from
 # %%
 model = UsualLevel(rate=1 / 7, group_rate=1 / 30, calibration_days=90, **city_kw)
 model.fit(counts[counts["ts"] <= split], calendar=calendar, sensors=sensors)
-periods = model.flag(counts[counts["ts"] > split])
+periods = alarm_periods(model, replay_live(model, counts[counts["ts"] > split]))  # learns day by day, as live
 print(f"threshold {model.threshold_:.2f} (replay of the history: {model.realised_rate_:.3f} alarm periods "
       f"per sensor-day, target {model.rate:.3f}); {len(periods)} alarm periods flagged")
 periods[["start", "end", "sensor_id", "group", "direction", "observed", "expected", "explanation"]].head(10)

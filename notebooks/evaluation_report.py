@@ -222,7 +222,10 @@ if pets_video is not None:
 
 # %%
 from safecity.evaluation.history import count_history
-from safecity.forecast import model as forecast
+from safecity.data.counts import hourly_counts
+from safecity.forecast.baselines import SeasonalNaive
+from safecity.forecast.model import GatheringForecaster
+from safecity.forecast.table import forecast_hours
 from safecity.sim import city as simulate
 
 history = count_history(cat)  # Melbourne's counts, else the demo city's
@@ -235,11 +238,11 @@ recent = counts[counts["sensor_id"].isin(busiest) & (counts["ts"] > end - pd.Tim
 origins = pd.date_range((end - pd.Timedelta(days=15)).tz_convert(city_kw["tz"]).normalize(),
                         periods=14, freq="D").tz_convert("UTC")
 train = recent[recent["ts"] < origins[0]]
-models = {"forecaster": forecast.GatheringForecaster(max_iter=100, **city_kw).fit(train, calendar, sensors),
-          "naive": forecast.SeasonalNaive(tz=city_kw["tz"]).fit(train)}
-actual = forecast.hourly_counts(recent).stack().rename("count")
+models = {"forecaster": GatheringForecaster(max_iter=100, **city_kw).fit(train, calendar=calendar, sensors=sensors),
+          "naive": SeasonalNaive(tz=city_kw["tz"]).fit(train)}
+actual = hourly_counts(recent).stack().rename("count")
 actual.index.names = ["ts", "sensor_id"]
-scored = pd.concat([models[k].predict(start=o, horizon="24h", observations=recent).assign(method=k, origin=o)
+scored = pd.concat([models[k].predict(forecast_hours(o, "24h"), observations=recent).assign(method=k, origin=o)
                     for o in origins for k in models], ignore_index=True)
 scored = scored.join(actual, on=["ts", "sensor_id"]).dropna(subset=["count"])
 scored["err"] = (scored["q50"] - scored["count"]).abs()

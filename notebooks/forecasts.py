@@ -39,7 +39,10 @@ import panel as pn
 from safecity.data.catalog import open_catalog
 from safecity.evaluation.history import count_history
 from safecity.evaluation.stats import day_bootstrap_mae, quantile_interval
-from safecity.forecast import model as forecast
+from safecity.data.counts import hourly_counts
+from safecity.forecast.baselines import SeasonalNaive
+from safecity.forecast.model import GatheringForecaster
+from safecity.forecast.table import forecast_hours
 
 hv.extension("bokeh")
 pn.extension()
@@ -59,14 +62,14 @@ print(f"{source}: {len(busiest)} sensors, {len(origins)} forecast origins from {
 
 # %%
 train = counts[counts["ts"] < origins[0]]
-models = {"forecaster": forecast.GatheringForecaster(max_iter=100, **city_kw).fit(train, calendar, sensors),
-          "seasonal naive": forecast.SeasonalNaive(tz=city_kw["tz"]).fit(train)}
-actual = forecast.hourly_counts(counts).stack().rename("count")
+models = {"forecaster": GatheringForecaster(max_iter=100, **city_kw).fit(train, calendar=calendar, sensors=sensors),
+          "seasonal naive": SeasonalNaive(tz=city_kw["tz"]).fit(train)}
+actual = hourly_counts(counts).stack().rename("count")
 actual.index.names = ["ts", "sensor_id"]
 rows = []
 for origin in origins:
     for name, model in models.items():
-        pred = model.predict(start=origin, horizon="24h", observations=counts)
+        pred = model.predict(forecast_hours(origin, "24h"), observations=counts)
         rows.append(pred.assign(method=name, origin=origin))
 scored = pd.concat(rows, ignore_index=True).join(actual, on=["ts", "sensor_id"]).dropna(subset=["count"])
 scored["abs_error"] = (scored["q50"] - scored["count"]).abs()
