@@ -88,6 +88,7 @@ def test_catalog_tour_notebook_is_served_and_renders_in_chromium():
     """`panel serve notebooks/catalog_tour.ipynb` serves the tour; Chromium shows it with no
     failed request and no request leaving the machine."""
     from conftest import chromium_page, free_port, stop
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     port = free_port()
     proc = subprocess.Popen(
@@ -101,7 +102,10 @@ def test_catalog_tour_notebook_is_served_and_renders_in_chromium():
             page.goto(url, timeout=180_000)
             page.get_by_text("safecity data catalog").first.wait_for(timeout=120_000)
             page.get_by_text("demo_observations").first.wait_for(timeout=30_000)
-            page.wait_for_timeout(2000)
+            try:  # the first tab's plot: wait for its canvas rather than for a fixed time
+                page.locator("canvas").first.wait_for(state="attached", timeout=60_000)
+            except PlaywrightTimeout:
+                pass  # reported by the assertion below, with the screenshot
             page.screenshot(path=str(ROOT / "test-artifacts" / "notebook_catalog_tour.png"), full_page=True)
             canvases = page.locator("canvas").count()
     finally:
