@@ -54,3 +54,17 @@ def test_every_cli_command_has_help():
         out = subprocess.run([sys.executable, "-m", "safecity.cli", *path, "--help"],
                              capture_output=True, text=True, check=True).stdout
         assert "Usage:" in out and "--help" in out, path
+
+
+def test_the_package_looks_for_the_shared_data_where_the_tests_do(monkeypatch):
+    """Without $SAFECITY_SHARED_DATA, the package finds ``../shared/data`` beside the repository
+    from wherever its modules sit (a module moved one folder deeper once lost it silently)."""
+    from conftest import shared_data
+
+    from safecity.data import catalog, geo
+
+    zones = shared_data("city/marseille")  # skips (fails in CI) when the real data is absent
+    root = zones.parents[1]
+    monkeypatch.delenv("SAFECITY_SHARED_DATA", raising=False)
+    assert geo.shared_data_dir() == root.resolve()
+    assert catalog.shared_path("city/marseille") == root.resolve() / "city" / "marseille"

@@ -99,7 +99,7 @@ def shared_path(relpath: str, root: str | os.PathLike | None = None) -> Path:
     elif root is not None:
         base = Path(root)
     else:
-        base = Path(__file__).resolve().parents[2] / "shared" / "data"
+        base = Path(__file__).resolve().parents[3] / "shared" / "data"
     path = base / relpath
     if not path.exists():
         raise FileNotFoundError(

@@ -138,7 +138,7 @@ def load_zones(path: str | os.PathLike | None = None) -> pd.DataFrame:
 def shared_data_dir() -> Path | None:
     """The shared real-data folder: ``$SAFECITY_SHARED_DATA``, else ``<repo>/../shared/data``."""
     env = os.environ.get("SAFECITY_SHARED_DATA")
-    candidate = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    candidate = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
     return candidate if candidate.is_dir() else None
 
 
