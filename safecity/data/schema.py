@@ -45,7 +45,7 @@ UNIT_KINDS = ("police", "fire", "ambulance")
 UNIT_STATUSES = (
     "available", "dispatched", "en_route", "on_scene", "returning", "out_of_service",
 )
-INCIDENT_STATUSES = ("open", "dispatched", "closed")
+INCIDENT_STATUSES = ("open", "dispatched", "closed", "merged")
 CALENDAR_KINDS = ("event", "school_holiday", "public_holiday", "roadworks")
 
 #: Usual ``observations.metric`` values; other names are allowed (for example

@@ -129,6 +129,12 @@ class FusionRules:
         """``(window_s, radius_m)`` for a pair of kinds."""
         return self.pairs.get(_pair_key(kind_a, kind_b), (self.window_s, self.radius_m))
 
+    def reach(self) -> tuple[float, float]:
+        """The longest window (s) and the largest radius (m) any pair of kinds may link over."""
+        windows = [self.window_s] + [w for w, _ in self.pairs.values()]
+        radii = [self.radius_m] + [r for _, r in self.pairs.values()]
+        return max(max(windows), 1e-9), max(max(radii), 1e-9)
+
     def units_needed(self, kind: str) -> dict[str, int]:
         """Unit kinds and counts to send to an incident of ``kind`` (police by default)."""
         return dict(self.needs.get(kind, {"police": 1}))
@@ -236,41 +242,64 @@ def _prepare(events: pd.DataFrame, rules: FusionRules) -> tuple[pd.DataFrame, np
     return ev, canon
 
 
-def _components(ev: pd.DataFrame, canon: np.ndarray, rules: FusionRules) -> np.ndarray:
-    """Component label per row of ``ev`` (sorted, validated) under ``rules``."""
+def _link_pairs(ev: pd.DataFrame, rules: FusionRules, among: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``(i, j)`` of ``ev`` (sorted, validated) that ``rules`` link.
+
+    ``among`` (a boolean mask) keeps only pairs with at least one row in it: what
+    live fusion asks when a batch arrives, so that it never re-links the past.
+    """
+    none = (np.zeros(0, dtype=int), np.zeros(0, dtype=int))
+    t = ev["ts"].astype("int64").to_numpy() / 1e9
+    lon, lat = ev["lon"].to_numpy(float), ev["lat"].to_numpy(float)
+    keep = np.nonzero(np.isfinite(lon) & np.isfinite(lat))[0]
+    if len(keep) < 2:
+        return none
+    w_max, r_max = rules.reach()
+    lat0 = np.nanmean(lat[keep])
+    x = lon[keep] * 111_320.0 * np.cos(np.radians(lat0))
+    y = lat[keep] * geo._M_PER_DEG_LAT
+    # One KD-tree over (x, y, t) scaled by the largest radius and window:
+    # a Chebyshev ball of 1 holds every pair any rule could link; the exact
+    # per-pair test follows on those candidates only.
+    points = np.column_stack([x / r_max, y / r_max, t[keep] / w_max])
+    tree = cKDTree(points)
+    if among is None:
+        pairs = tree.query_pairs(1.0, p=np.inf, output_type="ndarray")
+    else:
+        asked = np.nonzero(among[keep])[0]
+        if not len(asked):
+            return none
+        near = tree.query_ball_point(points[asked], 1.0, p=np.inf)
+        a = np.repeat(asked, [len(n) for n in near])
+        b = np.concatenate(near).astype(int) if len(a) else np.zeros(0, dtype=int)
+        pairs = np.column_stack([a, b])[a != b]
+    if not len(pairs):
+        return none
+    i, j = keep[pairs[:, 0]], keep[pairs[:, 1]]
+    names, code = np.unique(ev["kind"].to_numpy(str), return_inverse=True)
+    table = np.array([[rules.link(a, b) for b in names] for a in names]).reshape(
+        len(names), len(names), 2)  # kinds x kinds x (window, radius)
+    wr = table[code[i], code[j]]
+    dt = np.abs(t[i] - t[j])
+    d = geo.distance_m(lon[i], lat[i], lon[j], lat[j])
+    ok = (dt <= wr[:, 0]) & (d <= wr[:, 1])
+    return i[ok], j[ok]
+
+
+def _components(ev: pd.DataFrame, canon: np.ndarray, rules: FusionRules,
+                extra: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Component label per row of ``ev`` (sorted, validated) under ``rules``.
+
+    ``extra`` adds edges of the caller's (live fusion joins an incident's members).
+    """
     n = len(ev)
     if n == 0:
         return np.zeros(0, dtype=int)
-    t = ev["ts"].astype("int64").to_numpy() / 1e9
-    lon, lat = ev["lon"].to_numpy(float), ev["lat"].to_numpy(float)
-    located = np.isfinite(lon) & np.isfinite(lat)
-    rows = [np.arange(n)]
-    cols = [canon]
-    keep = np.nonzero(located)[0]
-    windows = [rules.window_s] + [w for w, _ in rules.pairs.values()]
-    radii = [rules.radius_m] + [r for _, r in rules.pairs.values()]
-    w_max, r_max = max(max(windows), 1e-9), max(max(radii), 1e-9)
-    if len(keep) > 1:
-        lat0 = np.nanmean(lat[keep])
-        x = lon[keep] * 111_320.0 * np.cos(np.radians(lat0))
-        y = lat[keep] * geo._M_PER_DEG_LAT
-        # One KD-tree over (x, y, t) scaled by the largest radius and window:
-        # a Chebyshev ball of 1 holds every pair any rule could link; the exact
-        # per-pair test follows on those candidates only.
-        tree = cKDTree(np.column_stack([x / r_max, y / r_max, t[keep] / w_max]))
-        pairs = tree.query_pairs(1.0, p=np.inf, output_type="ndarray")
-        if len(pairs):
-            i, j = keep[pairs[:, 0]], keep[pairs[:, 1]]
-            names, code = np.unique(ev["kind"].to_numpy(str), return_inverse=True)
-            table = np.array([[rules.link(a, b) for b in names] for a in names]).reshape(
-                len(names), len(names), 2)  # kinds x kinds x (window, radius)
-            wr = table[code[i], code[j]]
-            dt = np.abs(t[i] - t[j])
-            d = geo.distance_m(lon[i], lat[i], lon[j], lat[j])
-            ok = (dt <= wr[:, 0]) & (d <= wr[:, 1])
-            rows.append(i[ok])
-            cols.append(j[ok])
-    r, c = np.concatenate(rows), np.concatenate(cols)
+    i, j = _link_pairs(ev, rules)
+    extra = extra if extra is not None else (np.zeros(0, dtype=int), np.zeros(0, dtype=int))
+    r = np.concatenate([np.arange(n), i, extra[0]])
+    c = np.concatenate([canon, j, extra[1]])
     graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     return labels

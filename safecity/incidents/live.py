@@ -1,0 +1,153 @@
+"""Live fusion: events join incidents as they arrive, without re-fusing the past.
+
+``fusion.fuse`` groups a whole history at once; a live engine cannot afford that on
+every arriving gunshot, and must keep an incident's identity while it grows (an
+operator has dispatched to it). ``LiveFusion.add`` links a batch of new events to
+the recent ones with the same rules and the same linking code (``fusion._link_pairs``),
+so an arriving event joins the incident of any event it links to, opens one when it
+links to none, and, when it links two open incidents, merges the younger into the
+older (the younger is returned with status ``merged``). Only events younger than
+``horizon_s`` before the newest are kept in memory: nothing older can link to a new
+one (the longest window of the rules), save events arriving later than that.
+
+Given events in time order, the grouping is the one ``fuse`` gives on the whole
+history (tests/test_live_fusion.py); incident ids are those ``fuse`` would give the
+first batch of members, and stay fixed after.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from safecity.data import schema
+from safecity.incidents import fusion
+
+_MEMBER_COLUMNS = [*schema.columns("events"), "_dup", "_canon"]
+
+
+class LiveFusion:
+    """Incremental fusion: ``add(events)`` returns the incidents that the batch created or changed."""
+
+    def __init__(self, rules: fusion.FusionRules | None = None, horizon_s: float | None = None):
+        self.rules = rules or fusion.FusionRules()
+        self.horizon_s = horizon_s
+        self.recent_ = pd.DataFrame(columns=_MEMBER_COLUMNS)  # events that may still link
+        self.incident_of_: dict[str, str] = {}                # event_id -> incident (recent)
+        self.members_: dict[str, pd.DataFrame] = {}           # open incident -> its members
+        self.records_: dict[str, dict] = {}                   # open incident -> its row
+
+    @property
+    def _horizon(self) -> float:
+        if self.horizon_s is not None:
+            return self.horizon_s
+        return 2 * max(self.rules.reach()[0], self.rules.dedup_s)
+
+    def seed(self, incidents: pd.DataFrame, events: pd.DataFrame) -> "LiveFusion":
+        """Resume from stored incidents and the recent events (after a restart)."""
+        events = schema.validate(events.drop_duplicates("event_id"), "events")
+        by_id = events.set_index("event_id", drop=False)
+        for row in incidents.itertuples(index=False):
+            ids = [i for i in json.loads(row.event_ids) if i in by_id.index]
+            if not ids or row.status == "merged":
+                continue
+            members = by_id.loc[ids].reset_index(drop=True)
+            members = members.assign(_dup=False, _canon=members["event_id"])
+            self.members_[row.incident_id] = members[_MEMBER_COLUMNS]
+            self.records_[row.incident_id] = row._asdict()
+            for i in ids:
+                self.incident_of_[i] = row.incident_id
+        known = pd.concat(list(self.members_.values())) if self.members_ else None
+        if known is not None:
+            self.recent_ = known.reset_index(drop=True)
+        rest = events[~events["event_id"].isin(self.incident_of_)]
+        self._prune()
+        if len(rest):
+            self.add(rest)
+        return self
+
+    def add(self, events: pd.DataFrame) -> pd.DataFrame:
+        """Take in a batch; return the new or changed incidents (``merged`` ones included)."""
+        ev = schema.validate(events.drop_duplicates("event_id"), "events")
+        ev = ev[~ev["event_id"].isin(self.incident_of_)]
+        if ev.empty:
+            return schema.empty("incidents")
+        reach = max(self.rules.reach()[0], self.rules.dedup_s)
+        old = self.recent_[self.recent_["ts"] >= ev["ts"].min() - pd.Timedelta(seconds=reach)]
+        window, canon = fusion._prepare(pd.concat([old[schema.columns("events")], ev]),
+                                        self.rules)
+        is_new = window["event_id"].isin(ev["event_id"]).to_numpy()
+        incident = window["event_id"].map(self.incident_of_).to_numpy(object)
+        labels = self._components(window, canon, is_new, incident)
+        window = window.assign(_dup=canon != np.arange(len(window)),
+                               _canon=window["event_id"].to_numpy()[canon])
+        changed = []
+        for label in np.unique(labels[is_new]):
+            in_group = labels == label
+            fresh = window[in_group & is_new]
+            owners = sorted({i for i in incident[in_group] if isinstance(i, str)},
+                            key=lambda i: (self.records_[i]["ts"], i))
+            changed += self._grow(owners, fresh[_MEMBER_COLUMNS])
+        self.recent_ = pd.concat([self.recent_, window[is_new][_MEMBER_COLUMNS]],
+                                 ignore_index=True)
+        self._prune()
+        return schema.validate(pd.DataFrame(changed).sort_values(["ts", "incident_id"]),
+                               "incidents")
+
+    def _components(self, window, canon, is_new, incident) -> np.ndarray:
+        """Groups of the window: rule links involving a new event, plus each incident's members."""
+        i, j = fusion._link_pairs(window, self.rules, among=is_new)
+        rows, cols = [np.arange(len(window)), i], [canon, j]
+        owned = pd.Series(incident).dropna()
+        for idx in owned.groupby(owned).indices.values():  # chain the members of each incident
+            members = owned.index.to_numpy()[idx]
+            rows.append(members[:-1])
+            cols.append(members[1:])
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(len(window),) * 2)
+        return connected_components(graph, directed=False)[1]
+
+    def _grow(self, owners: list[str], fresh: pd.DataFrame) -> list[dict]:
+        """New members join the oldest owner (or a new incident); other owners merge into it."""
+        if owners:
+            keep = owners[0]
+        else:
+            keep = "inc-" + hashlib.sha1("\n".join(sorted(fresh["event_id"])).encode()).hexdigest()[:16]
+        parts = [self.members_.get(o) for o in owners] + [fresh]
+        members = pd.concat([p for p in parts if p is not None], ignore_index=True)
+        record = fusion._incident(members, self.rules) | {"incident_id": keep}
+        out = []
+        for gone in owners[1:]:
+            merged = self.records_.pop(gone)
+            self.members_.pop(gone, None)
+            out.append({**merged, "status": "merged",
+                        "summary": f"Merged into {keep}: {merged['summary']}"})
+        if keep in self.records_:  # an operator's status is the engine's to keep, not ours
+            record["status"] = self.records_[keep].get("status", record["status"])
+        self.members_[keep] = members
+        self.records_[keep] = record
+        for event_id in members["event_id"]:
+            self.incident_of_[event_id] = keep
+        return out + [record]
+
+    def set_status(self, incident_id: str, status: str) -> None:
+        if incident_id in self.records_:
+            self.records_[incident_id]["status"] = status
+
+    def _prune(self) -> None:
+        """Forget events and incidents too old to link to anything that may still arrive."""
+        if self.recent_.empty:
+            return
+        cutoff = self.recent_["ts"].max() - pd.Timedelta(seconds=self._horizon)
+        old = self.recent_["ts"] < cutoff
+        if not old.any():
+            return
+        self.recent_ = self.recent_[~old].reset_index(drop=True)
+        alive = set(self.recent_["event_id"])
+        for inc in [i for i, m in self.members_.items() if not m["event_id"].isin(alive).any()]:
+            del self.members_[inc], self.records_[inc]
+        self.incident_of_ = {e: i for e, i in self.incident_of_.items() if e in alive}
