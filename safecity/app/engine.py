@@ -1,12 +1,19 @@
-"""The live engine: one replay of the city per server process, shared by every browser session.
+"""The engine: one city state per server process, fed by sources, read by every session.
 
-``ReplayEngine`` replays a recorded (or synthetic) city on a simulated clock:
-each ``step`` moves ``now`` forward by ``speed`` simulated seconds per wall
-second, fuses the events seen so far into incidents and keeps them in a
-``Store`` where operators' dispatches and their audit records go.
-``get_engine`` starts one engine per process and advances it from one
-background thread; sessions only read its state (and call ``dispatch``), so
-opening a second browser never starts a second pipeline.
+``LiveEngine`` takes rows the way a source sends them (``ingest(table, rows, source)``:
+the ingest API's handlers, the MQTT bridge through the API, a camera worker, or the
+demo's replay all call it), stores them durably in the inbox before acknowledging,
+fuses arriving events into incidents incrementally (``incidents.live.LiveFusion``),
+moves units from AVL reports, and keeps incidents, unit status and the audit in the
+state store (SQLite by default, PostgreSQL with ``state=``). A background thread
+(``get_engine``) ticks it every second: the clock, the inbox's flush into the Parquet
+history, and the continuous analytics.
+
+``ReplayEngine`` is the demo: the same engine, plus a recorded (or synthetic) city
+replayed on a simulated clock that posts its events and unit positions through
+``ingest`` as a source would, so the replay and a real city share every line after
+ingestion. Sessions only read the engine (and call ``dispatch``): opening a second
+browser never starts a second pipeline.
 """
 from __future__ import annotations
 
@@ -19,101 +26,166 @@ from pathlib import Path
 import pandas as pd
 import param
 
-from safecity.incidents import fusion
-from safecity.dispatch import units as unit_ops
-from safecity.dispatch.recommend import recommend
-from safecity.dispatch.network import RoadNetwork
 from safecity.data.citydir import CityData, read_city
-from safecity.data.store import Store
+from safecity.data.inbox import Inbox, _records
+from safecity.data.store import Store, open_state
+from safecity.dispatch import units as unit_ops
+from safecity.dispatch.network import RoadNetwork
+from safecity.dispatch.recommend import recommend
+from safecity.incidents import fusion
+from safecity.incidents.live import LiveFusion
+from safecity.ingest.rows import complete_units, parse_rows
 
 #: Simulated seconds per wall second by default: three days of the demo city replay in ~1.5 h.
 DEFAULT_SPEED = 60.0
+#: How often acknowledged rows move from the inbox into the Parquet history.
+FLUSH_EVERY_S = 5.0
 
 
-class ReplayEngine(param.Parameterized):
-    """A city replayed on a simulated clock: incidents so far, units, and the operators' store."""
+class LiveEngine(param.Parameterized):
+    """A city as it happens: incidents fused from arriving events, units, the operators' store."""
 
-    now = param.Date(doc="The simulated moment: events up to it have happened.")
-    speed = param.Number(default=DEFAULT_SPEED, bounds=(0, None),
-                         doc="Simulated seconds per wall second.")
+    now = param.Date(doc="The engine's clock: the wall clock (UTC, naive), or a replay's.")
     tick = param.Integer(default=0, doc="How many times the engine has advanced.")
     version = param.Integer(default=0, doc="Bumped whenever incidents, units or the audit change.")
 
-    def __init__(self, city: CityData, state_dir: str | os.PathLike, start=None, **params):
+    def __init__(self, city: CityData, state_dir: str | os.PathLike, state: str | None = None,
+                 rules: fusion.FusionRules | None = None, **params):
         self.city = city
-        self.store = Store(state_dir)
+        self.state_dir = Path(state_dir)
+        self.store = Store(self.state_dir, state=open_state(state, self.state_dir))
+        self.inbox = Inbox(self.state_dir / "inbox.sqlite")
         self.network = RoadNetwork.from_tables(city.nodes, city.edges)
+        self.fusion = LiveFusion(rules)
         self._lock = threading.RLock()
-        events = city.events.sort_values("ts", kind="stable").reset_index(drop=True)
-        self._events = events
-        if start is None:  # an hour in, so an operator opening the page sees a queue at once
-            start = events["ts"].min() + pd.Timedelta(hours=1) if len(events) else city.units["ts"].min()
-        params.setdefault("now", _naive_utc(start))
+        self.started = time.time()
+        self.last_seen: dict[str, pd.Timestamp] = {}      # source -> last acknowledged batch
+        self.newest: dict[str, pd.Timestamp] = {}         # table -> newest row time received
+        self.analytics: list = []  # callables (engine, table, new rows) run after each batch
+        self._last_flush = time.monotonic()
+        params.setdefault("now", _naive_utc(pd.Timestamp.now(tz="UTC")))
         super().__init__(**params)
-        self._n_seen = -1
-        self.incidents = fusion.fuse(events.iloc[:0])[0]
-        # Register every unit as the operators' store knows it: its state at the start.
-        roster = city.units[city.units["ts"] <= self._now_utc()]
-        roster = (roster if len(roster) else city.units).sort_values("ts").drop_duplicates(
-            "unit_id", keep="last")
-        if self.store.read("unit_status").empty:
-            self.store.append("units", roster.reset_index(drop=True))
-        self._refresh()
+        self._resume()
 
-    def _now_utc(self) -> pd.Timestamp:
-        return pd.Timestamp(self.now, tz="UTC")
+    # ------------------------------------------------------------------ state on start
+    def _resume(self) -> None:
+        """Incidents, units and the open incidents' events back from the store (after a restart)."""
+        stored = self.store.read("incidents")
+        horizon = pd.Timedelta(seconds=self.fusion._horizon)
+        since = (stored["ts"].max() - horizon) if len(stored) else None
+        recent = self.inbox.read("events", since=since)
+        if since is not None:
+            recent = pd.concat([self.store.read("events", start=since), recent]).drop_duplicates(
+                "event_id")
+        self.incidents = stored
+        self.fusion.seed(stored, recent)
+        known = set(stored["incident_id"])
+        missed = [i for i in self.fusion.records_ if i not in known]
+        if missed:  # events acknowledged before a crash that came before their fusion was stored
+            self._store_incidents(pd.DataFrame([self.fusion.records_[i] for i in missed]))
+        self._positions = self.store.read("unit_status")
+        for table in ("events", "observations", "units"):
+            last = self.inbox.read(table, since=pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=1))
+            if len(last):
+                self.newest[table] = last["ts"].max()
 
-    def step(self, wall_seconds: float = 1.0) -> None:
-        """Advance the clock by ``wall_seconds * speed`` and take in the events that happened."""
+    # ------------------------------------------------------------------ ingest
+    def ingest(self, table: str, rows, source: str) -> dict:
+        """Check, store durably, then take in a batch; ``{"accepted": n, "duplicates": m}``.
+
+        ``rows`` are the posted JSON objects (``parse_rows`` checks them and raises
+        ``RowError``). When this returns, the accepted rows are on disk.
+        """
+        df = parse_rows(table, rows)
+        stored_table = "events" if table == "police-log" else table
         with self._lock:
-            end = _naive_utc(self._events["ts"].max()) if len(self._events) else None
-            new = pd.Timestamp(self.now) + pd.Timedelta(seconds=wall_seconds * self.speed)
-            if end is not None:
-                new = min(new, max(end, pd.Timestamp(self.now)))
-            self.now = new.to_pydatetime(warn=False)
-            self._refresh()
-            self.tick += 1
+            if stored_table == "units":
+                new = self._take_positions(df, source)
+            else:
+                new = self.inbox.add(stored_table, df, source)
+                if stored_table == "events" and len(new):
+                    self._fuse(new)
+            now = pd.Timestamp.now(tz="UTC")
+            self.last_seen[source] = now
+            if len(df):
+                self.newest[stored_table] = max(df["ts"].max(), self.newest.get(
+                    stored_table, df["ts"].max()))
+        for hook in self.analytics:  # e.g. the usual-level scorer on closed bins
+            hook(self, stored_table, new)
+        return {"accepted": int(len(new)), "duplicates": int(len(df) - len(new))}
 
-    def _refresh(self) -> None:
-        n = int((self._events["ts"] <= self._now_utc()).sum())
-        if n == self._n_seen:
-            return
-        self._n_seen = n
-        fused, _ = fusion.fuse(self._events.iloc[:n])
-        known = set(self.store.read("incidents")["incident_id"])
-        fresh = fused[~fused["incident_id"].isin(known)]
-        if len(fresh):  # never upsert known ones: that would reopen a dispatched incident
-            self.store.append("incidents", fresh)
-        self.incidents = fused
+    def _fuse(self, events: pd.DataFrame) -> None:
+        changed = self.fusion.add(events)
+        if len(changed):
+            self._store_incidents(changed)
+
+    def _store_incidents(self, changed: pd.DataFrame) -> None:
+        """Upsert new or changed incidents, keeping the status operators gave them."""
+        status = self.incidents.set_index("incident_id")["status"]
+        kept = changed["incident_id"].map(status)
+        operator = kept.notna() & (changed["status"] != "merged")
+        changed = changed.assign(status=changed["status"].where(~operator, kept))
+        self.store.state.upsert("incidents", changed)
+        rest = self.incidents[~self.incidents["incident_id"].isin(changed["incident_id"])]
+        self.incidents = pd.concat([rest, changed], ignore_index=True) if len(rest) else \
+            changed.reset_index(drop=True)
         self.version += 1
 
-    def inject(self, events: pd.DataFrame) -> None:
-        """Take in events that arrive while the replay runs (a live feed, a benchmark's marker).
+    def _take_positions(self, df: pd.DataFrame, source: str) -> pd.DataFrame:
+        """AVL: status checked and audited as ``ingest_positions`` does, rows kept in the inbox."""
+        kept: list[pd.DataFrame] = []
 
-        Events stamped at or before ``now`` reach the incidents at once, not at the next step.
-        """
+        def keep(full: pd.DataFrame) -> pd.DataFrame:
+            kept.append(self.inbox.add("units", full, source))
+            return kept[-1]
+
+        state = self.store.state.read("unit_status")
+        full = complete_units(df, state)  # a new unit must come with its kind
+        register = not full["unit_id"].isin(state["unit_id"]).all()
+        unit_ops.ingest_positions(self.store, full, actor=source, register=bool(register),
+                                  keep=keep)
+        new = kept[0] if kept else df.iloc[:0]
+        if len(new):
+            self._positions = self.store.state.read("unit_status")
+            self.version += 1
+        return new
+
+    # ------------------------------------------------------------------ clock
+    def step(self, wall_seconds: float = 1.0) -> None:
+        """One tick: the clock moves on, acknowledged rows move to the history when due."""
         with self._lock:
-            self._events = pd.concat([self._events, events], ignore_index=True).sort_values(
-                "ts", kind="stable").reset_index(drop=True)
-            self._n_seen = -1  # fuse again even if the count of events so far looks unchanged
-            self._refresh()
+            self.now = _naive_utc(pd.Timestamp.now(tz="UTC")).to_pydatetime(warn=False)
+            self.tick += 1
+        self.housekeeping()
 
+    def housekeeping(self, force: bool = False) -> None:
+        if force or time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
+            self._last_flush = time.monotonic()
+            self.inbox.flush(self.store)
+
+    # ------------------------------------------------------------------ what sessions read
     def incident_queue(self) -> pd.DataFrame:
-        """The incidents so far, newest first, with the status operators gave them."""
+        """The incidents so far (merged ones left out), most urgent and newest first."""
         with self._lock:
-            status = self.store.read("incidents").set_index("incident_id")["status"]
-            inc = self.incidents.assign(status=self.incidents["incident_id"].map(status)
-                                        .fillna(self.incidents["status"]))
+            inc = self.incidents[self.incidents["status"] != "merged"]
         return inc.sort_values(["priority", "ts"], ascending=[True, False]).reset_index(drop=True)
+
+    def incidents_since(self, since=None) -> pd.DataFrame:
+        """Incidents whose time is at or after ``since`` (all with None), oldest first."""
+        with self._lock:
+            inc = self.incidents
+        if since is not None:
+            inc = inc[inc["ts"] >= pd.Timestamp(since)]
+        return inc.sort_values(["ts", "incident_id"]).reset_index(drop=True)
 
     def unit_status(self) -> pd.DataFrame:
         with self._lock:
             return self.store.read("unit_status").sort_values("unit_id").reset_index(drop=True)
 
     def positions(self) -> pd.DataFrame:
-        """Each unit's last replayed report at ``now``."""
-        u = self.city.units[self.city.units["ts"] <= self._now_utc()]
-        return u.sort_values("ts").drop_duplicates("unit_id", keep="last").reset_index(drop=True)
+        """Each unit's last reported position (and its status now)."""
+        with self._lock:
+            return self._positions.sort_values("unit_id").reset_index(drop=True)
 
     def audit(self, last: int = 10) -> pd.DataFrame:
         with self._lock:
@@ -125,7 +197,7 @@ class ReplayEngine(param.Parameterized):
         inc = self.incidents[self.incidents["incident_id"] == incident_id]
         if inc.empty or pd.isna(inc["lon"].iloc[0]):
             return self.unit_status().query("status == 'available'")
-        kinds = fusion.DEFAULT_NEEDS.get(inc["kind"].iloc[0], {"police": 1}).keys()
+        kinds = self.fusion.rules.units_needed(inc["kind"].iloc[0]).keys()
         return recommend(float(inc["lon"].iloc[0]), float(inc["lat"].iloc[0]), self.unit_status(),
                          self.network, kinds=tuple(kinds), top=top)
 
@@ -133,9 +205,81 @@ class ReplayEngine(param.Parameterized):
         """Send a unit: its status and the incident change, and the audit log records who did it."""
         with self._lock:
             row = unit_ops.dispatch(self.store, unit_id, incident_id, actor,
-                                    ts=max(self._now_utc(), pd.Timestamp.now(tz="UTC")))
+                                    ts=max(pd.Timestamp(self.now, tz="UTC"),
+                                           pd.Timestamp.now(tz="UTC")))
+            self.incidents.loc[self.incidents["incident_id"] == incident_id, "status"] = "dispatched"
+            self.fusion.set_status(incident_id, "dispatched")
+            self._positions = self.store.state.read("unit_status")
             self.version += 1
         return row
+
+    def health(self) -> dict:
+        """What ``GET /api/v1/health`` answers: is it running, how far behind, what is queued."""
+        now = pd.Timestamp.now(tz="UTC")
+        lag = {t: round((now - ts).total_seconds(), 3) for t, ts in self.newest.items()}
+        return {"status": "ok", "uptime_s": round(time.time() - self.started, 1),
+                "lag_s": lag, "queue_depth": self.inbox.pending(),
+                "sources": {s: ts.isoformat() for s, ts in sorted(self.last_seen.items())},
+                "incidents": int((self.incidents["status"] != "merged").sum())}
+
+    def close(self) -> None:
+        self.housekeeping(force=True)
+        self.inbox.close()
+
+
+class ReplayEngine(LiveEngine):
+    """The demo: a recorded city replayed on a simulated clock, posted through ``ingest``."""
+
+    speed = param.Number(default=DEFAULT_SPEED, bounds=(0, None),
+                         doc="Simulated seconds per wall second.")
+
+    def __init__(self, city: CityData, state_dir: str | os.PathLike, start=None, **params):
+        events = city.events.sort_values("ts", kind="stable").reset_index(drop=True)
+        if start is None:  # an hour in, so an operator opening the page sees a queue at once
+            start = events["ts"].min() + pd.Timedelta(hours=1) if len(events) else city.units["ts"].min()
+        params["now"] = _naive_utc(start)
+        self._events = events
+        self._avl = city.units.sort_values("ts", kind="stable").reset_index(drop=True)
+        self._posted = {"events": 0, "units": 0}
+        super().__init__(city, state_dir, **params)
+        if self.store.read("unit_status").empty:  # every unit as it was at the start
+            roster = self._avl[self._avl["ts"] <= self._now_utc()]
+            roster = (roster if len(roster) else self._avl).drop_duplicates("unit_id", keep="last")
+            self._post("units", roster)
+        self._replay()
+
+    def _now_utc(self) -> pd.Timestamp:
+        return pd.Timestamp(self.now, tz="UTC")
+
+    def step(self, wall_seconds: float = 1.0) -> None:
+        """Advance the clock by ``wall_seconds * speed`` and post what happened meanwhile."""
+        with self._lock:
+            end = _naive_utc(self._events["ts"].max()) if len(self._events) else None
+            new = pd.Timestamp(self.now) + pd.Timedelta(seconds=wall_seconds * self.speed)
+            if end is not None:
+                new = min(new, max(end, pd.Timestamp(self.now)))
+            self.now = new.to_pydatetime(warn=False)
+            self._replay()
+            self.tick += 1
+        self.housekeeping()
+
+    def _replay(self) -> None:
+        now = self._now_utc()
+        for table, rows in (("events", self._events), ("units", self._avl)):
+            n = int((rows["ts"] <= now).sum())
+            if n > self._posted[table]:
+                self._post(table, rows.iloc[self._posted[table]:n])
+                self._posted[table] = n
+
+    def _post(self, table: str, df: pd.DataFrame) -> None:
+        """What a source would send: JSON-able rows (units with their kind, not their status)."""
+        if table == "units":
+            df = df[["unit_id", "ts", "lon", "lat", "kind", "station"]]
+        self.ingest(table, _records(df), source="replay")
+
+    def inject(self, events: pd.DataFrame) -> None:
+        """Events that arrive while the replay runs (a benchmark's marker), taken in at once."""
+        self._post("events", events)
 
 
 def _naive_utc(ts) -> pd.Timestamp:
@@ -143,17 +287,21 @@ def _naive_utc(ts) -> pd.Timestamp:
     return ts.tz_convert("UTC").tz_localize(None) if ts.tz is not None else ts
 
 
-_ENGINES: dict[str, ReplayEngine] = {}
+_ENGINES: dict[str, LiveEngine] = {}
 _ENGINES_LOCK = threading.Lock()
+LIVE_ENV = "SAFECITY_LIVE"
 
 
 def get_engine(data_dir: str | os.PathLike, state_dir: str | os.PathLike | None = None,
                speed: float | None = None, interval_s: float = 1.0,
-               run: bool = True) -> ReplayEngine:
+               run: bool = True) -> LiveEngine:
     """The process's one engine for ``data_dir``, created and started on the first call.
 
-    ``state_dir`` (default ``$SAFECITY_STATE_DIR``, else a new temporary folder)
-    holds the operators' store; ``speed`` defaults to ``$SAFECITY_REPLAY_SPEED``.
+    With ``$SAFECITY_LIVE=1`` (``safecity serve --live``) it is a ``LiveEngine`` fed by
+    the ingest API, on ``data_dir``'s roads and zones; otherwise the demo's
+    ``ReplayEngine``. ``state_dir`` (default ``$SAFECITY_STATE_DIR``, else a new
+    temporary folder) holds the store; ``$SAFECITY_STATE`` may put the operational state
+    in PostgreSQL; ``speed`` defaults to ``$SAFECITY_REPLAY_SPEED``.
     """
     key = str(Path(data_dir).resolve())
     with _ENGINES_LOCK:
@@ -161,16 +309,26 @@ def get_engine(data_dir: str | os.PathLike, state_dir: str | os.PathLike | None 
         if engine is None:
             state_dir = state_dir or os.environ.get("SAFECITY_STATE_DIR") or tempfile.mkdtemp(
                 prefix="safecity-live-")
-            speed = speed if speed is not None else float(
-                os.environ.get("SAFECITY_REPLAY_SPEED", DEFAULT_SPEED))
-            engine = ReplayEngine(read_city(data_dir), state_dir, speed=speed)
+            state = os.environ.get("SAFECITY_STATE") or None
+            if os.environ.get(LIVE_ENV) == "1":
+                engine = LiveEngine(read_city(data_dir, store=False), state_dir, state=state)
+            else:
+                speed = speed if speed is not None else float(
+                    os.environ.get("SAFECITY_REPLAY_SPEED", DEFAULT_SPEED))
+                engine = ReplayEngine(read_city(data_dir), state_dir, state=state, speed=speed)
             if run:
                 _start(engine, interval_s)
             _ENGINES[key] = engine
     return engine
 
 
-def _start(engine: ReplayEngine, interval_s: float) -> None:
+def live_engine() -> LiveEngine | None:
+    """The process's engine when there is one (the ingest API's handlers use it)."""
+    with _ENGINES_LOCK:
+        return next(iter(_ENGINES.values()), None)
+
+
+def _start(engine: LiveEngine, interval_s: float) -> None:
     def loop() -> None:
         last = time.monotonic()
         while True:
@@ -179,7 +337,7 @@ def _start(engine: ReplayEngine, interval_s: float) -> None:
             try:
                 engine.step(now - last)
             except Exception as exc:  # a bad batch must not stop the live view
-                engine.param.warning(f"replay step failed: {exc}")
+                engine.param.warning(f"engine step failed: {exc}")
             last = now
 
-    threading.Thread(target=loop, name="safecity-replay", daemon=True).start()
+    threading.Thread(target=loop, name="safecity-engine", daemon=True).start()

@@ -440,6 +440,13 @@ def _sql_value(v):
     return v
 
 
+def open_state(spec: str | None, data_dir: str | os.PathLike) -> StateStore:
+    """The state store ``spec`` names: None or "sqlite" for ``data_dir/state.sqlite``."""
+    if spec in (None, "", "sqlite"):
+        return SQLiteState(Path(data_dir) / "state.sqlite")
+    raise ValueError(f"unknown state store {spec.split('://')[0]!r}: expected sqlite")
+
+
 # --------------------------------------------------------------------------- facade
 
 class Store:

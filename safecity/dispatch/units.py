@@ -131,7 +131,7 @@ def dispatch(store: Store, unit_id: str, incident_id: str, actor: str, ts=None) 
 
 
 def ingest_positions(store: Store, avl: pd.DataFrame, actor: str = "avl",
-                     register: bool = False) -> int:
+                     register: bool = False, keep=None) -> int:
     """Store a batch of AVL reports (unit_id, lon, lat, ts, optional status); return rows added.
 
     Units must be registered; a report for an unknown unit refuses the whole
@@ -143,6 +143,9 @@ def ingest_positions(store: Store, avl: pd.DataFrame, actor: str = "avl",
     newer than the unit's current state are history only (this is what makes
     re-sending a batch store it once). All checks run, in one transaction with
     the writes, before anything is written.
+
+    ``keep`` (the live server's inbox) stores the checked reports instead of the
+    history and returns those that were new; only those change the state.
     """
     missing = [c for c in ("unit_id", "lon", "lat", "ts") if c not in avl.columns]
     if missing:
@@ -155,10 +158,11 @@ def ingest_positions(store: Store, avl: pd.DataFrame, actor: str = "avl",
     if "status" not in reports:
         reports["status"] = None
     with store.state.transaction():  # BEGIN IMMEDIATE: no other writer between check and write
-        return _ingest_checked(store, reports, actor, register)
+        return _ingest_checked(store, reports, actor, register, keep)
 
 
-def _ingest_checked(store: Store, reports: pd.DataFrame, actor: str, register: bool) -> int:
+def _ingest_checked(store: Store, reports: pd.DataFrame, actor: str, register: bool,
+                    keep=None) -> int:
     state = store.state.read("unit_status").set_index("unit_id")
     unknown = ~reports["unit_id"].isin(state.index)
     new_units = pd.DataFrame()
@@ -187,7 +191,17 @@ def _ingest_checked(store: Store, reports: pd.DataFrame, actor: str, register: b
     full = reports.assign(kind=state.loc[reports["unit_id"], "kind"].to_numpy(),
                           station=state.loc[reports["unit_id"], "station"].to_numpy())
     full = schema.validate(full[schema.columns("units")], "units")
-    added = store.append("units", full)
+    if keep is None:
+        added = store.append("units", full)
+    else:
+        new = keep(full)
+        added = len(new)
+        if added:
+            store.state.upsert("unit_status", new)
+        fresh = set(zip(new["unit_id"], new["ts"]))
+        changes = [c for c in changes if (c[0], c[1]) in fresh]
+        new_units = new_units[[(u, t) in fresh for u, t in zip(new_units["unit_id"], new_units["ts"])]] \
+            if len(new_units) else new_units
     for unit in new_units.itertuples(index=False):
         store.state.audit(actor, "register_unit", unit.unit_id,
                           {"kind": unit.kind, "status": unit.status,

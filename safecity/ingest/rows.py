@@ -74,13 +74,14 @@ def complete_units(df: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:
     """AVL rows with each unit's kind, station (and status unless given) from ``known``.
 
     ``known`` is the current ``unit_status``; a unit neither known nor posted with
-    its ``kind`` is refused, naming its first row.
+    its ``kind`` is refused, naming its first row; a new unit without a status is
+    ``available``.
     """
     known = known.set_index("unit_id") if len(known) else pd.DataFrame(
         columns=["kind", "status", "station"])
     out = df.copy()
     for col, default in (("kind", None), ("station", None), ("status", "available")):
-        fill = out["unit_id"].map(known[col]) if col in known else pd.Series(None, index=out.index)
+        fill = (out["unit_id"].map(known[col]) if col in known else pd.Series(None, index=out.index)).astype(object)
         if default is not None:
             fill = fill.fillna(default)
         out[col] = out[col].where(out[col].notna(), fill)
