@@ -245,7 +245,7 @@ class LiveUnitMap:
         self.pipe = hv.streams.Pipe(data=self._shown)
 
     def _positions(self) -> pd.DataFrame:
-        return _positions_at(self.engine, self.engine.now, bool(self.tiles))
+        return _positions_at(self.engine, self.engine.version, bool(self.tiles))
 
     def refresh(self) -> None:
         now = self._positions()
@@ -258,7 +258,7 @@ class LiveUnitMap:
 
     def plot(self) -> hv.DynamicMap:
         markers = hv.DynamicMap(lambda data: views.unit_markers(data), streams=[self.pipe])
-        return views.on_zone_map(self.zones, markers, title="Units now (replayed positions)",
+        return views.on_zone_map(self.zones, markers, title="Units now",
                                  tiles=self.tiles)
 
     def layout(self) -> pn.pane.HoloViews:
@@ -304,8 +304,8 @@ def follow_engine(engine, *views, period_ms: int = 1000) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def _positions_at(engine, now, mercator: bool) -> pd.DataFrame:
-    """The engine's unit positions at one simulated moment, shared by every session."""
+def _positions_at(engine, version: int, mercator: bool) -> pd.DataFrame:
+    """The engine's unit positions at one version of its state, shared by every session."""
     pos = engine.positions()
     return views.to_web_mercator(pos) if mercator else pos
 

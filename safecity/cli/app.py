@@ -27,10 +27,25 @@ from safecity.cli.root import main
 @click.option("--allow-websocket-origin", "origins", multiple=True,
               help="host[:port] browsers may connect from (passed to panel serve).")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
-              help="Operators' store for the audit record (default $SAFECITY_STATE_DIR).")
+              help="Operators' store for the audit record (default $SAFECITY_STATE_DIR); with "
+                   "--live, where everything received is kept.")
+@click.option("--live", is_flag=True,
+              help="Run the city live from its sources (the ingest API) instead of the demo replay.")
+@click.option("--ingest-tokens", "tokens_path", type=click.Path(exists=True, dir_okay=False),
+              help="With --live: the sources' token file ('safecity ingest token'); without it "
+                   "there is no ingest API.")
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="The city directory giving roads, zones and stations (default $SAFECITY_DATA_DIR).")
+@click.option("--state", "state_spec", default=None, metavar="URL",
+              help="Operational state (incidents, unit status, audit): sqlite (default, in "
+                   "--state-dir) or postgresql://user@host/db.")
 def serve(apps, address, port, basic_auth, oauth_provider, roles_path, allow_unauthenticated,
-          origins, state_dir) -> None:
-    """Serve dashboards with Panel, refusing to serve beyond this machine without a login."""
+          origins, state_dir, live, tokens_path, data_dir, state_spec) -> None:
+    """Serve dashboards with Panel, refusing to serve beyond this machine without a login.
+
+    With --live, sources feed the city through the ingest API under /api/v1/ on the
+    same address (see docs/live.md); without, the operator's page replays the demo city.
+    """
     import logging
     import os
     import secrets
@@ -54,9 +69,27 @@ def serve(apps, address, port, basic_auth, oauth_provider, roles_path, allow_una
                            f"{basic_auth}' to store a hash instead", err=True)
         if roles_path:
             access.read_roles(roles_path)
+        if tokens_path:
+            if not live:
+                raise ValueError("--ingest-tokens needs --live: the replay takes no sources")
+            from safecity.ingest.tokens import TokenBook
+
+            TokenBook.load(tokens_path)  # refuse a bad or world-readable file before serving
+        if live and not (state_dir or os.environ.get("SAFECITY_STATE_DIR")):
+            raise ValueError("--live needs --state-dir: what sources send must outlive the server")
     except (access.OpenServingError, OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     env = dict(os.environ)
+    for name in ("SAFECITY_LIVE", "SAFECITY_INGEST_TOKENS"):
+        env.pop(name, None)
+    if live:
+        env["SAFECITY_LIVE"] = "1"
+    if tokens_path:
+        env["SAFECITY_INGEST_TOKENS"] = str(Path(tokens_path).resolve())
+    if data_dir:
+        env["SAFECITY_DATA_DIR"] = str(Path(data_dir).resolve())
+    if state_spec:
+        env["SAFECITY_STATE"] = state_spec
     env[access.ADDRESS_ENV] = address
     env.pop(access.ALLOW_ENV, None)
     if roles_path:
@@ -83,6 +116,8 @@ def serve(apps, address, port, basic_auth, oauth_provider, roles_path, allow_una
                               f"{address}:{port}", {"apps": list(apps)})
             store.state.close()
     extra = [arg for origin in origins for arg in ("--allow-websocket-origin", origin)]
+    if tokens_path:
+        extra += ["--plugins", "safecity.app.api"]
     import tempfile
 
     pages = write_templates(tempfile.mkdtemp(prefix="safecity-pages-"))  # offline pages

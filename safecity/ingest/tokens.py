@@ -29,6 +29,7 @@ class Source:
 
     name: str
     tables: frozenset[str]
+    rate: float | None = None  # rows per second it may send (None: the server's default)
 
     def may_write(self, table: str) -> bool:
         return table in self.tables
@@ -47,8 +48,12 @@ def parse_tables(text: str) -> frozenset[str]:
     return tables
 
 
-def create_token(path: str | os.PathLike, name: str, tables: frozenset[str] | str) -> str:
-    """Add (or replace) source ``name`` in the token file; return its new token."""
+def create_token(path: str | os.PathLike, name: str, tables: frozenset[str] | str,
+                 rate: float | None = None) -> str:
+    """Add (or replace) source ``name`` in the token file; return its new token.
+
+    ``rate`` caps the rows per second it may send (beyond: 429), else the server's default.
+    """
     if isinstance(tables, str):
         tables = parse_tables(tables)
     if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
@@ -58,7 +63,7 @@ def create_token(path: str | os.PathLike, name: str, tables: frozenset[str] | st
     token = PREFIX + secrets.token_urlsafe(32)
     entries = [e for e in entries if e["name"] != name] + [{
         "name": name, "sha256": _digest(token), "tables": sorted(tables),
-        "created": pd.Timestamp.now(tz="UTC").isoformat()}]
+        "created": pd.Timestamp.now(tz="UTC").isoformat()} | ({"rate": float(rate)} if rate else {})]
     tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -77,7 +82,8 @@ class TokenBook:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TokenBook":
-        return cls({e["sha256"]: Source(e["name"], frozenset(e["tables"])) for e in _read(Path(path))})
+        return cls({e["sha256"]: Source(e["name"], frozenset(e["tables"]), e.get("rate"))
+                    for e in _read(Path(path))})
 
     def check(self, authorization: str | None) -> Source | None:
         """The source whose token is in an ``Authorization: Bearer ...`` header, else None."""
