@@ -452,3 +452,41 @@ def test_cli_refuses_bad_options(tmp_path):
     result = CliRunner().invoke(main, [*base[:-1], "frigate", "--data-dir", str(tmp_path),
                                        "--broker", "nowhere:port"])
     assert result.exit_code == 1 and "expected HOST:PORT" in result.output
+
+
+def test_cli_publishes_incidents_and_stops_on_sigterm(broker, tmp_path):
+    import signal
+
+    data = tmp_path / "store"
+    Store(data).append("incidents", pd.DataFrame([{
+        "incident_id": "inc-7", "ts": pd.Timestamp.now(tz="UTC").floor("s"), "kind": "fire",
+        "priority": 1, "confidence": 0.6, "status": "open", "lon": 5.38, "lat": 43.30,
+        "summary": "fire at hall_gare", "event_ids": "[]"}]))
+    received = []
+    listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    subscribed = threading.Event()
+    listener.on_message = lambda c, u, m: received.append(json.loads(m.payload))
+    listener.on_subscribe = lambda *a: subscribed.set()
+    listener.connect("127.0.0.1", broker.port)
+    listener.subscribe("safecity/incidents", qos=1)
+    listener.loop_start()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "safecity.cli", "ingest", "mqtt", "--broker", broker.address,
+         "--topic", "frigate/events", "--format", "frigate", "--data-dir", str(data),
+         "--publish-incidents", "safecity/incidents", "--poll", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        assert subscribed.wait(30)
+        wait_for(lambda: received, what="the incident published")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        listener.disconnect()
+        listener.loop_stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert received[0]["incident_id"] == "inc-7" and received[0]["priority"] == 1
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["published_incidents"] >= 1 and summary["messages"] == 0
