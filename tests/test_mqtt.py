@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pandas as pd
@@ -116,10 +115,10 @@ def test_unknown_cameras_are_accepted_without_a_position_or_skipped():
     (b'{"type": "new"}', "after: expected an object"),
     (b'{"type": "new", "after": {"id": "x", "camera": "c", "label": "person"}}',
      "after.start_time: expected epoch seconds"),
-    (b'{"type": "new", "after": {"id": "x", "camera": "c", "label": "person", '
-     b'"start_time": "yesterday"}}', "after.start_time"),
-    (b'{"type": "new", "after": {"id": "x", "camera": "c", "label": "person", '
-     b'"start_time": 1717236000, "entered_zones": "voie"}}', "after.entered_zones"),
+    ((b'{"type": "new", "after": {"id": "x", "camera": "c", "label": "person", '
+      b'"start_time": "yesterday"}}'), "after.start_time"),
+    ((b'{"type": "new", "after": {"id": "x", "camera": "c", "label": "person", '
+      b'"start_time": 1717236000, "entered_zones": "voie"}}'), "after.entered_zones"),
 ])
 def test_a_malformed_frigate_message_names_its_fault(payload, reason):
     with pytest.raises(MessageError, match=reason.replace(".", r"\.")):
@@ -490,3 +489,14 @@ def test_cli_publishes_incidents_and_stops_on_sigterm(broker, tmp_path):
     assert received[0]["incident_id"] == "inc-7" and received[0]["priority"] == 1
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["published_incidents"] >= 1 and summary["messages"] == 0
+
+
+def test_a_missing_broker_program_skips_or_fails_under_require_data(monkeypatch):
+    import servers
+
+    monkeypatch.delenv("SAFECITY_REQUIRE_DATA", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no-such-broker is not installed"):
+        servers._require("no-such-broker", ())
+    monkeypatch.setenv("SAFECITY_REQUIRE_DATA", "1")
+    with pytest.raises(pytest.fail.Exception, match="SAFECITY_REQUIRE_DATA=1"):
+        servers._require("no-such-broker", ())

@@ -37,8 +37,7 @@ from typing import Any, Callable, Sequence
 import paho.mqtt.client as mqtt
 
 from safecity.ingest.client import IngestError, Sink
-from safecity.ingest.frigate import (FrigateConfig, MessageError, decode, frigate_rows,
-                                     safecity_batches)
+from safecity.ingest.frigate import FrigateConfig, decode, frigate_rows, safecity_batches
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +138,7 @@ class MqttBridge:
         self._keepalive = keepalive
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
 
@@ -156,6 +156,9 @@ class MqttBridge:
         log.info("connected to %s:%s (session present: %s)", self.host, self.port,
                  flags.session_present)
         client.subscribe(self.topic, qos=self.qos)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        log.warning("cannot reach the broker %s:%s; trying again", self.host, self.port)
 
     def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
         self.subscribed.clear()
