@@ -34,6 +34,8 @@ case "$what" in
   test)
     # the browser tests drive Debian's Chromium (never a downloaded browser)
     [ -x /usr/bin/chromium ] || apt_install chromium || echo "chromium not installed: browser tests will fail" >&2
+    # the MQTT bridge's tests run a real broker (Debian's Mosquitto)
+    [ -x /usr/sbin/mosquitto ] || apt_install mosquitto || echo "mosquitto not installed: MQTT tests will skip" >&2
     exec python -m pytest "$@"
     ;;
 esac
