@@ -366,3 +366,25 @@ def test_rows_for_post_are_json_with_zoned_times():
     assert parse_rows("events", [row])["event_id"].tolist() == ["e1"]
     with pytest.raises(ValueError, match="row 0, field 'ts'.*no zone"):
         rows_for_post(pd.DataFrame({"ts": [pd.Timestamp("2026-06-01T08:00")]}))
+
+
+def test_realtime_stamps_a_clip_from_now(installation, tmp_path):
+    camera = load_cameras(installation / "cameras.yml")[0]
+    before = pd.Timestamp.now(tz="UTC")
+    summary = run_camera(camera, SinkStore(StoreSink(tmp_path)), bin_s=1, realtime=True, max_frames=12)
+    assert summary["status"] == "ok" and summary["frames"] == 12
+    obs = Store(tmp_path).read("observations")
+    assert obs["ts"].min() >= before.floor("1s") and obs["ts"].min() > START  # not the camera's start
+
+
+def test_video_run_takes_a_store_or_a_server(installation, tmp_path):
+    config = str(installation / "cameras.yml")
+    token = str(installation / "token")
+    for args, message in ((["--data-dir", str(tmp_path), "--server", "http://127.0.0.1:1", "--token", token],
+                           "either --data-dir"),
+                          ([], "either --data-dir"),
+                          (["--server", "http://127.0.0.1:1"], "--server needs --token"),
+                          (["--server", "ftp://x", "--token", token], "not an http(s) URL")):
+        result = CliRunner().invoke(main, ["video", "run", "--config", config, *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert TOKEN not in result.output
