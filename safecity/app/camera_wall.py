@@ -11,28 +11,31 @@ handed out, so no session can show an unblurred person.
 ``get_wall`` starts one wall per process (like ``safecity.app.engine.get_engine``);
 ``CameraWallView`` and ``HealthView`` are one session's read-only views of it,
 refreshed by the session's periodic callback. A camera whose source fails is
-shown offline and the others carry on.
+shown offline and the others carry on. The views read anything shaped like a wall
+(``Wall``): in ``safecity serve --live`` that is the ``camera_feed.CameraFeed`` the
+camera workers post their blurred tiles and health to, since their pipelines run
+in other processes.
 """
 from __future__ import annotations
 
 import base64
 import html
 import os
-import re
 import tempfile
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-import cv2
 import pandas as pd
 import panel as pn
 import param
 
+from safecity.app.camera_feed import STATUSES, for_viewers
 from safecity.video.pipeline import CameraPipeline
-from safecity.config.addresses import redact, source_kind
+from safecity.config.addresses import source_kind
 from safecity.video.sources import VideoSource
 
 #: Scripted clips the demo wall plays when no installation file is given.
@@ -41,9 +44,21 @@ DEMO_SCENARIOS = ("loitering", "wrong_way", "forbidden_zone", "abandoned_object"
 #: Demo clips are rendered this small when the data folder has none: four cameras stay cheap.
 DEMO_SIZE = (240, 180)
 
-#: Health statuses, from good to bad. ``late``: no frame for ``late_after_s``; ``ended``: a
-#: finite source that stopped (cut short, or played once); ``offline``: the source cannot be read.
-STATUSES = ("ok", "late", "ended", "offline")
+# Health statuses (``camera_feed.STATUSES``), from good to bad. ``late``: no frame for
+# ``late_after_s``; ``ended``: a finite source that stopped (cut short, or played once);
+# ``offline``: the source cannot be read.
+
+
+class Wall(Protocol):
+    """What the session views read: a ``CameraWall`` (pipelines run here) or a
+    ``camera_feed.CameraFeed`` (tiles posted by camera workers elsewhere)."""
+
+    @property
+    def camera_ids(self) -> list[str]: ...
+
+    def tile(self, camera_id: str) -> tuple[int, bytes | None]: ...
+
+    def health(self) -> pd.DataFrame: ...
 
 
 @dataclass(frozen=True)
@@ -176,17 +191,12 @@ class CameraWall:
             if frame is None:
                 return self._ended(feed)
             result = feed.pipeline.process(frame)
-            shown = feed.pipeline.display(frame.image, result)  # the only frame that leaves
-            if self.tile_width and shown.shape[1] > self.tile_width:  # every session receives it
-                height = round(shown.shape[0] * self.tile_width / shown.shape[1])
-                shown = cv2.resize(shown, (self.tile_width, height), interpolation=cv2.INTER_AREA)
-            ok, buf = cv2.imencode(".jpg", shown, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-            if not ok:
-                raise ValueError(f"camera '{feed.camera.camera_id}': frame {frame.index} cannot be encoded")
+            # the only frame that leaves: blurred, and shrunk since every session receives it
+            jpeg = feed.pipeline.tile(frame.image, result, self.tile_width, self.jpeg_quality)
             if result.events:
                 rows = feed.pipeline.event_rows(result.events)
                 feed.events.extend(rows[["ts", "kind", "sensor_id", "score", "details"]].to_dict("records"))
-            feed.jpeg = buf.tobytes()
+            feed.jpeg = jpeg
             feed.frame_index = frame.index
             feed.frames_shown += 1
             feed.frames_dropped = feed.dropped_before + feed.source.health().frames_dropped
@@ -339,27 +349,29 @@ class CameraWallView(param.Parameterized):
 
     tile_width = param.Integer(default=360, bounds=(120, 1280), doc="Width of a tile on the page (px).")
 
-    def __init__(self, wall: CameraWall, **params):
+    def __init__(self, wall: Wall, **params):
         super().__init__(**params)
         self.wall = wall
-        self.tiles = {cid: pn.pane.HTML("", css_classes=["camera-tile-pane"], width=self.tile_width,
-                                        sizing_mode="fixed")
-                      for cid in wall.camera_ids}
+        self.tiles: dict[str, pn.pane.HTML] = {}
+        self._box = pn.FlexBox(sizing_mode="stretch_width", css_classes=["camera-wall"])
         self._shown: dict[str, int] = {}
         self.refresh()
 
     def refresh(self) -> None:
         status = self.wall.health().set_index("camera_id")["status"]
-        for cid, pane in self.tiles.items():
+        for cid in self.wall.camera_ids:
+            if cid not in self.tiles:  # a feed's cameras appear as their workers first post
+                self.tiles[cid] = pn.pane.HTML("", css_classes=["camera-tile-pane"],
+                                               width=self.tile_width, sizing_mode="fixed")
+                self._box.append(self.tiles[cid])
             frames, jpeg = self.wall.tile(cid)
-            key = (frames, status[cid])
+            key = (frames, status.get(cid, "offline"))
             if self._shown.get(cid) != key:
                 self._shown[cid] = key
-                pane.object = tile_html(cid, frames, jpeg, status[cid])
+                self.tiles[cid].object = tile_html(cid, frames, jpeg, key[1])
 
     def layout(self) -> pn.viewable.Viewable:
-        return pn.FlexBox(*self.tiles.values(), sizing_mode="stretch_width",
-                          css_classes=["camera-wall"])
+        return self._box
 
 
 class HealthView(param.Parameterized):
@@ -370,7 +382,7 @@ class HealthView(param.Parameterized):
     late_data_after = param.Parameter(default=pd.Timedelta(minutes=15),
                                       doc="Newest observation older than this on the simulated clock: late.")
 
-    def __init__(self, wall: CameraWall, engine=None, **params):
+    def __init__(self, wall: Wall, engine=None, **params):
         super().__init__(**params)
         self.wall = wall
         self.engine = engine
@@ -400,10 +412,13 @@ class HealthView(param.Parameterized):
 
 
 def camera_panel(data_dir: str | os.PathLike | None = None, engine=None, period_ms: int = 1000,
-                 cameras_file: str | os.PathLike | None = None, render=None) -> pn.Column:
-    """This session's tiles and health panel of the process's wall (``get_wall``), refreshed
+                 cameras_file: str | os.PathLike | None = None, render=None,
+                 wall: Wall | None = None) -> pn.Column:
+    """This session's tiles and health panel of ``wall`` (default: the process's wall,
+    ``get_wall``; live: ``camera_feed.get_feed()``, the cameras workers post), refreshed
     every ``period_ms`` by a periodic callback of the session: what a page adds in one line."""
-    wall = get_wall(cameras_file, data_dir=data_dir, render=render)
+    if wall is None:
+        wall = get_wall(cameras_file, data_dir=data_dir, render=render)
     tiles, health = CameraWallView(wall), HealthView(wall, engine=engine)
 
     def refresh() -> None:  # reads the wall; never runs a pipeline
@@ -445,19 +460,6 @@ def health_html(table: pd.DataFrame) -> str:
     return f'<table class="camera-health-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-#: An absolute path in a message (not a URL's path: no host or word character just before it).
-_ABS_PATH = re.compile(r"""(?<![\w:/.-])(?:[A-Za-z]:)?[/\\](?:[^\s/\\'"]+[/\\])+(?=[^\s/\\'"])""")
-
-
-def for_viewers(message: str) -> str:
-    """A camera's error as every viewer may read it: no credentials, no server directories.
-
-    The health table goes to every session; ``/srv/city/cams/gate.avi: ...``
-    becomes ``gate.avi: ...`` and a stream URL loses its password.
-    """
-    return _ABS_PATH.sub("", redact(message))
-
-
 def _duration(seconds: float) -> str:
     seconds = float(seconds)
     if seconds < 60:
@@ -467,5 +469,5 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-__all__ = ["CameraWall", "WallCamera", "CameraWallView", "HealthView", "camera_panel", "get_wall", "demo_cameras",
+__all__ = ["CameraWall", "WallCamera", "Wall", "for_viewers", "CameraWallView", "HealthView", "camera_panel", "get_wall", "demo_cameras",
            "installation_cameras", "tile_html", "health_html", "data_lag", "STATUSES", "DEMO_SCENARIOS"]

@@ -212,8 +212,13 @@ def _video_cameras(config_path, camera_ids):
 @video_group.command("run")
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The installation's cameras (YAML, see safecity/data/cameras.example.yml).")
-@click.option("--data-dir", type=click.Path(file_okay=False), required=True,
-              help="Store receiving observations, events and audit records.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Store receiving observations, events and audit records (or --server).")
+@click.option("--server", "server_url", default=None,
+              help="A running `safecity serve --live` (e.g. http://localhost:5006) receiving the "
+                   "rows, tiles and health through its ingest API (needs --token).")
+@click.option("--token", "token_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File holding the bearer token for --server (tables events, observations, cameras).")
 @click.option("--camera", "camera_ids", multiple=True, help="Only this camera id (repeatable; default all).")
 @click.option("--max-frames", type=click.IntRange(1), default=None,
               help="Stop each camera after this many frames (a live stream never ends by itself).")
@@ -221,19 +226,49 @@ def _video_cameras(config_path, camera_ids):
               help="Feature bin in seconds.")
 @click.option("--give-up-after", "give_up_s", type=click.FloatRange(min=0, min_open=True), default=30.0,
               show_default=True, help="Seconds a live camera may go without a frame before it is failed.")
-def video_run(config_path, data_dir, camera_ids, max_frames, bin_s, give_up_s) -> None:
-    """Process every camera's source at once (one thread each) and write the results to the store.
+@click.option("--loop", is_flag=True, default=False,
+              help="Replay a file or folder source from its start when it ends (a demo), with times "
+                   "that keep increasing; stop with Ctrl-C or --max-frames.")
+@click.option("--realtime", is_flag=True, default=False,
+              help="Play file and folder sources at their frame rate, their times starting now "
+                   "(as a live camera would), instead of as fast as possible from the camera's start.")
+def video_run(config_path, data_dir, server_url, token_path, camera_ids, max_frames, bin_s, give_up_s,
+              loop, realtime) -> None:
+    """Process every camera's source at once (one thread each); write the results to a store
+    (--data-dir) or post them to a running server (--server, --token).
 
     Prints one JSON line per camera: status (ok or failed, with the error),
-    frames, track ids, observations and events written, frames per second,
-    and the source's health. Exits non-zero, naming them, if any camera failed.
+    frames, track ids, observations and events written (with --server, also
+    what the server acknowledged), loops, frames per second, and the source's
+    health. With --server each camera also posts, at most once a second, its
+    latest blurred tile and its health for the page's camera wall. A server that
+    cannot be reached is waited for (no row is dropped); a batch it refuses stops
+    that camera. Exits non-zero, naming them, if any camera failed.
     """
-    from safecity.app.camera_runner import run_cameras
+    from safecity.app.camera_runner import CameraPoster, SinkStore, run_cameras
     from safecity.data.store import Store
+    from safecity.ingest.client import HttpSink, read_token
 
+    if (data_dir is None) == (server_url is None):
+        raise click.UsageError("give either --data-dir DIR or --server URL (with --token FILE)")
+    if server_url is not None and token_path is None:
+        raise click.UsageError("--server needs --token FILE")
+    if server_url is None and token_path is not None:
+        raise click.UsageError("--token goes with --server")
     cameras = _video_cameras(config_path, camera_ids)
-    store = Store(data_dir)
-    summaries = run_cameras(cameras, store, bin_s=bin_s, max_frames=max_frames, give_up_after_s=give_up_s)
+    tiles = None
+    if server_url is not None:
+        if not server_url.startswith(("http://", "https://")):
+            raise click.BadParameter(f"{server_url!r} is not an http(s) URL", param_hint="--server")
+        try:
+            token = read_token(token_path)
+        except (OSError, ValueError) as err:
+            raise click.ClickException(str(err)) from None
+        store, tiles = SinkStore(HttpSink(server_url, token)), CameraPoster(server_url, token)
+    else:
+        store = Store(data_dir)
+    summaries = run_cameras(cameras, store, tiles=tiles, bin_s=bin_s, max_frames=max_frames,
+                            give_up_after_s=give_up_s, loop=loop, realtime=realtime)
     for summary in summaries:
         click.echo(json.dumps(summary, default=str))
     failed = [s for s in summaries if s["status"] == "failed"]

@@ -206,7 +206,8 @@ class CameraPipeline:
                 self._zone_polys = {"all": np.array([[0, 0], [w, 0], [w, h], [0, h]], float)}
                 self.zones = {"all": sv.PolygonZone(self._zone_polys["all"].astype(np.int64))}
                 self.zone_counter = ZoneCounter(self._zone_polys)
-            self.features = BinFeatures(self.camera_id, self._zone_polys, (w, h), self.bin_s)
+            if self.features is None:  # else the bin in progress of a previous loop (continue_bins)
+                self.features = BinFeatures(self.camera_id, self._zone_polys, (w, h), self.bin_s)
             self._shape = image.shape
         elif image.shape != self._shape:
             raise ValueError(f"camera '{self.camera_id}': frame {index} is {image.shape[1]}x{image.shape[0]} px, "
@@ -279,13 +280,18 @@ class CameraPipeline:
 
     # ------------------------------------------------------------------ a whole source
 
-    def run(self, source=None, store=None, max_frames: int | None = None) -> dict:
+    def run(self, source=None, store=None, max_frames: int | None = None, *,
+            on_frame=None, keep_bin_open: bool = False) -> dict:
         """Process a source (a ``VideoSource``, a path, or an iterable of frames) to its end;
         ``None``: the camera configuration's own source.
 
-        Observations and events are appended to ``store`` bin by bin (and the
-        last, partial bin at the end). Returns a summary: frames, tracks,
-        observations and events written, and the processing rate.
+        Observations and events are appended to ``store`` (anything with
+        ``append(table, df)``) bin by bin, and the last, partial bin at the end
+        unless ``keep_bin_open`` (a looping clip: the next loop's pipeline takes
+        it over with ``continue_bins``, so no bin is written twice). ``on_frame(image,
+        result)`` is called after each frame (a worker publishing ``tile``s).
+        Returns a summary: frames, tracks, observations and events written, and
+        the processing rate.
         """
         frames = self.frames(source)
         obs_parts, event_parts = [], []
@@ -297,6 +303,8 @@ class CameraPipeline:
                 break
             result = self.process(frame)
             n_frames += 1
+            if on_frame is not None:
+                on_frame(frame if isinstance(frame, np.ndarray) else frame[2], result)
             ids.update(np.asarray(result.detections.tracker_id, int).tolist())
             if result.events:
                 event_parts.append(self.event_rows(result.events))
@@ -306,7 +314,7 @@ class CameraPipeline:
             if bins >= self.batch_bins:
                 n_obs, n_events = self._write(store, obs_parts, event_parts, n_obs, n_events)
                 obs_parts, event_parts, bins = [], [], 0
-        if self.features is not None:
+        if self.features is not None and not keep_bin_open:
             obs_parts.append(self.features.flush())
         n_obs, n_events = self._write(store, obs_parts, event_parts, n_obs, n_events)
         elapsed = time.perf_counter() - t0
@@ -322,6 +330,18 @@ class CameraPipeline:
             summary["health"] = {"frames_received": h.frames_received, "frames_dropped": h.frames_dropped,
                                  "reconnects": h.reconnects, "status": h.status, "last_error": h.last_error}
         return summary
+
+    def continue_bins(self, previous: CameraPipeline) -> None:
+        """Carry on ``previous``'s bin in progress (a clip looped into a fresh pipeline whose
+        times continue the last loop's): the bin is written once, with every frame in it."""
+        self.features, previous.features = previous.features, None
+
+    def flush(self, store=None) -> int:
+        """Write the bin in progress (left open by ``run(keep_bin_open=True)``); rows written."""
+        if self.features is None:
+            return 0
+        n_obs, _ = self._write(store, [self.features.flush()], [], 0, 0)
+        return n_obs
 
     def frames(self, source=None, **options):
         """The frames of ``source``: a path or URL opened as a ``VideoSource`` (``None``: the
@@ -388,6 +408,20 @@ class CameraPipeline:
         if self._annotator is None or self._annotator.zones.keys() != self._zone_polys.keys():
             self._annotator = Annotator(self._zone_polys)
         return self._annotator.draw(out, result.detections, result.events)
+
+
+    def tile(self, image: np.ndarray, result: FrameResult, width: int | None = 360,
+             quality: int = 70) -> bytes:
+        """``display(image, result)`` as JPEG, shrunk to ``width`` pixels if wider: what a
+        camera wall shows, and the only picture a camera worker sends anywhere."""
+        shown = self.display(image, result)
+        if width and shown.shape[1] > width:
+            height = round(shown.shape[0] * width / shown.shape[1])
+            shown = cv2.resize(shown, (width, height), interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", shown, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        if not ok:
+            raise ValueError(f"camera '{self.camera_id}': frame {result.index} cannot be encoded")
+        return buf.tobytes()
 
 
 def _full_size(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
