@@ -6,8 +6,10 @@ named by ``$SAFECITY_DATA_DIR`` (default: the demo data, ``demo-data/`` beside
 this folder, which ``safecity simulate --out demo-data`` writes).
 
 The live section reads one engine shared by every session (``get_engine``):
-it replays the city at ``$SAFECITY_REPLAY_SPEED`` simulated seconds per second
-and keeps dispatches in ``$SAFECITY_STATE_DIR`` (default: a temporary folder).
+served by ``safecity serve --live`` it is the city as its sources post it (the
+ingest API, docs/live.md); otherwise it replays the demo city at
+``$SAFECITY_REPLAY_SPEED`` simulated seconds per second through the same ingest.
+It keeps dispatches in ``$SAFECITY_STATE_DIR`` (default: a temporary folder).
 Its unit markers move every second. The camera wall (``safecity.app.camera_wall``)
 shows blurred live tiles and their health, one wall per process.
 ``$SAFECITY_TILES_URL`` (an XYZ template such as
@@ -23,11 +25,13 @@ from safecity.app.access import guard
 from safecity.app.camera_wall import camera_panel
 from safecity.sim.clips import write_clips
 from safecity.app.dashboard import CityView, LiveUnitMap, LiveView, follow_engine, load_city
-from safecity.app.engine import get_engine
+from safecity.app.camera_feed import get_feed
+from safecity.app.engine import LIVE_ENV, get_engine
 
 pn.extension("tabulator", sizing_mode="stretch_width")
 guard()  # no page for an open server or a user without a role
 
+LIVE = os.environ.get(LIVE_ENV) == "1"  # safecity serve --live: sources feed the engine
 DATA_DIR = Path(os.environ.get("SAFECITY_DATA_DIR",
                                Path(__file__).resolve().parents[1] / "demo-data"))
 
@@ -55,7 +59,9 @@ def open_maps(event, maps=maps, view=view) -> None:  # bound: the script's names
 
 tabs = pn.Tabs(
     ("Live", pn.Column(live.layout(), units_map.layout(),
-                       camera_panel(DATA_DIR, engine=engine, render=write_clips))),  # blurred tiles and health
+                       # blurred tiles and health: the camera workers' (live) or the demo's clips
+                       camera_panel(DATA_DIR, engine=engine, render=write_clips,
+                                    wall=get_feed() if LIVE else None))),
     ("City maps", maps),
 )
 tabs.param.watch(open_maps, "active")

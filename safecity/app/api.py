@@ -29,8 +29,9 @@ from pathlib import Path
 
 import pandas as pd
 from tornado.ioloop import IOLoop
-from tornado.web import RequestHandler
+from tornado.web import HTTPError, RequestHandler
 
+from safecity.app.camera_feed import feed_handler, get_feed
 from safecity.app.engine import get_engine
 from safecity.data.inbox import _records
 from safecity.data.schema import SchemaError
@@ -162,6 +163,17 @@ class HealthHandler(_Api):
         self.answer(200, _engine().health())
 
 
+def _camera_token(request, table: str) -> str:
+    """The camera feed's check: the posting source's name, else 401/403."""
+    found = _Api.book.check(request.headers.get("Authorization"))
+    if found is None:
+        raise HTTPError(401, "a valid bearer token is required")
+    if not found.may_write(table):
+        raise PermissionError(f"the token of '{found.name}' may not post camera tiles")
+    _engine().last_seen[found.name] = pd.Timestamp.now(tz="UTC")
+    return found.name
+
+
 def routes() -> list[tuple]:
     """The API's routes, or none when no token file is configured."""
     path = os.environ.get(TOKENS_ENV)
@@ -172,6 +184,7 @@ def routes() -> list[tuple]:
         (r"/api/v1/health", HealthHandler),
         (r"/api/v1/incidents", IncidentsHandler),
         (r"/api/v1/(events|observations|units|police-log)", IngestHandler),
+        (r"/api/v1/cameras/([A-Za-z0-9_.-]+)", feed_handler(get_feed(), _camera_token)),
     ]
 
 

@@ -431,12 +431,12 @@ def camera_panel(data_dir: str | os.PathLike | None = None, engine=None, period_
 
 
 def data_lag(engine, table: str = "observations") -> pd.Timedelta | None:
-    """How far the newest row of ``table`` (``observations`` or ``events``) at or before the
-    engine's simulated clock lags that clock; None before the first."""
-    now = pd.Timestamp(engine.now, tz="UTC")
-    ts = getattr(engine.city, table)["ts"]
-    seen = ts[ts <= now]
-    return None if seen.empty else now - seen.max()
+    """How far the newest row of ``table`` (``observations`` or ``events``) the engine has
+    received lags the engine's clock; None before the first."""
+    newest = engine.newest.get(table)
+    if newest is None:
+        return None
+    return max(pd.Timestamp(engine.now, tz="UTC") - newest, pd.Timedelta(0))
 
 
 def health_html(table: pd.DataFrame) -> str:

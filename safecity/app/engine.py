@@ -240,7 +240,8 @@ class ReplayEngine(LiveEngine):
         params["now"] = _naive_utc(start)
         self._events = events
         self._avl = city.units.sort_values("ts", kind="stable").reset_index(drop=True)
-        self._posted = {"events": 0, "units": 0}
+        self._observations = city.observations.sort_values("ts", kind="stable").reset_index(drop=True)
+        self._posted = {"events": 0, "units": 0, "observations": 0}
         super().__init__(city, state_dir, **params)
         if self.store.read("unit_status").empty:  # every unit as it was at the start
             roster = self._avl[self._avl["ts"] <= self._now_utc()]
@@ -265,7 +266,8 @@ class ReplayEngine(LiveEngine):
 
     def _replay(self) -> None:
         now = self._now_utc()
-        for table, rows in (("events", self._events), ("units", self._avl)):
+        for table, rows in (("events", self._events), ("units", self._avl),
+                            ("observations", self._observations)):
             n = int((rows["ts"] <= now).sum())
             if n > self._posted[table]:
                 self._post(table, rows.iloc[self._posted[table]:n])
