@@ -154,3 +154,56 @@ def wait_settled(page, expression: str, quiet_ms: int = 1000, timeout: int = 60_
              if (w.value !== now) {{ w.value = now; w.since = performance.now(); return false; }}
              return performance.now() - w.since >= quiet; }}""",
         arg=quiet_ms, timeout=timeout, polling=250)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """The URL (with its password) of a real PostgreSQL server started for this test session.
+
+    Skips when PostgreSQL is not installed; fails instead with SAFECITY_REQUIRE_DATA=1 (CI).
+    """
+    from servers import postgres_server
+
+    with postgres_server() as server:
+        yield server.url()
+
+
+STATE_BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=STATE_BACKENDS)
+def state_backend(request):
+    """A factory ``data_dir -> StateStore`` of each backend, all calls on this test's state.
+
+    SQLite: ``state.sqlite`` in the data directory. PostgreSQL: a schema of its
+    own per test (chosen by the URL's ``options``), dropped afterwards, so tests
+    share one server but never each other's rows.
+    """
+    from safecity.data.store import open_state
+
+    opened = []
+    if request.param == "sqlite":
+        def factory(data_dir):
+            opened.append(open_state("sqlite", data_dir))
+            return opened[-1]
+        yield factory
+    else:
+        import uuid
+
+        import psycopg
+
+        url = request.getfixturevalue("postgres_url")
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {name}")
+        scoped = f"{url}?options=-csearch_path%3D{name}"
+
+        def factory(data_dir):
+            opened.append(open_state(scoped, data_dir))
+            return opened[-1]
+        yield factory
+    for state in opened:
+        state.close()
+    if request.param != "sqlite":
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {name} CASCADE")
