@@ -176,34 +176,22 @@ def state_backend(request):
     """A factory ``data_dir -> StateStore`` of each backend, all calls on this test's state.
 
     SQLite: ``state.sqlite`` in the data directory. PostgreSQL: a schema of its
-    own per test (chosen by the URL's ``options``), dropped afterwards, so tests
-    share one server but never each other's rows.
+    own per test on the session's server, dropped afterwards.
     """
     from safecity.data.store import open_state
 
     opened = []
-    if request.param == "sqlite":
-        def factory(data_dir):
-            opened.append(open_state("sqlite", data_dir))
-            return opened[-1]
-        yield factory
-    else:
-        import uuid
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            spec = "sqlite"
+        else:
+            from servers import postgres_schema
 
-        import psycopg
-
-        url = request.getfixturevalue("postgres_url")
-        name = f"test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {name}")
-        scoped = f"{url}?options=-csearch_path%3D{name}"
+            spec = stack.enter_context(postgres_schema(request.getfixturevalue("postgres_url")))
 
         def factory(data_dir):
-            opened.append(open_state(scoped, data_dir))
+            opened.append(open_state(spec, data_dir))
             return opened[-1]
         yield factory
-    for state in opened:
-        state.close()
-    if request.param != "sqlite":
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {name} CASCADE")
+        for state in opened:
+            state.close()

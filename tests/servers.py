@@ -22,10 +22,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
@@ -90,15 +89,6 @@ def run(command: list[str], what: str, cwd: Path, log: Path | None = None) -> No
         tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
         raise RuntimeError(f"{what} failed ({out.returncode}): {out.stdout[-3000:]}"
                            f"{out.stderr[-3000:]}\n{tail}")
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    """Poll ``check`` until it is true, or fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not ready after {timeout} s")
-        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -192,3 +182,23 @@ def postgres_server() -> Iterator[PostgresServer]:
             server.stop()
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_schema(url: str) -> Iterator[str]:
+    """``url`` on a new, empty schema of its database (the URL's search_path), dropped afterwards.
+
+    Tests share one server but never each other's tables.
+    """
+    import uuid
+
+    import psycopg
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    try:
+        yield f"{url}?options=-csearch_path%3D{name}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {name} CASCADE")

@@ -23,7 +23,7 @@ import pytest
 from safecity.data.postgres import PostgresState, StateUnavailableError
 from safecity.data.store import SQLiteState, Store, open_state
 from safecity.dispatch.units import dispatch, ingest_positions, set_status
-from servers import free_port
+from servers import free_port, postgres_schema
 
 T0 = pd.Timestamp("2026-06-01 08:00", tz="UTC")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,6 +57,20 @@ def _env(url: str) -> dict:
     return {**os.environ, "PYTHONPATH": ROOT, "SAFECITY_TEST_STATE": url}
 
 
+@pytest.fixture
+def pg(postgres_url):
+    """A URL on an empty schema of its own, and a way to open states on it (closed afterwards)."""
+    opened = []
+
+    def open_(**kwargs):
+        opened.append(PostgresState(url, **kwargs))
+        return opened[-1]
+    with postgres_schema(postgres_url) as url:
+        yield url, open_
+        for state in opened:
+            state.close()
+
+
 def _story(store: Store) -> None:
     """The same operations on any backend: register, move, dispatch, audit, expire."""
     store.append("units", _units())
@@ -75,13 +89,10 @@ def _story(store: Store) -> None:
     store.state.delete_before("incidents", T0 + pd.Timedelta(seconds=30))  # drops I2
 
 
-def test_both_backends_read_the_same(tmp_path, postgres_url):
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS same CASCADE")
-        conn.execute("CREATE SCHEMA same")
+def test_both_backends_read_the_same(tmp_path, pg):
+    url, _ = pg
     sqlite = Store(tmp_path / "a", state=open_state(None, tmp_path / "a"))
-    postgres = Store(tmp_path / "b", state=open_state(
-        postgres_url + "?options=-csearch_path%3Dsame", tmp_path / "b"))
+    postgres = Store(tmp_path / "b", state=open_state(url, tmp_path / "b"))
     for table in ("incidents", "unit_status", "audit_log"):  # empty ones too
         pd.testing.assert_frame_equal(sqlite.read(table), postgres.read(table))
     _story(sqlite)
@@ -126,6 +137,10 @@ def test_unreachable_server_is_named_without_its_password():
     assert f"postgresql://***@127.0.0.1:{port}/city" in message
     assert "s3cr3t-pw" not in message and "alice" not in message
     assert err.value.__cause__ is None and err.value.__suppress_context__
+    # libpq quotes a URL it cannot parse: the password is hidden there too
+    with pytest.raises(StateUnavailableError, match="IPv6") as err:
+        PostgresState("postgresql://bob:s3cr3t-pw@[::1/city")
+    assert "s3cr3t-pw" not in str(err.value)
 
 
 def test_wrong_password_and_repr_hide_the_password(postgres_url):
@@ -140,27 +155,6 @@ def test_wrong_password_and_repr_hide_the_password(postgres_url):
         assert repr(state).startswith("PostgresState('postgresql://***@127.0.0.1:")
     finally:
         state.close()
-
-
-@pytest.fixture
-def pg(postgres_url):
-    """A URL on an empty schema of its own, and the states opened on it (closed afterwards)."""
-    import uuid
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")
-    url = f"{postgres_url}?options=-csearch_path%3D{name}"
-    opened = []
-
-    def open_(**kwargs):
-        opened.append(PostgresState(url, **kwargs))
-        return opened[-1]
-    yield url, open_
-    for state in opened:
-        state.close()
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {name} CASCADE")
 
 
 CHILD_WRITER = """

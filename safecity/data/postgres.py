@@ -26,6 +26,7 @@ import contextlib
 import json
 import threading
 from typing import Iterator
+from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 import psycopg
@@ -89,14 +90,13 @@ class PostgresState:
     def _connect(self) -> psycopg.Connection:
         try:
             params = conninfo_to_dict(self._url)
-            password = params.get("password")
             extra = {} if "connect_timeout" in params else {
                 "connect_timeout": max(1, round(self._connect_timeout))}
             conn = psycopg.connect(self._url, autocommit=True, **extra)
         except psycopg.Error as exc:
-            reason = redact(str(exc)).strip()
-            if password:
-                reason = reason.replace(password, "***")
+            reason = redact(str(exc)).strip()  # libpq may quote a URL it cannot parse
+            for secret in _passwords(self._url):
+                reason = reason.replace(secret, "***")
             raise StateUnavailableError(
                 f"cannot connect to the PostgreSQL state store at {self.address}: {reason}") from None
         conn.execute("SET TIME ZONE 'UTC'")
@@ -182,6 +182,17 @@ class PostgresState:
         with self.transaction() as conn:
             return conn.execute(f"DELETE FROM {table} WHERE ts < %s",
                                 (_pg_value(_utc(cutoff)),)).rowcount
+
+
+def _passwords(url: str) -> set[str]:
+    """The password of ``url`` as written and as decoded, to hide wherever a message quotes it."""
+    found = set()
+    with contextlib.suppress(psycopg.Error):
+        found.add(conninfo_to_dict(url).get("password"))
+    with contextlib.suppress(ValueError):
+        raw = urlsplit(url).password
+        found |= {raw, unquote(raw or "")}
+    return {p for p in found if p}
 
 
 def _utc(ts) -> pd.Timestamp:
