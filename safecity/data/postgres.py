@@ -81,8 +81,12 @@ class PostgresState:
         self._depth = 0
         self._closed = False
         self._conn: psycopg.Connection | None = None
-        with self.transaction() as conn:  # under the writer lock: two first starts race on DDL
-            conn.execute(_SQL)
+        try:
+            with self.transaction() as conn:  # under the writer lock: two first starts race on DDL
+                conn.execute(_SQL)
+        except BaseException:
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return f"PostgresState({self.address!r})"
