@@ -154,3 +154,44 @@ def wait_settled(page, expression: str, quiet_ms: int = 1000, timeout: int = 60_
              if (w.value !== now) {{ w.value = now; w.since = performance.now(); return false; }}
              return performance.now() - w.since >= quiet; }}""",
         arg=quiet_ms, timeout=timeout, polling=250)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """The URL (with its password) of a real PostgreSQL server started for this test session.
+
+    Skips when PostgreSQL is not installed; fails instead with SAFECITY_REQUIRE_DATA=1 (CI).
+    """
+    from servers import postgres_server
+
+    with postgres_server() as server:
+        yield server.url()
+
+
+STATE_BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=STATE_BACKENDS)
+def state_backend(request):
+    """A factory ``data_dir -> StateStore`` of each backend, all calls on this test's state.
+
+    SQLite: ``state.sqlite`` in the data directory. PostgreSQL: a schema of its
+    own per test on the session's server, dropped afterwards.
+    """
+    from safecity.data.store import open_state
+
+    opened = []
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            spec = "sqlite"
+        else:
+            from servers import postgres_schema
+
+            spec = stack.enter_context(postgres_schema(request.getfixturevalue("postgres_url")))
+
+        def factory(data_dir):
+            opened.append(open_state(spec, data_dir))
+            return opened[-1]
+        yield factory
+        for state in opened:
+            state.close()

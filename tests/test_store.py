@@ -84,8 +84,8 @@ def test_reference_tables_upsert(tmp_path):
     assert len(back) == 2 and back.loc["b", "lon"] == 5.5
 
 
-def test_units_history_and_current_status(tmp_path):
-    store = Store(tmp_path)
+def test_units_history_and_current_status(tmp_path, state_backend):
+    store = Store(tmp_path, state=state_backend(tmp_path))
     store.append("units", _units())
     store.append("units", _units())
     assert len(store.read("units")) == 3
@@ -97,8 +97,8 @@ def test_units_history_and_current_status(tmp_path):
     assert store.read("unit_status").set_index("unit_id").loc["P1", "status"] == "dispatched"
 
 
-def test_incidents_upsert_and_audit(tmp_path):
-    store = Store(tmp_path)
+def test_incidents_upsert_and_audit(tmp_path, state_backend):
+    store = Store(tmp_path, state=state_backend(tmp_path))
     inc = pd.DataFrame({"incident_id": ["i1"], "ts": ["2026-06-01T10:00Z"], "kind": ["gunshot"],
                         "priority": [1], "confidence": [0.9], "status": ["open"], "lon": [5.4],
                         "lat": [43.3], "summary": ["<b>3 shots</b>"], "event_ids": ['["e1"]']})
@@ -113,8 +113,8 @@ def test_incidents_upsert_and_audit(tmp_path):
     assert log.iloc[-1][["actor", "action", "target"]].tolist() == ["operator:alice", "dispatch", "P1"]
 
 
-def test_state_transaction_rolls_back(tmp_path):
-    store = Store(tmp_path)
+def test_state_transaction_rolls_back(tmp_path, state_backend):
+    store = Store(tmp_path, state=state_backend(tmp_path))
     with pytest.raises(RuntimeError):
         with store.state.transaction():
             store.state.audit("a", "first")
@@ -122,8 +122,9 @@ def test_state_transaction_rolls_back(tmp_path):
     assert store.read("audit_log").empty
 
 
-def test_retention_deletes_old_days_and_is_audited(tmp_path):
-    store = Store(tmp_path, retention_days={"observations": 2, "units": 1})
+def test_retention_deletes_old_days_and_is_audited(tmp_path, state_backend):
+    store = Store(tmp_path, retention_days={"observations": 2, "units": 1},
+                  state=state_backend(tmp_path))
     store.append("observations", _obs("2026-06-01", 5 * 1440))
     store.append("units", _units())
     deleted = store.enforce_retention(now="2026-06-05 12:00")

@@ -28,8 +28,9 @@ def _incident(status="open"):
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "data")
+def store(tmp_path, state_backend):
+    """A store with two units and an open incident, its state in SQLite or PostgreSQL."""
+    s = Store(tmp_path / "data", state=state_backend(tmp_path / "data"))
     s.append("units", _units())
     s.append("incidents", _incident())
     return s
@@ -70,8 +71,8 @@ def test_full_cycle_audits_every_change(store):
     ("out_of_service", [], "dispatched"),
     ("available", ["dispatched"], "returning"),
 ])
-def test_impossible_transition_changes_nothing(tmp_path, start, path, refused):
-    store = Store(tmp_path / "data")
+def test_impossible_transition_changes_nothing(tmp_path, state_backend, start, path, refused):
+    store = Store(tmp_path / "data", state=state_backend(tmp_path / "data"))
     store.append("units", _units(start))
     for status in path:
         set_status(store, "E1", status, actor="op1")

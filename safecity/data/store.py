@@ -29,8 +29,9 @@ Guarantees
   batch is refused whole with an error naming table, column and rows.
 
 ``StateStore`` is the small interface the rest of the package uses for
-operational state; ``SQLiteState`` implements it, and a PostgreSQL
-implementation can replace it without touching callers.
+operational state; ``SQLiteState`` implements it, and ``PostgresState``
+(``safecity.data.postgres``) replaces it without touching callers:
+``open_state`` picks one from a ``--state`` value.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -51,6 +53,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
 
+from safecity.config.addresses import redact
 from safecity.data import schema
 
 
@@ -315,7 +318,7 @@ class StateStore(Protocol):
     """Operational state: what a PostgreSQL backend must also provide."""
 
     def upsert(self, table: str, df: pd.DataFrame) -> int: ...
-    def read(self, table: str) -> pd.DataFrame: ...
+    def read(self, table: str) -> pd.DataFrame: ...  # rows by key; the audit by audit_id
     def audit(self, actor: str, action: str, target: str = "", details: dict | None = None,
               ts=None) -> None: ...
     def delete_before(self, table: str, cutoff: pd.Timestamp) -> int: ...
@@ -337,6 +340,7 @@ CREATE INDEX IF NOT EXISTS audit_ts ON audit_log (ts);
 """
 _STATE_SCHEMA = {"incidents": "incidents", "unit_status": "units"}
 _STATE_KEY = {"incidents": "incident_id", "unit_status": "unit_id"}
+_STATE_ORDER = {**_STATE_KEY, "audit_log": "audit_id"}  # every backend reads rows in this order
 
 
 def _utc(ts) -> pd.Timestamp | None:
@@ -408,7 +412,7 @@ class SQLiteState:
     def read(self, table: str) -> pd.DataFrame:
         if table not in STATE_TABLES:
             raise ValueError(f"'{table}' is not a state table ({', '.join(STATE_TABLES)})")
-        df = pd.read_sql_query(f"SELECT * FROM {table}", self._conn)
+        df = pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {_STATE_ORDER[table]}", self._conn)
         df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601")
         if table in _STATE_SCHEMA:
             df = schema.validate(df, _STATE_SCHEMA[table])
@@ -441,10 +445,21 @@ def _sql_value(v):
 
 
 def open_state(spec: str | None, data_dir: str | os.PathLike) -> StateStore:
-    """The state store ``spec`` names: None or "sqlite" for ``data_dir/state.sqlite``."""
-    if spec in (None, "", "sqlite"):
+    """The state store a ``--state`` value names.
+
+    ``None`` or ``"sqlite"``: ``state.sqlite`` in ``data_dir`` (nothing to
+    install); a ``postgresql://`` or ``postgres://`` URL: that database
+    (``PostgresState``). Anything else is a ``ValueError`` naming the value,
+    with any password in it hidden.
+    """
+    if spec is None or spec.strip().lower() == "sqlite":
         return SQLiteState(Path(data_dir) / "state.sqlite")
-    raise ValueError(f"unknown state store {spec.split('://')[0]!r}: expected sqlite")
+    if re.match(r"postgres(ql)?://", spec.strip(), re.IGNORECASE):
+        from safecity.data.postgres import PostgresState
+
+        return PostgresState(spec.strip())
+    raise ValueError(f"state store {redact(spec)!r} is neither 'sqlite' nor a "
+                     "postgresql:// URL (e.g. postgresql://user@host:5432/safecity)")
 
 
 # --------------------------------------------------------------------------- facade
