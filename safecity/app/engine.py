@@ -48,6 +48,8 @@ class LiveEngine(param.Parameterized):
     now = param.Date(doc="The engine's clock: the wall clock (UTC, naive), or a replay's.")
     tick = param.Integer(default=0, doc="How many times the engine has advanced.")
     version = param.Integer(default=0, doc="Bumped whenever incidents, units or the audit change.")
+    max_ahead_s = param.Number(default=300.0, allow_None=True,
+                               doc="How far ahead of the server's clock a row may be stamped.")
 
     def __init__(self, city: CityData, state_dir: str | os.PathLike, state: str | None = None,
                  rules: fusion.FusionRules | None = None, **params):
@@ -96,7 +98,9 @@ class LiveEngine(param.Parameterized):
         ``rows`` are the posted JSON objects (``parse_rows`` checks them and raises
         ``RowError``). When this returns, the accepted rows are on disk.
         """
-        df = parse_rows(table, rows)
+        latest = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=self.max_ahead_s)
+                  if self.max_ahead_s is not None else None)
+        df = parse_rows(table, rows, latest=latest)
         stored_table = "events" if table == "police-log" else table
         with self._lock:
             if stored_table == "units":
@@ -112,7 +116,7 @@ class LiveEngine(param.Parameterized):
                     stored_table, df["ts"].max()))
         for hook in self.analytics:  # e.g. the usual-level scorer on closed bins
             hook(self, stored_table, new)
-        return {"accepted": int(len(new)), "duplicates": int(len(df) - len(new))}
+        return {"accepted": int(len(new)), "duplicates": int(len(rows) - len(new))}
 
     def _fuse(self, events: pd.DataFrame) -> None:
         changed = self.fusion.add(events)
@@ -230,6 +234,8 @@ class LiveEngine(param.Parameterized):
 class ReplayEngine(LiveEngine):
     """The demo: a recorded city replayed on a simulated clock, posted through ``ingest``."""
 
+    max_ahead_s = param.Number(default=None, allow_None=True,
+                               doc="None: a recorded city may be dated in the future.")
     speed = param.Number(default=DEFAULT_SPEED, bounds=(0, None),
                          doc="Simulated seconds per wall second.")
 

@@ -42,8 +42,12 @@ class RowError(ValueError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
-def parse_rows(table: str, rows: Any) -> pd.DataFrame:
+def parse_rows(table: str, rows: Any, latest=None) -> pd.DataFrame:
     """The posted ``rows`` of API table ``table`` as a validated data-model frame.
+
+    ``latest`` (a UTC time) refuses rows stamped after it: a source whose clock runs
+    ahead would otherwise hold the live view's data in the future. Identical events
+    repeated in the batch are kept once.
 
     ``units`` rows may lack ``kind``/``status``/``station`` (an AVL box sends where it
     is, not what it is): they come back missing, for ``complete_units`` to fill.
@@ -54,6 +58,12 @@ def parse_rows(table: str, rows: Any) -> pd.DataFrame:
         raise RowError(f"the body must be a JSON array of objects, got {type(rows).__name__}")
     required, optional = FIELDS[table]
     records = [_check_row(i, row, required, optional) for i, row in enumerate(rows)]
+    if latest is not None:
+        for i, r in enumerate(records):
+            if r["ts"] > latest:
+                raise RowError(f"{r['ts'].isoformat()} is in the future (the server's clock says "
+                               f"{latest.isoformat()} plus its allowance): check the source's clock",
+                               i, "ts")
     if table == "events":
         for i, r in enumerate(records):
             if r["kind"] not in schema.EVENT_KINDS:
@@ -67,6 +77,8 @@ def parse_rows(table: str, rows: Any) -> pd.DataFrame:
         _validate_positions(df)
         return df
     df = pd.DataFrame(records, columns=schema.columns(table))
+    if table == "events":  # the same event twice in one batch is a re-send, not an error
+        df = df[~df.astype(str).duplicated()].reset_index(drop=True)
     return _validate(df, table)
 
 
