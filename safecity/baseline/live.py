@@ -30,7 +30,7 @@ event row is immutable in the store (the same id with other values is a
 conflict), so an id is never raised twice by one scorer, and ``remember``
 tells a scorer started after a restart which ids the store already has.
 
-Not thread-safe by accident: ``add``, ``scores`` and ``remember`` take one lock,
+Thread-safe: ``add``, ``scores`` and ``remember`` take one lock,
 so a dashboard may read the scores while the engine adds rows.
 """
 from __future__ import annotations
