@@ -105,6 +105,28 @@ def replay_scores(counts: pd.DataFrame, calendar: pd.DataFrame | None, sensors: 
     return model, pd.concat(parts).sort_index()
 
 
+def shown_forecast(live: pd.DataFrame | None, fallback, hours: int) -> tuple[pd.DataFrame, bool]:
+    """What the forecast map and line show: (table, True) from the live model, else (``fallback()``, False).
+
+    ``live`` is the model's latest forecast table (``ForecastSchedule.latest()``:
+    the next hours from its origin, with q10 and q90); its first ``hours`` are
+    shown. Before the model's first forecast (None, or empty) the page shows the
+    zones' usual week (``fallback``, a time-of-week profile), and says so.
+    """
+    if live is not None and len(live):
+        first = live["ts"].min()
+        return live[live["ts"] < first + pd.Timedelta(hours=hours)].reset_index(drop=True), True
+    return fallback(), False
+
+
+def forecast_label(table: pd.DataFrame, from_model: bool) -> str:
+    """Where the forecast shown comes from, for the titles."""
+    if not from_model:
+        return "usual week (time-of-week profile): no model forecast yet"
+    issued = pd.Timestamp(table["origin"].max()) if "origin" in table and len(table) else None
+    return "GatheringForecaster" + (f", issued {issued:%a %H:%M} UTC" if issued is not None else "")
+
+
 def projected(city: SimpleNamespace, tiles: str | None) -> SimpleNamespace:
     """The map tables in the coordinates the map draws: lon/lat, or Web Mercator under tiles."""
     tables = ("zones", "sensors", "units", "events")
@@ -133,6 +155,10 @@ class CityView(param.Parameterized):
     tiles_url = param.String(default=None, allow_None=True, constant=True,
                              doc="XYZ tile template ($SAFECITY_TILES_URL); None: no tiles, "
                                  "nothing is fetched from outside.")
+    forecasts = param.Parameter(default=None, doc=(
+        "The live forecast: an object whose latest() is the zones' forecast table "
+        "(safecity.forecast.live.ForecastSchedule). None, or before its first forecast: "
+        "each zone's usual week (a time-of-week profile), labelled as such."))
 
     def __init__(self, city, **params):
         self.city = city
@@ -175,26 +201,38 @@ class CityView(param.Parameterized):
         return views.anomaly_map(self.geo.zones, anomaly, events, title=title, tiles=self.tiles_url)
 
     def forecast(self) -> pd.DataFrame:
-        """The zones' hourly forecast for the ``forecast_hours`` after ``time`` (q10, q50, q90)."""
-        _, end = self._window()
-        from safecity.forecast.table import forecast_hours
+        """The zones' hourly forecast for the next ``forecast_hours`` (q10, q50, q90); see ``forecast_source``."""
+        return self.forecast_source()[0]
 
-        return self.models.forecaster.predict(forecast_hours(end, f"{self.forecast_hours}h"))
+    def forecast_source(self) -> tuple[pd.DataFrame, bool]:
+        """(forecast table, from the model?): the live model's latest forecast, else the profile after ``time``."""
+        def profile() -> pd.DataFrame:
+            from safecity.forecast.table import forecast_hours
 
-    @param.depends("time", "forecast_hours")
+            _, end = self._window()
+            return self.models.forecaster.predict(forecast_hours(end, f"{self.forecast_hours}h"))
+
+        live = self.forecasts.latest() if self.forecasts is not None else None
+        return shown_forecast(live, profile, self.forecast_hours)
+
+    @param.depends("time", "forecast_hours", "forecasts")
     def forecast_map(self) -> hv.Overlay:
-        fc = self.forecast()
-        peak = fc.groupby("sensor_id", as_index=False)["q50"].max().rename(
-            columns={"sensor_id": "zone", "q50": "value"})
+        fc, from_model = self.forecast_source()
         start = fc["ts"].min() if len(fc) else self._window()[1]
-        title = f"Forecast: peak per zone, next {self.forecast_hours} h from {start:%a %H:%M} UTC"
-        return views.zone_forecast_map(self.geo.zones, peak, title=title, tiles=self.tiles_url)
+        title = (f"Forecast: peak per zone, next {self.forecast_hours} h from {start:%a %H:%M} UTC · "
+                 f"{forecast_label(fc, from_model)}")
+        label = "expected people per hour (peak, median)" if from_model else \
+            "usual people per hour (peak, profile median)"
+        return views.zone_forecast_map(self.geo.zones, views.forecast_peaks(fc), title=title,
+                                       tiles=self.tiles_url, label=label)
 
-    @param.depends("time", "forecast_hours", "zone")
+    @param.depends("time", "forecast_hours", "zone", "forecasts")
     def forecast_line(self) -> hv.Overlay:
         names = {v: k for k, v in self.param.zone.objects.items()}
-        return views.forecast_band(self.forecast(), self.zone).opts(
-            title=f"Forecast for {names.get(self.zone, self.zone)}: median and 80% interval")
+        fc, from_model = self.forecast_source()
+        return views.forecast_band(fc, self.zone).opts(
+            title=f"Forecast for {names.get(self.zone, self.zone)}: median and 80% interval · "
+                  f"{forecast_label(fc, from_model)}")
 
     @param.depends("metric")
     def usual_week(self) -> hv.HeatMap:

@@ -191,26 +191,50 @@ def anomaly_map(zones: pd.DataFrame, anomaly: pd.DataFrame, events: pd.DataFrame
 
 
 def zone_forecast_map(zones: pd.DataFrame, peak: pd.DataFrame, title: str = "",
-                      tiles: str | None = None) -> hv.Overlay:
+                      tiles: str | None = None,
+                      label: str = "expected people per hour (peak, median)") -> hv.Overlay:
     """Zones filled by the forecast's expected peak (q50) of people per hour.
 
-    ``peak`` has ``zone`` (a zone_id, as in the sensors table) and ``value``;
-    zones without a forecast stay empty rather than reading as zero.
+    ``peak`` has ``zone`` (a zone_id, as in the sensors table) and ``value``,
+    and the interval at that hour in ``low`` and ``high`` when the forecast has
+    one (``forecast_peaks``); zones without a forecast stay empty rather than
+    reading as zero.
     """
-    value = peak.set_index("zone")["value"]
+    peak = peak.set_index("zone")
+    interval = {"low", "high"} <= set(peak.columns)
     paths = []
     for row in zones.itertuples(index=False):
-        if str(row.zone_id) not in value.index:
+        if str(row.zone_id) not in peak.index:
             continue
+        p = peak.loc[str(row.zone_id)]
         for geom in getattr(row.geometry, "geoms", [row.geometry]):
             x, y = geom.exterior.coords.xy
             paths.append({"x": np.asarray(x), "y": np.asarray(y), "zone": str(row.name),
-                          "value": float(value[str(row.zone_id)])})
-    filled = hv.Polygons(paths, kdims=["x", "y"], vdims=["value", "zone"]).opts(
-        color="value", cmap="viridis", colorbar=True, clabel="expected people per hour (peak, median)",
-        line_color="white", line_width=0.5, alpha=0.85,
-        hover_tooltips=[("zone", "@zone"), ("expected peak", "@value{0,0}")])
+                          "value": float(p["value"]),
+                          **({"low": float(p["low"]), "high": float(p["high"])} if interval else {})})
+    vdims = ["value", "zone"] + (["low", "high"] if interval else [])
+    tooltips = [("zone", "@zone"), ("expected peak", "@value{0,0}")]
+    if interval:
+        tooltips.append(("interval", "@low{0,0} – @high{0,0}"))
+    filled = hv.Polygons(paths, kdims=["x", "y"], vdims=vdims).opts(
+        color="value", cmap="viridis", colorbar=True, clabel=label,
+        line_color="white", line_width=0.5, alpha=0.85, hover_tooltips=tooltips)
     return on_zone_map(zones, filled, title, tiles)
+
+
+def forecast_peaks(forecast: pd.DataFrame, low: str = "q10", mid: str = "q50",
+                   high: str = "q90") -> pd.DataFrame:
+    """Per zone (the forecast's ``sensor_id``), the hour of its highest median and the interval then.
+
+    Columns zone, ts, value (the median), low, high: what ``zone_forecast_map`` draws.
+    """
+    if forecast.empty:
+        return pd.DataFrame({"zone": pd.Series(dtype=object), "ts": pd.Series(dtype="datetime64[ns, UTC]"),
+                             **{c: pd.Series(dtype=float) for c in ("value", "low", "high")}})
+    top = forecast.loc[forecast.groupby("sensor_id")[mid].idxmax()]
+    return pd.DataFrame({"zone": top["sensor_id"].astype(str).to_numpy(), "ts": top["ts"].to_numpy(),
+                         "value": top[mid].to_numpy(float), "low": top[low].to_numpy(float),
+                         "high": top[high].to_numpy(float)})
 
 
 def forecast_band(forecast: pd.DataFrame, name: str, low: str = "q10", mid: str = "q50",
