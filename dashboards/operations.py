@@ -38,8 +38,9 @@ DATA_DIR = Path(os.environ.get("SAFECITY_DATA_DIR",
 # A plain layout, not a template: templates fetch web fonts, and the operations
 # room may have no internet.
 city = load_city(DATA_DIR)  # read, and its models fitted, once per process
-view = CityView(city=city)
 engine = get_engine(DATA_DIR)
+# the forecast map shows the engine's forecaster once it has issued a forecast
+view = CityView(city=city, forecasts=engine.continuous.forecasts if engine.continuous else None)
 live = LiveView(engine)
 units_map = LiveUnitMap(engine, city.zones, tiles=view.tiles_url)
 

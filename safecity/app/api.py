@@ -33,7 +33,7 @@ from tornado.web import HTTPError, RequestHandler
 
 from safecity.app.camera_feed import feed_handler, get_feed
 from safecity.app.engine import get_engine
-from safecity.data.inbox import _records
+from safecity.data.inbox import json_rows
 from safecity.data.schema import SchemaError
 from safecity.ingest.rows import RowError
 from safecity.ingest.tokens import Source, TokenBook
@@ -136,7 +136,7 @@ class IngestHandler(_Api):
             return self.answer(405, {"error": f"GET is for /api/v1/units and /api/v1/incidents"})
         if self.source() is None:
             return
-        self.answer(200, _records(_engine().positions()))
+        self.answer(200, json_rows(_engine().positions()))
 
 
 class IncidentsHandler(_Api):
@@ -153,7 +153,7 @@ class IncidentsHandler(_Api):
                 return self.answer(400, {"error": f"since={since!r}: not an ISO 8601 time"})
             if since.tz is None:
                 return self.answer(400, {"error": "since: add the zone (Z or +01:00)"})
-        self.answer(200, _records(_engine().incidents_since(since)))
+        self.answer(200, json_rows(_engine().incidents_since(since)))
 
 
 class HealthHandler(_Api):

@@ -27,7 +27,7 @@ import pandas as pd
 import param
 
 from safecity.data.citydir import CityData, read_city
-from safecity.data.inbox import Inbox, _records
+from safecity.data.inbox import Inbox, json_rows
 from safecity.data.store import Store, open_state
 from safecity.dispatch import units as unit_ops
 from safecity.dispatch.network import RoadNetwork
@@ -64,6 +64,7 @@ class LiveEngine(param.Parameterized):
         self.last_seen: dict[str, pd.Timestamp] = {}      # source -> last acknowledged batch
         self.newest: dict[str, pd.Timestamp] = {}         # table -> newest row time received
         self.analytics: list = []  # callables (engine, table, new rows) run after each batch
+        self.continuous = None     # LiveAnalytics: anomalies and forecasts (``start_analytics``)
         self._last_flush = time.monotonic()
         params.setdefault("now", _naive_utc(pd.Timestamp.now(tz="UTC")))
         super().__init__(**params)
@@ -162,7 +163,19 @@ class LiveEngine(param.Parameterized):
             self.tick += 1
         self.housekeeping()
 
+    def start_analytics(self, **kwargs):
+        """Score closed bins and keep the forecast fresh from now on (``app.analytics``)."""
+        from safecity.app.analytics import LiveAnalytics
+
+        self.continuous = LiveAnalytics(self, **kwargs)
+        return self.continuous
+
     def housekeeping(self, force: bool = False) -> None:
+        if self.continuous is not None:
+            try:
+                self.continuous.tick(pd.Timestamp(self.now, tz="UTC"))
+            except Exception as exc:  # analytics must never stop ingestion
+                self.continuous.last_error = str(exc)
         if force or time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
             self._last_flush = time.monotonic()
             self.inbox.flush(self.store)
@@ -224,7 +237,8 @@ class LiveEngine(param.Parameterized):
         return {"status": "ok", "uptime_s": round(time.time() - self.started, 1),
                 "lag_s": lag, "queue_depth": self.inbox.pending(),
                 "sources": {s: ts.isoformat() for s, ts in sorted(self.last_seen.items())},
-                "incidents": int((self.incidents["status"] != "merged").sum())}
+                "incidents": int((self.incidents["status"] != "merged").sum()),
+                "analytics": self.continuous.status() if self.continuous is not None else None}
 
     def close(self) -> None:
         self.housekeeping(force=True)
@@ -283,7 +297,7 @@ class ReplayEngine(LiveEngine):
         """What a source would send: JSON-able rows (units with their kind, not their status)."""
         if table == "units":
             df = df[["unit_id", "ts", "lon", "lat", "kind", "station"]]
-        self.ingest(table, _records(df), source="replay")
+        self.ingest(table, json_rows(df), source="replay")
 
     def inject(self, events: pd.DataFrame) -> None:
         """Events that arrive while the replay runs (a benchmark's marker), taken in at once."""
@@ -325,6 +339,7 @@ def get_engine(data_dir: str | os.PathLike, state_dir: str | os.PathLike | None 
                     os.environ.get("SAFECITY_REPLAY_SPEED", DEFAULT_SPEED))
                 engine = ReplayEngine(read_city(data_dir), state_dir, state=state, speed=speed)
             if run:
+                engine.start_analytics()
                 _start(engine, interval_s)
             _ENGINES[key] = engine
     return engine

@@ -43,7 +43,7 @@ def _key(table: str, row: dict) -> str:
     return "\x1f".join(str(row[k]) for k in KEYS[table])
 
 
-def _records(df: pd.DataFrame) -> list[dict]:
+def json_rows(df: pd.DataFrame) -> list[dict]:
     """Rows as JSON-able dicts: times as UTC ISO strings, missing values as None."""
     out = df.astype(object).where(df.notna(), None)
     for col in out.columns:
@@ -90,7 +90,7 @@ class Inbox:
         """
         if table not in TABLES:
             raise ValueError(f"'{table}' is not an inbox table ({', '.join(TABLES)})")
-        records = _records(df)
+        records = json_rows(df)
         bodies = [json.dumps(r, sort_keys=True, default=str) for r in records]
         keys = [_key(table, r) for r in records]
         first: dict[str, int] = {}
