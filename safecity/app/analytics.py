@@ -28,7 +28,8 @@ class LiveAnalytics:
     """The usual-level scorer and the forecast schedule of one engine."""
 
     def __init__(self, engine, min_days: float = 3.0, history_days: float = 28.0,
-                 capacity=None, usual_params: dict | None = None):
+                 capacity=None, usual_params: dict | None = None, forecast_min_days: float = 8.0,
+                 check_every_s: float = 60.0):
         self.engine = engine
         self.min_days = min_days
         self.history_days = history_days
@@ -37,7 +38,10 @@ class LiveAnalytics:
         sensors = engine.city.sensors if len(engine.city.sensors) else None
         self.forecasts = ForecastSchedule(sensors=sensors, capacity=capacity) if sensors is not None \
             else None
+        self.forecast_min_days = forecast_min_days
+        self.check_every_s = check_every_s  # how often (wall seconds) to look at the history's span
         self.last_error: str | None = None
+        self._span: tuple[float, pd.Timedelta] | None = None
         self._queue: list[pd.DataFrame] = []
         self._lock = threading.Lock()
         self._fitting = False
@@ -70,6 +74,9 @@ class LiveAnalytics:
             if rows:
                 self.forecasts.observe(pd.concat(rows, ignore_index=True))
             due = self.forecasts.due(now)
+            if due is Due.REFIT and self.forecasts.model is None and \
+                    self.span(now) < pd.Timedelta(days=self.forecast_min_days):
+                due = Due.NOTHING  # not enough history for a first fit yet
             if due is Due.REFIT:
                 self.forecasts.start_refit(lambda: (self.history(now), self.engine.city.calendar), now)
             elif due is Due.REFRESH:
@@ -79,12 +86,19 @@ class LiveAnalytics:
                 except Exception as exc:  # the page keeps the previous forecast
                     self.last_error = f"forecast refresh: {exc}"
 
+    def span(self, now: pd.Timestamp) -> pd.Timedelta:
+        """How much observation history there is (looked at once per ``check_every_s``)."""
+        import time
+
+        if self._span is None or time.monotonic() - self._span[0] >= self.check_every_s:
+            ts = self.history(now)["ts"]
+            self._span = (time.monotonic(), ts.max() - ts.min() if len(ts) else pd.Timedelta(0))
+        return self._span[1]
+
     def _maybe_fit(self, now: pd.Timestamp) -> None:
-        if self._fitting:
+        if self._fitting or self.span(now) < pd.Timedelta(days=self.min_days):
             return
         history = self.history(now)
-        if history.empty or history["ts"].max() - history["ts"].min() < pd.Timedelta(days=self.min_days):
-            return
         self._fitting = True
 
         def fit() -> None:
