@@ -319,3 +319,55 @@ def _sigkill_and_restart(city, tmp_path, spec):
         assert restarted.post("events", acked["events"][:3])[1]["duplicates"] == 3
     finally:
         stop(restarted.proc)
+
+
+def test_new_and_changed_incidents_are_published_to_an_mqtt_topic(server, tmp_path):
+    """Home Assistant or a CAD subscribes to a topic: the bridge's publisher reads the live
+    server's incidents and publishes each new one, then again when it grows."""
+    import queue
+
+    import paho.mqtt.client as mqtt
+
+    from safecity.ingest.mqtt import HttpIncidents, IncidentPublisher
+    from servers import Mosquitto
+
+    broker = Mosquitto(tmp_path / "broker").start()
+    got: queue.Queue = queue.Queue()
+    subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cad")
+    subscriber.on_connect = lambda c, *_: c.subscribe("safecity/incidents", qos=1)
+    subscriber.on_message = lambda c, u, m: got.put(json.loads(m.payload))
+    subscriber.connect("127.0.0.1", broker.port)
+    subscriber.loop_start()
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="safecity-incidents")
+    publisher.connect("127.0.0.1", broker.port)
+    publisher.loop_start()
+    relay = IncidentPublisher(HttpIncidents(server.url, server.tokens["police"]), publisher,
+                              "safecity/incidents", poll_s=0.2, window_s=7200)
+    try:
+        relay.start()
+        first = {**gunshot("mqtt-1", 0, 5.3600, 43.3100), "ts": iso(NOW - pd.Timedelta(minutes=2))}
+        assert server.post("events", [first])[0] == 202
+
+        def wait_for(event_ids: set[str]) -> dict:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    row = got.get(timeout=1)
+                except queue.Empty:
+                    continue
+                if set(json.loads(row["event_ids"])) == event_ids:
+                    return row
+            raise AssertionError(f"no incident with {event_ids} published in 60 s")
+
+        opened = wait_for({"mqtt-1"})
+        second = {**gunshot("mqtt-2", 0, 5.3601, 43.3100), "ts": iso(NOW - pd.Timedelta(seconds=100))}
+        assert server.post("events", [second])[0] == 202
+        grown = wait_for({"mqtt-1", "mqtt-2"})
+        assert grown["incident_id"] == opened["incident_id"] and grown["kind"] == "gunshot"
+        assert "2 detections" in grown["summary"]
+    finally:
+        relay.stop()
+        for client in (subscriber, publisher):
+            client.loop_stop()
+            client.disconnect()
+        broker.stop()
