@@ -66,6 +66,17 @@ tabs = pn.Tabs(
     ("City maps", maps),
 )
 tabs.param.watch(open_maps, "active")
+
+
+def redraw_forecast(view=view, shown={"issued": None}) -> None:  # bound, like open_maps
+    """Redraw the forecast map when the engine's forecaster issues a new forecast (hourly)."""
+    issued = getattr(view.forecasts, "issued_at", None)
+    if issued != shown["issued"]:
+        shown["issued"] = issued
+        view.param.trigger("forecasts")
+
+
+pn.state.add_periodic_callback(redraw_forecast, period=30_000)
 pn.Column(
     pn.pane.Markdown("## safecity · operations", styles={"color": "#1f4e9c"}),
     tabs,
