@@ -310,6 +310,11 @@ def _positions_at(engine, version: int, mercator: bool) -> pd.DataFrame:
     return views.to_web_mercator(pos) if mercator else pos
 
 
+def clock_name(engine) -> str:
+    """What the engine's clock is, for the page: a replay's simulated time, or the server's time."""
+    return "sim time" if "speed" in engine.param else "server time"
+
+
 def _table_html(df: pd.DataFrame, css: str) -> str:
     """A small table as HTML; ``to_html`` escapes every cell, so text stays text."""
     return df.to_html(index=False, escape=True, classes=css, border=0, na_rep="")
@@ -388,7 +393,7 @@ class LiveView(param.Parameterized):
     def refresh(self) -> None:
         e = self.engine
         self.counter.object = (f'<span class="live-counter">updates: {e.tick}</span> · '
-                               f'sim time {pd.Timestamp(e.now):%Y-%m-%d %H:%M:%S} UTC')
+                               f'{clock_name(e)} {pd.Timestamp(e.now):%Y-%m-%d %H:%M:%S} UTC')
         if e.version == self._seen_version:
             return
         self._seen_version = e.version
