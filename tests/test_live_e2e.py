@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def roads(city):
 
 
 @pytest.fixture()
-def server(city, tmp_path):
+def server(city, tmp_path, monkeypatch):
     """A fresh ``safecity serve --live`` on the city, with a state directory of its own."""
     from safecity.ingest.tokens import create_token
 
@@ -107,13 +108,9 @@ def server(city, tmp_path):
     tokens = make_tokens(tokens_file)
     tokens["panic"] = create_token(tokens_file, "panic", "events")
     tokens["frigate"] = create_token(tokens_file, "frigate", "events")
-    env_tiles = os.environ.pop("SAFECITY_TILES_URL", None)  # markers in lon/lat, nothing fetched
-    try:
-        with live_server(city, tmp_path / "state", tokens_file, tokens) as live:
-            yield live
-    finally:
-        if env_tiles is not None:
-            os.environ["SAFECITY_TILES_URL"] = env_tiles
+    monkeypatch.delenv("SAFECITY_TILES_URL", raising=False)  # markers in lon/lat, nothing fetched
+    with live_server(city, tmp_path / "state", tokens_file, tokens) as live:
+        yield live
 
 
 def _token_file(server, name: str, folder: Path) -> Path:
@@ -179,13 +176,14 @@ cameras:
     detectors: [loitering]
 """)
     token = _token_file(server, "cameras", folder)
-    log = open(folder / "camera-worker.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "safecity.cli", "video", "run", "--config", str(config),
-         "--server", server.url, "--token", str(token), "--loop", "--realtime", "--bin", "5"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
-    return proc, folder / "camera-worker.log"
+    log = folder / "camera-worker.log"
+    with open(log, "w") as out:  # the worker writes to its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "safecity.cli", "video", "run", "--config", str(config),
+             "--server", server.url, "--token", str(token), "--loop", "--realtime", "--bin", "5"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return proc, log
 
 
 # --------------------------------------------------------------------------- 1. over HTTP
@@ -207,7 +205,10 @@ def test_http_sources_incident_dispatch_and_moving_marker(server, roads, pets_cl
 
     units = _register(server, roads, {"police-01": "st-01", "police-02": "st-04",
                                       "ambulance-01": "st-09"})
-    camera_at = (float(stations.loc["st-03", "lon"]), float(stations.loc["st-03", "lat"]))
+    # the camera watches a square by the other police station: its loitering incidents
+    # recommend police-02 first, the gunshot police-01
+    camera_at = _offset(float(stations.loc["st-04", "lon"]), float(stations.loc["st-04", "lat"]),
+                        30, 30)
     worker, worker_log = _camera_worker(server, pets_clip, camera_at, tmp_path)
     started = time.monotonic()
     try:
@@ -232,6 +233,9 @@ def test_http_sources_incident_dispatch_and_moving_marker(server, roads, pets_cl
                      return t !== null && parseInt(t.dataset.frames) > {CLIP_FRAMES}; }}""",
                 timeout=300_000, polling=500)
             times.since("camera worker start -> tile past one loop of the clip", started)
+            # what the worker's pipeline finds on the clip reaches the engine and the queue
+            page.locator("article.incident", has_text="loitering").first.wait_for(timeout=120_000)
+            times.since("camera worker start -> its loitering incident in the queue", started)
 
             # a gunshot heard by two detectors and a panic press beside it, all stamped now
             now = _now()
@@ -270,10 +274,11 @@ def test_http_sources_incident_dispatch_and_moving_marker(server, roads, pets_cl
             select = page.locator("select", has=page.locator(
                 "option", has_text=incident["incident_id"])).first
             select.select_option(label=choice.text_content())
-            expect_rows = page.locator("table.recommended tbody tr")
-            page.locator("table.recommended tbody tr", has_text="police-01").first.wait_for(
-                timeout=60_000)
-            recommended = [r.split()[0] for r in expect_rows.all_text_contents()]
+            from playwright.sync_api import expect
+
+            rows = page.locator("table.recommended tbody tr")
+            expect(rows.first).to_contain_text("police-01", timeout=60_000)  # the gunshot's
+            recommended = [r.split()[0] for r in rows.all_text_contents()]
             assert recommended[0] == "police-01", recommended  # the nearest station
             assert set(recommended) == {"police-01", "police-02"}, recommended  # police only
 
@@ -283,8 +288,6 @@ def test_http_sources_incident_dispatch_and_moving_marker(server, roads, pets_cl
             unit = message.get_attribute("data-unit")
             assert unit == "police-01" and incident["incident_id"] in message.text_content()
             row = page.locator("table.unit-status tbody tr", has_text=unit).first
-            from playwright.sync_api import expect
-
             expect(row).to_contain_text("dispatched", timeout=60_000)
             times.since("click Dispatch -> unit dispatched in the unit table", clicked)
             api_units = {u["unit_id"]: u for u in server.get("/api/v1/units")[1]}
@@ -397,15 +400,26 @@ def test_mqtt_frigate_messages_become_an_incident_on_the_page(server, roads, tmp
 
                 messages = _frigate_messages("quai_nord", _now() - pd.Timedelta(seconds=5))
                 client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+                connected = threading.Event()
+                client.on_connect = lambda *_: connected.set()
                 client.connect("127.0.0.1", broker.port)
                 client.loop_start()
                 try:
+                    assert connected.wait(30), "the test's publisher could not connect"
                     published = time.monotonic()
                     for payload in messages:
                         client.publish("frigate/events", payload, qos=1).wait_for_publish(30)
+                    times.since("MQTT publish of the 4 messages -> acknowledged by the broker",
+                                published)
                 finally:
                     client.loop_stop()
                     client.disconnect()
+                deadline = time.monotonic() + 120
+                while not any(i["kind"] == "forbidden_zone"
+                              for i in server.get("/api/v1/incidents")[1]):
+                    assert time.monotonic() < deadline, "no forbidden_zone incident in the API"
+                    time.sleep(0.02)
+                times.since("MQTT publish -> incident in GET /api/v1/incidents", published)
                 shown = page.locator("article.incident", has_text="forbidden_zone").first
                 shown.wait_for(timeout=120_000)
                 times.since("MQTT publish (new/update/update/end) -> incident visible in the queue",
@@ -440,3 +454,44 @@ def test_mqtt_frigate_messages_become_an_incident_on_the_page(server, roads, tmp
     assert summary["accepted"] == 1 and summary["duplicates"] == 2, summary
     assert server.tokens["frigate"] not in out + err + "".join(log)
     times.report()
+
+
+# --------------------------------------------------------------------------- the page's choice
+
+
+def test_choosing_another_incident_proposes_its_fastest_unit(city, roads, tmp_path):
+    """The unit preselected for dispatch is the chosen incident's fastest, not the unit
+    chosen for the incident shown before (found by the browser test above: the page sent
+    police-02, first for the camera's incident, to the gunshot whose fastest was police-01)."""
+    from safecity.app.dashboard import LiveView
+    from safecity.app.engine import LiveEngine
+    from safecity.data.citydir import read_city
+
+    _, stations = roads
+    engine = LiveEngine(read_city(city, store=False), tmp_path / "state")
+    now = _now()
+    engine.ingest("units", [
+        {"unit_id": u, "ts": _iso(now), "lon": float(stations.loc[st, "lon"]),
+         "lat": float(stations.loc[st, "lat"]), "kind": "police", "station": st}
+        for u, st in (("police-01", "st-01"), ("police-02", "st-04"))], source="avl")
+    near = {}
+    for unit, st in (("police-01", "st-01"), ("police-02", "st-04")):
+        lon, lat = _offset(float(stations.loc[st, "lon"]), float(stations.loc[st, "lat"]), 50, 50)
+        engine.ingest("events", [{"event_id": f"near-{unit}", "ts": _iso(now), "kind": "panic",
+                                  "sensor_id": f"panic-{unit}", "lon": lon, "lat": lat,
+                                  "source": "panic_button"}], source="panic")
+        near[unit] = engine.incidents.loc[engine.incidents["event_ids"].str.contains(
+            f"near-{unit}"), "incident_id"].iloc[0]
+    try:
+        view = LiveView(engine)
+        for unit in ("police-02", "police-01", "police-02"):
+            view.incident = near[unit]
+            assert view.unit == unit, (view.incident, view.unit)
+        view.unit = "police-01"  # the operator's own choice stays while the page refreshes
+        engine.ingest("units", [{"unit_id": "police-02", "ts": _iso(_now()),
+                                 "lon": float(stations.loc["st-04", "lon"]) + 0.001,
+                                 "lat": float(stations.loc["st-04", "lat"])}], source="avl")
+        view.refresh()
+        assert view.incident == near["police-02"] and view.unit == "police-01"
+    finally:
+        engine.close()

@@ -375,6 +375,7 @@ class LiveView(param.Parameterized):
         super().__init__(**params)
         self.engine = engine
         self._seen_version = -1
+        self._unit_for = None  # the incident the unit was chosen for
         self.counter = pn.pane.HTML("", css_classes=["live-tick"], name="live-tick")
         self.queue = pn.pane.HTML("", css_classes=["incident-queue"], max_height=420,
                                   styles={"overflow-y": "auto"})
@@ -412,8 +413,10 @@ class LiveView(param.Parameterized):
         self.recommendation.object = shown_html
         ids = [u for u, ok in zip(rec["unit_id"], rec.get("reachable", [True] * len(rec))) if ok]
         self.param.unit.objects = ids
-        if self.unit not in ids:
+        # another incident: its fastest unit, not the one chosen for the previous incident
+        if self.unit not in ids or self.incident != self._unit_for:
             self.unit = ids[0] if ids else None
+        self._unit_for = self.incident
 
     def dispatch(self) -> None:
         if not access.can_dispatch(self.role):
