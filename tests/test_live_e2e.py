@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT, chromium_page, click_dispatch, shared_data, stop
 from live_server import live_server, make_city, make_tokens
 
@@ -366,10 +365,9 @@ def _frigate_messages(camera: str, shift_to: pd.Timestamp) -> list[bytes]:
 @pytest.mark.browser
 def test_mqtt_frigate_messages_become_an_incident_on_the_page(server, roads, tmp_path):
     import paho.mqtt.client as mqtt
-
     from servers import Mosquitto
 
-    network, stations = roads
+    _, stations = roads
     times = Timings("mqtt")
     _register(server, roads, {"police-01": "st-01", "police-03": "st-03"})
     home = stations.loc["st-01"]
