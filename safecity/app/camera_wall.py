@@ -405,7 +405,8 @@ class HealthView(param.Parameterized):
             # counts arrive every few minutes; events may rightly be hours apart
             late |= table == "observations" and lag > self.late_data_after
         css, style = ("data-lag data-late", "background:#fff3cd") if late else ("data-lag", "")
-        return f'<p class="{css}" style="{style}">{html.escape(", ".join(parts))} behind the simulated clock</p>'
+        clock = "the simulated clock" if "speed" in self.engine.param else "the server's clock"
+        return f'<p class="{css}" style="{style}">{html.escape(", ".join(parts))} behind {clock}</p>'
 
     def layout(self) -> pn.viewable.Viewable:
         return self.pane

@@ -348,6 +348,11 @@ def _positions_at(engine, version: int, mercator: bool) -> pd.DataFrame:
     return views.to_web_mercator(pos) if mercator else pos
 
 
+def clock_name(engine) -> str:
+    """What the engine's clock is, for the page: a replay's simulated time, or the server's time."""
+    return "sim time" if "speed" in engine.param else "server time"
+
+
 def _table_html(df: pd.DataFrame, css: str) -> str:
     """A small table as HTML; ``to_html`` escapes every cell, so text stays text."""
     return df.to_html(index=False, escape=True, classes=css, border=0, na_rep="")
@@ -408,6 +413,7 @@ class LiveView(param.Parameterized):
         super().__init__(**params)
         self.engine = engine
         self._seen_version = -1
+        self._unit_for = None  # the incident the unit was chosen for
         self.counter = pn.pane.HTML("", css_classes=["live-tick"], name="live-tick")
         self.queue = pn.pane.HTML("", css_classes=["incident-queue"], max_height=420,
                                   styles={"overflow-y": "auto"})
@@ -426,7 +432,7 @@ class LiveView(param.Parameterized):
     def refresh(self) -> None:
         e = self.engine
         self.counter.object = (f'<span class="live-counter">updates: {e.tick}</span> · '
-                               f'sim time {pd.Timestamp(e.now):%Y-%m-%d %H:%M:%S} UTC')
+                               f'{clock_name(e)} {pd.Timestamp(e.now):%Y-%m-%d %H:%M:%S} UTC')
         if e.version == self._seen_version:
             return
         self._seen_version = e.version
@@ -445,8 +451,10 @@ class LiveView(param.Parameterized):
         self.recommendation.object = shown_html
         ids = [u for u, ok in zip(rec["unit_id"], rec.get("reachable", [True] * len(rec))) if ok]
         self.param.unit.objects = ids
-        if self.unit not in ids:
+        # another incident: its fastest unit, not the one chosen for the previous incident
+        if self.unit not in ids or self.incident != self._unit_for:
             self.unit = ids[0] if ids else None
+        self._unit_for = self.incident
 
     def dispatch(self) -> None:
         if not access.can_dispatch(self.role):
