@@ -497,6 +497,11 @@ def main(argv=None) -> None:
 
     from safecity.data.citydir import read_city
 
+    # Bokeh's client handles each message one level deeper in the stack (its
+    # ``_next``/``_handle_messages`` recurse until the session closes): a session
+    # receiving a patch every second hits Python's default limit within minutes.
+    sys.setrecursionlimit(100_000)
+    threading.stack_size(256 * 1024 * 1024)
     work = Path(tempfile.mkdtemp(prefix="safecity-bench-ingest-"))
     city_dir = args.data_dir or work / "city"
     if args.data_dir is None:
