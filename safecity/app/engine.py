@@ -138,7 +138,7 @@ class LiveEngine(param.Parameterized):
                 self._fuse(pd.concat(waiting, ignore_index=True))
 
     def _fuse(self, events: pd.DataFrame) -> None:
-        changed = self.fusion.add(events)
+        changed = self.fusion.add(events, validated=True)  # by parse_rows
         if len(changed):
             self._store_incidents(changed)
 

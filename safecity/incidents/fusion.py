@@ -19,6 +19,7 @@ without code; ``grouping_sweep`` shows how the grouping moves with them
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import html
@@ -222,9 +223,16 @@ def _pair_key(a: str, b: str) -> tuple[str, str]:
 
 # --------------------------------------------------------------------------- linking
 
-def _prepare(events: pd.DataFrame, rules: FusionRules) -> tuple[pd.DataFrame, np.ndarray]:
-    """Validated events sorted by time, and for each row the row it duplicates (or itself)."""
-    ev = schema.validate(events.drop_duplicates("event_id"), "events")
+def _prepare(events: pd.DataFrame, rules: FusionRules, validated: bool = False
+             ) -> tuple[pd.DataFrame, np.ndarray]:
+    """Validated events sorted by time, and for each row the row it duplicates (or itself).
+
+    ``validated``: the rows were validated already (live fusion's window), and their
+    extra columns are kept.
+    """
+    ev = events.drop_duplicates("event_id")
+    if not validated:
+        ev = schema.validate(ev, "events")
     ev = ev.sort_values(["ts", "event_id"], ignore_index=True)
     canon = np.arange(len(ev))
     has_sensor = ev["sensor_id"].notna()
@@ -414,7 +422,18 @@ def _duration(seconds: float) -> str:
 
 
 def _extent_m(lon: np.ndarray, lat: np.ndarray) -> float:
-    """Largest distance between two members (members are few)."""
+    """The largest distance between two of the points (over their convex hull when many)."""
+    if len(lon) > 64:
+        from scipy.spatial import ConvexHull, QhullError
+
+        with contextlib.suppress(QhullError, ValueError):  # all on a line: every point stays
+            hull = ConvexHull(np.column_stack([lon * np.cos(np.radians(np.nanmean(lat))), lat]))
+            lon, lat = lon[hull.vertices], lat[hull.vertices]
+    return _pairwise_extent_m(lon, lat)
+
+
+def _pairwise_extent_m(lon: np.ndarray, lat: np.ndarray) -> float:
+    """Largest distance between two of the points, over all pairs."""
     if len(lon) < 2:
         return 0.0
     return float(np.max(geo.distance_m(lon[:, None], lat[:, None], lon[None, :], lat[None, :])))

@@ -36,7 +36,8 @@ class LiveFusion:
     def __init__(self, rules: fusion.FusionRules | None = None, horizon_s: float | None = None):
         self.rules = rules or fusion.FusionRules()
         self.horizon_s = horizon_s
-        self.recent_ = pd.DataFrame(columns=_MEMBER_COLUMNS)  # events that may still link
+        self.recent_ = schema.empty("events").assign(  # events that may still link
+            _dup=pd.Series(dtype=bool), _canon=pd.Series(dtype=object))
         self.incident_of_: dict[str, str] = {}                # event_id -> incident (recent)
         self.members_: dict[str, pd.DataFrame] = {}           # open incident -> its members
         self.records_: dict[str, dict] = {}                   # open incident -> its row
@@ -70,10 +71,14 @@ class LiveFusion:
             self.add(rest)
         return self
 
-    def add(self, events: pd.DataFrame) -> pd.DataFrame:
-        """Take in a batch; return the new or changed incidents (``merged`` ones included)."""
+    def add(self, events: pd.DataFrame, validated: bool = False) -> pd.DataFrame:
+        """Take in a batch; return the new or changed incidents (``merged`` ones included).
+
+        ``validated``: the events come from ``schema.validate`` already (the engine's
+        ingest), so they are not checked again.
+        """
         ev = events.drop_duplicates("event_id")
-        if not isinstance(ev["ts"].dtype, pd.DatetimeTZDtype):  # else _prepare checks it below
+        if not validated:
             ev = schema.validate(ev, "events")
         # a set lookup per new event: Series.isin on the (large) dict of known ids, with
         # Arrow strings, cost more than the fusion itself (bench/ingest.py)
@@ -82,10 +87,11 @@ class LiveFusion:
             return schema.empty("incidents")
         reach = max(self.rules.reach()[0], self.rules.dedup_s)
         old = self.recent_[self.recent_["ts"] >= ev["ts"].min() - pd.Timedelta(seconds=reach)]
-        window, canon = fusion._prepare(pd.concat([old[schema.columns("events")], ev]),
-                                        self.rules)
-        fresh = set(ev["event_id"])
-        is_new = np.fromiter((e in fresh for e in window["event_id"]), bool, len(window))
+        # every row is validated already (the batch above, the recent ones when they came)
+        both = pd.concat([old[schema.columns("events")].assign(_new=False), ev.assign(_new=True)],
+                         ignore_index=True)
+        window, canon = fusion._prepare(both, self.rules, validated=True)
+        is_new = window.pop("_new").to_numpy(bool)
         incident = window["event_id"].map(self.incident_of_).to_numpy(object)
         labels = self._components(window, canon, is_new, incident)
         window = window.assign(_dup=canon != np.arange(len(window)),
@@ -100,8 +106,9 @@ class LiveFusion:
         self.recent_ = pd.concat([self.recent_, window[is_new][_MEMBER_COLUMNS]],
                                  ignore_index=True)
         self._prune()
-        return schema.validate(pd.DataFrame(changed).sort_values(["ts", "incident_id"]),
-                               "incidents")
+        # rows built by fusion._incident from validated events: the store validates them again
+        out = pd.DataFrame(changed, columns=schema.columns("incidents"))
+        return out.sort_values(["ts", "incident_id"], ignore_index=True)
 
     def _components(self, window, canon, is_new, incident) -> np.ndarray:
         """Groups of the window: rule links involving a new event, plus each incident's members."""
@@ -135,8 +142,10 @@ class LiveFusion:
             record["status"] = self.records_[keep].get("status", record["status"])
         self.members_[keep] = members
         self.records_[keep] = record
-        for event_id in members["event_id"]:
-            self.incident_of_[event_id] = keep
+        moved = [fresh] + [p for p in parts[1:-1] if p is not None]  # the merged owners' members
+        for part in moved:
+            for event_id in part["event_id"]:
+                self.incident_of_[event_id] = keep
         return out + [record]
 
     def set_status(self, incident_id: str, status: str) -> None:
