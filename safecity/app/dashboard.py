@@ -359,6 +359,10 @@ def _table_html(df: pd.DataFrame, css: str) -> str:
 
 
 @functools.lru_cache(maxsize=8)
+#: Incidents the live queue shows: the newest, most urgent first.
+QUEUE_SHOWN = 200
+
+
 def _live_snapshot(engine, version: int) -> SimpleNamespace:
     """What every session shows of the engine at one version, read and rendered once.
 
@@ -366,10 +370,14 @@ def _live_snapshot(engine, version: int) -> SimpleNamespace:
     incident cost twenty times the work on the server's one event loop
     (``bench/dashboard.py``); keyed by the engine's version, they share it.
     """
-    queue = engine.incident_queue()
-    open_ = queue[queue["status"].isin(["open", "dispatched"])]
+    queue = engine.incident_queue()  # most urgent first, then newest
+    # a live city's queue never ends: the newest QUEUE_SHOWN, still most urgent first
+    shown = queue[queue.index.isin(queue["ts"].nlargest(QUEUE_SHOWN).index)]
+    open_ = shown[shown["status"].isin(["open", "dispatched"])]
+    more = len(queue) - len(shown)
     return SimpleNamespace(
-        queue_html="".join(fusion.incident_html(r) for _, r in queue.iterrows())
+        queue_html="".join(fusion.incident_html(r) for _, r in shown.iterrows())
+        + (f"<p class='queue-more'>{more} older incidents not shown</p>" if more else "")
         or "<p>No incidents yet.</p>",
         options={f"{r.incident_id} · {r.kind} · {r.status}": r.incident_id
                  for r in open_.itertuples()},
