@@ -358,11 +358,11 @@ def _table_html(df: pd.DataFrame, css: str) -> str:
     return df.to_html(index=False, escape=True, classes=css, border=0, na_rep="")
 
 
-@functools.lru_cache(maxsize=8)
 #: Incidents the live queue shows: the newest, most urgent first.
 QUEUE_SHOWN = 200
 
 
+@functools.lru_cache(maxsize=8)
 def _live_snapshot(engine, version: int) -> SimpleNamespace:
     """What every session shows of the engine at one version, read and rendered once.
 
