@@ -31,6 +31,24 @@ def shared_data(relpath: str = "") -> Path:
     pytest.skip(message)
 
 
+def short_clip(source: Path, out: Path, frames: int, fps: float) -> Path:
+    """The first ``frames`` of a real video, re-encoded by OpenCV (MJPG) at ``fps``: a clip a
+    camera worker can loop in a test."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(source))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (480, 360))
+    try:
+        for _ in range(frames):
+            ok, frame = capture.read()
+            assert ok, f"{source}: fewer than {frames} frames"
+            writer.write(frame)
+    finally:
+        capture.release()
+        writer.release()
+    return out
+
+
 def free_port() -> int:
     import socket
 

@@ -286,3 +286,14 @@ class Mosquitto:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def wait_for_line(stream, text: str) -> list[str]:
+    """Read a process's output until a line holding ``text`` (what it printed so far), or fail
+    with that output when the stream ends first."""
+    log = []
+    for line in stream:
+        log.append(line)
+        if text in line:
+            return log
+    raise AssertionError(f"no line with {text!r} in:\n" + "".join(log))

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safecity.data import calendars as cal
 from safecity.data.calendars import (
     CalendarError, calendar_flags, public_holidays, read_calendar, read_calendars,
     read_events_csv, read_events_ics, read_roadworks, school_holidays,

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import tornado.web
 from click.testing import CliRunner
-from conftest import free_port, shared_data
+from conftest import free_port, shared_data, short_clip
 
 from safecity.app.camera_feed import MAX_TILE_BYTES, CameraFeed, feed_handler
 from safecity.app.camera_runner import (
@@ -134,14 +134,7 @@ def installation(tmp_path_factory):
     """The first 6 s of PETS 2009 (re-encoded by OpenCV) and a one-camera file watching loitering."""
     source = shared_data("video/pets2009_s2l1/vtest.avi")
     folder = tmp_path_factory.mktemp("pets-install")
-    capture = cv2.VideoCapture(str(source))
-    writer = cv2.VideoWriter(str(folder / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (480, 360))
-    for _ in range(CLIP_FRAMES):
-        ok, frame = capture.read()
-        assert ok, f"{source}: fewer than {CLIP_FRAMES} frames"
-        writer.write(frame)
-    capture.release()
-    writer.release()
+    short_clip(source, folder / "clip.avi", CLIP_FRAMES, FPS)
     (folder / "cameras.yml").write_text(f"""name: pets-test
 cameras:
   - id: pets-1

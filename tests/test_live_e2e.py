@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, chromium_page, click_dispatch, shared_data, stop
+from conftest import ROOT, chromium_page, click_dispatch, shared_data, short_clip, stop
 from live_server import live_server, make_city, make_tokens
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -144,19 +144,8 @@ def _page(page, server) -> None:
 @pytest.fixture(scope="module")
 def pets_clip(tmp_path_factory) -> Path:
     """The first ``CLIP_FRAMES`` frames of PETS 2009 S2L1, re-encoded by OpenCV (a short loop)."""
-    import cv2
-
     source = shared_data("video/pets2009_s2l1/vtest.avi")
-    out = tmp_path_factory.mktemp("pets") / "clip.avi"
-    capture = cv2.VideoCapture(str(source))
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (480, 360))
-    for _ in range(CLIP_FRAMES):
-        ok, frame = capture.read()
-        assert ok, f"{source}: fewer than {CLIP_FRAMES} frames"
-        writer.write(frame)
-    capture.release()
-    writer.release()
-    return out
+    return short_clip(source, tmp_path_factory.mktemp("pets") / "clip.avi", CLIP_FRAMES, FPS)
 
 
 def _camera_worker(server, clip: Path, position: tuple[float, float], folder: Path):
@@ -365,7 +354,7 @@ def _frigate_messages(camera: str, shift_to: pd.Timestamp) -> list[bytes]:
 @pytest.mark.browser
 def test_mqtt_frigate_messages_become_an_incident_on_the_page(server, roads, tmp_path):
     import paho.mqtt.client as mqtt
-    from servers import Mosquitto
+    from servers import Mosquitto, wait_for_line
 
     _, stations = roads
     times = Timings("mqtt")
@@ -385,13 +374,7 @@ def test_mqtt_frigate_messages_become_an_incident_on_the_page(server, roads, tmp
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:
-            log = []
-            for line in bridge.stderr:  # wait for the subscription before publishing
-                log.append(line)
-                if "subscribed to frigate/events" in line:
-                    break
-            else:
-                raise AssertionError("the bridge never subscribed:\n" + "".join(log))
+            log = wait_for_line(bridge.stderr, "subscribed to frigate/events")  # before publishing
             with chromium_page((1400, 1400)) as (page, _, failures):
                 _page(page, server)
                 assert page.locator("article.incident").count() == 0  # a fresh city: nothing yet

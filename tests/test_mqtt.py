@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT
-from servers import Mosquitto
+from servers import Mosquitto, wait_for_line
 from safecity.data.store import Store
 from safecity.ingest.client import HttpSink, StoreSink
 from safecity.ingest.frigate import (FrigateConfig, MessageError, decode, frigate_rows,
@@ -366,12 +366,9 @@ def test_broker_login_with_a_password_and_a_refused_one(tmp_path, running):
         runner.stop()
 
 
-def test_incidents_are_published_when_new_or_changed(broker, running, tmp_path):
-    data = tmp_path / "store"
-    bridge = MqttBridge("127.0.0.1", broker.port, "frigate/events", frigate_mapper(CONFIG),
-                        StoreSink(data), client_id="test-incidents")
-    running(bridge)
-    received = []
+def _incident_listener(broker) -> tuple[mqtt.Client, list, threading.Event]:
+    """A client subscribed to ``safecity/incidents`` (running): (client, messages, subscribed)."""
+    received: list = []
     listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     subscribed = threading.Event()
     listener.on_message = lambda c, u, m: received.append(json.loads(m.payload))
@@ -379,6 +376,15 @@ def test_incidents_are_published_when_new_or_changed(broker, running, tmp_path):
     listener.connect("127.0.0.1", broker.port)
     listener.subscribe("safecity/incidents", qos=1)
     listener.loop_start()
+    return listener, received, subscribed
+
+
+def test_incidents_are_published_when_new_or_changed(broker, running, tmp_path):
+    data = tmp_path / "store"
+    bridge = MqttBridge("127.0.0.1", broker.port, "frigate/events", frigate_mapper(CONFIG),
+                        StoreSink(data), client_id="test-incidents")
+    running(bridge)
+    listener, received, subscribed = _incident_listener(broker)
     try:
         assert subscribed.wait(30)
         incident = pd.DataFrame([{
@@ -416,13 +422,7 @@ def test_cli_end_to_end(broker, tmp_path):
          "--data-dir", str(data), "--max-messages", "5"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     try:
-        log = []
-        for line in proc.stderr:  # wait for the subscription before publishing
-            log.append(line)
-            if "subscribed to frigate/events" in line:
-                break
-        else:
-            raise AssertionError("".join(log))
+        wait_for_line(proc.stderr, "subscribed to frigate/events")  # before publishing
         publish(broker, "frigate/events", [*PERSON, b"garbage"])
         out, err = proc.communicate(timeout=120)
     finally:
@@ -461,14 +461,7 @@ def test_cli_publishes_incidents_and_stops_on_sigterm(broker, tmp_path):
         "incident_id": "inc-7", "ts": pd.Timestamp.now(tz="UTC").floor("s"), "kind": "fire",
         "priority": 1, "confidence": 0.6, "status": "open", "lon": 5.38, "lat": 43.30,
         "summary": "fire at hall_gare", "event_ids": "[]"}]))
-    received = []
-    listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    subscribed = threading.Event()
-    listener.on_message = lambda c, u, m: received.append(json.loads(m.payload))
-    listener.on_subscribe = lambda *a: subscribed.set()
-    listener.connect("127.0.0.1", broker.port)
-    listener.subscribe("safecity/incidents", qos=1)
-    listener.loop_start()
+    listener, received, subscribed = _incident_listener(broker)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "safecity.cli", "ingest", "mqtt", "--broker", broker.address,

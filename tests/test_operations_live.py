@@ -6,7 +6,6 @@ Runs a real ``panel serve`` on a small simulated city and drives it in Chromium.
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest

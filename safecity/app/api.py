@@ -133,7 +133,7 @@ class IngestHandler(_Api):
 
     def get(self, table: str) -> None:
         if table != "units":
-            return self.answer(405, {"error": f"GET is for /api/v1/units and /api/v1/incidents"})
+            return self.answer(405, {"error": "GET is for /api/v1/units and /api/v1/incidents"})
         if self.source() is None:
             return
         self.answer(200, json_rows(_engine().positions()))

@@ -23,7 +23,6 @@ The URL's password never appears in an error, a log line or a ``repr``.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from typing import Iterator
 from urllib.parse import unquote, urlsplit
@@ -34,12 +33,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 from safecity.config.addresses import redact
 from safecity.data import schema
+from safecity.data.state import STATE_KEY, STATE_ORDER, STATE_SCHEMA, SQLState, check_table, utc
 
-#: State table -> the data-model table its rows are validated against (as SQLiteState).
-_STATE_SCHEMA = {"incidents": "incidents", "unit_status": "units"}
-_STATE_KEY = {"incidents": "incident_id", "unit_status": "unit_id"}
-_ORDER = {**_STATE_KEY, "audit_log": "audit_id"}
-STATE_TABLES = ("incidents", "unit_status", "audit_log")
 
 #: How long a writer waits for another's transaction, as SQLite's busy timeout (seconds).
 LOCK_TIMEOUT = 300
@@ -68,8 +63,13 @@ class StateUnavailableError(ConnectionError):
     """The PostgreSQL server of the state store cannot be reached or refuses us."""
 
 
-class PostgresState:
+class PostgresState(SQLState):
     """``StateStore`` on a PostgreSQL database named by a ``postgresql://`` URL."""
+
+    placeholder = "%s"
+
+    def db_time(self, ts) -> object:
+        return _pg_value(utc(ts))
 
     def __init__(self, url: str, connect_timeout: float = CONNECT_TIMEOUT,
                  lock_timeout: float = LOCK_TIMEOUT):
@@ -141,16 +141,12 @@ class PostgresState:
 
     def upsert(self, table: str, df: pd.DataFrame) -> int:
         """Insert or replace rows by key; an invalid batch changes nothing."""
-        if table not in _STATE_SCHEMA:
-            raise ValueError(f"'{table}' is not a state table ({', '.join(_STATE_SCHEMA)})")
-        df = schema.validate(df, _STATE_SCHEMA[table])
-        if table == "unit_status":  # only the newest report of each unit is its state
-            df = df.sort_values("ts").drop_duplicates("unit_id", keep="last")
+        df = self.checked_rows(table, df)
         if df.empty:
             return 0
         cols = list(df.columns)
         rows = [tuple(_pg_value(v) for v in r) for r in df.itertuples(index=False)]
-        key = _STATE_KEY[table]
+        key = STATE_KEY[table]
         update = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != key)
         newer = " WHERE EXCLUDED.ts >= unit_status.ts" if table == "unit_status" else ""
         sql = (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
@@ -160,32 +156,15 @@ class PostgresState:
             return max(cur.rowcount, 0)
 
     def read(self, table: str) -> pd.DataFrame:
-        if table not in STATE_TABLES:
-            raise ValueError(f"'{table}' is not a state table ({', '.join(STATE_TABLES)})")
+        check_table(table)
         with self._lock:
-            cur = self._connection().execute(f"SELECT * FROM {table} ORDER BY {_ORDER[table]}")
+            cur = self._connection().execute(f"SELECT * FROM {table} ORDER BY {STATE_ORDER[table]}")
             columns = [d.name for d in cur.description]
             df = pd.DataFrame(cur.fetchall(), columns=columns)
         df["ts"] = pd.to_datetime(df["ts"], utc=True)
-        if table in _STATE_SCHEMA:
-            df = schema.validate(df, _STATE_SCHEMA[table])
+        if table in STATE_SCHEMA:
+            df = schema.validate(df, STATE_SCHEMA[table])
         return df
-
-    def audit(self, actor: str, action: str, target: str = "", details: dict | None = None,
-              ts=None) -> None:
-        """Append one record to the audit log (who did what to what, and when)."""
-        when = _pg_value(_utc(pd.Timestamp.now(tz="UTC") if ts is None else ts))
-        with self.transaction() as conn:
-            conn.execute("INSERT INTO audit_log (ts, actor, action, target, details) "
-                         "VALUES (%s, %s, %s, %s, %s)",
-                         (when, actor, action, target, json.dumps(details or {}, sort_keys=True)))
-
-    def delete_before(self, table: str, cutoff: pd.Timestamp) -> int:
-        if table not in STATE_TABLES:
-            raise ValueError(f"'{table}' is not a state table ({', '.join(STATE_TABLES)})")
-        with self.transaction() as conn:
-            return conn.execute(f"DELETE FROM {table} WHERE ts < %s",
-                                (_pg_value(_utc(cutoff)),)).rowcount
 
 
 def _passwords(url: str) -> set[str]:
@@ -197,12 +176,6 @@ def _passwords(url: str) -> set[str]:
         raw = urlsplit(url).password
         found |= {raw, unquote(raw or "")}
     return {p for p in found if p}
-
-
-def _utc(ts) -> pd.Timestamp:
-    """A UTC timestamp; naive input is taken as UTC (as SQLiteState)."""
-    ts = pd.Timestamp(ts)
-    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
 
 
 def _pg_value(v):

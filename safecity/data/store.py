@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -46,7 +45,7 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -55,6 +54,9 @@ from filelock import FileLock
 
 from safecity.config.addresses import redact
 from safecity.data import schema
+from safecity.data.state import (STATE_KEY, STATE_ORDER, STATE_SCHEMA, STATE_TABLES, SQLState,
+                                  StateStore, check_table)
+from safecity.data.state import utc as _utc
 
 
 def os_user() -> str:
@@ -78,7 +80,6 @@ KEYS = {
 }
 HISTORY_TABLES = ("observations", "events", "units")  # partitioned by day of ``ts``
 REFERENCE_TABLES = ("sensors", "calendar")            # one file, upserted
-STATE_TABLES = ("incidents", "unit_status", "audit_log")
 
 #: Default retention in days. Positions of staff (units) are kept shortest;
 #: the audit log longest, since it is what an oversight body asks for.
@@ -314,17 +315,6 @@ def _refuse_conflicts(table: str, keys: list[str], rows: pd.DataFrame, suffix: s
 
 # --------------------------------------------------------------------------- state
 
-class StateStore(Protocol):
-    """Operational state: what a PostgreSQL backend must also provide."""
-
-    def upsert(self, table: str, df: pd.DataFrame) -> int: ...
-    def read(self, table: str) -> pd.DataFrame: ...  # rows by key; the audit by audit_id
-    def audit(self, actor: str, action: str, target: str = "", details: dict | None = None,
-              ts=None) -> None: ...
-    def delete_before(self, table: str, cutoff: pd.Timestamp) -> int: ...
-    def transaction(self) -> contextlib.AbstractContextManager: ...
-
-
 _SQL = """
 CREATE TABLE IF NOT EXISTS incidents (
     incident_id TEXT PRIMARY KEY, ts TEXT NOT NULL, kind TEXT NOT NULL,
@@ -338,24 +328,11 @@ CREATE TABLE IF NOT EXISTS audit_log (
     action TEXT NOT NULL, target TEXT NOT NULL, details TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_ts ON audit_log (ts);
 """
-_STATE_SCHEMA = {"incidents": "incidents", "unit_status": "units"}
-_STATE_KEY = {"incidents": "incident_id", "unit_status": "unit_id"}
-_STATE_ORDER = {**_STATE_KEY, "audit_log": "audit_id"}  # every backend reads rows in this order
-
-
-def _utc(ts) -> pd.Timestamp | None:
-    """A UTC timestamp; naive input is taken as UTC."""
-    if ts is None:
-        return None
-    ts = pd.Timestamp(ts)
-    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
-
-
 def _iso(ts) -> str:
     return _utc(ts).isoformat()
 
 
-class SQLiteState:
+class SQLiteState(SQLState):
     """``StateStore`` on one SQLite file (WAL mode, one transaction per call)."""
 
     def __init__(self, path: str | os.PathLike):
@@ -392,14 +369,10 @@ class SQLiteState:
 
     def upsert(self, table: str, df: pd.DataFrame) -> int:
         """Insert or replace rows by key; an invalid batch changes nothing."""
-        if table not in _STATE_SCHEMA:
-            raise ValueError(f"'{table}' is not a state table ({', '.join(_STATE_SCHEMA)})")
-        df = schema.validate(df, _STATE_SCHEMA[table])
-        if table == "unit_status":  # only the newest report of each unit is its state
-            df = df.sort_values("ts").drop_duplicates("unit_id", keep="last")
+        df = self.checked_rows(table, df)
         cols = list(df.columns)
         rows = [tuple(_sql_value(v) for v in r) for r in df.itertuples(index=False)]
-        key = _STATE_KEY[table]
+        key = STATE_KEY[table]
         update = ", ".join(f"{c}=excluded.{c}" for c in cols if c != key)
         newer = " WHERE excluded.ts >= unit_status.ts" if table == "unit_status" else ""
         sql = (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
@@ -410,28 +383,12 @@ class SQLiteState:
             return conn.total_changes - before
 
     def read(self, table: str) -> pd.DataFrame:
-        if table not in STATE_TABLES:
-            raise ValueError(f"'{table}' is not a state table ({', '.join(STATE_TABLES)})")
-        df = pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {_STATE_ORDER[table]}", self._conn)
+        check_table(table)
+        df = pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {STATE_ORDER[table]}", self._conn)
         df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601")
-        if table in _STATE_SCHEMA:
-            df = schema.validate(df, _STATE_SCHEMA[table])
+        if table in STATE_SCHEMA:
+            df = schema.validate(df, STATE_SCHEMA[table])
         return df
-
-    def audit(self, actor: str, action: str, target: str = "", details: dict | None = None,
-              ts=None) -> None:
-        """Append one record to the audit log (who did what to what, and when)."""
-        ts = _iso(pd.Timestamp.now(tz="UTC") if ts is None else ts)
-        with self.transaction() as conn:
-            conn.execute("INSERT INTO audit_log (ts, actor, action, target, details) "
-                         "VALUES (?, ?, ?, ?, ?)",
-                         (ts, actor, action, target, json.dumps(details or {}, sort_keys=True)))
-
-    def delete_before(self, table: str, cutoff: pd.Timestamp) -> int:
-        if table not in STATE_TABLES:
-            raise ValueError(f"'{table}' is not a state table ({', '.join(STATE_TABLES)})")
-        with self.transaction() as conn:
-            return conn.execute(f"DELETE FROM {table} WHERE ts < ?", (_iso(cutoff),)).rowcount
 
 
 def _sql_value(v):
