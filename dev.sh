@@ -36,6 +36,9 @@ case "$what" in
     [ -x /usr/bin/chromium ] || apt_install chromium || echo "chromium not installed: browser tests will fail" >&2
     # the MQTT bridge's tests run a real broker (Debian's Mosquitto)
     [ -x /usr/sbin/mosquitto ] || apt_install mosquitto || echo "mosquitto not installed: MQTT tests will skip" >&2
+    # the state store's tests run a real PostgreSQL server (Debian's), started by the tests
+    compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || command -v pg_ctl >/dev/null \
+      || apt_install postgresql || echo "postgresql not installed: its tests will skip" >&2
     exec python -m pytest "$@"
     ;;
 esac
