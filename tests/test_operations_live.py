@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import click_dispatch, panel_serve
-from test_dashboard import CHROMIUM, CHROMIUM_ARGS, ROOT
+from conftest import CHROMIUM, CHROMIUM_ARGS, ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
 SCRIPT = "<script>alert(1)</script>"
