@@ -373,7 +373,7 @@ def _live_snapshot(engine, version: int) -> SimpleNamespace:
     queue = engine.incident_queue()  # most urgent first, then newest
     # a live city's queue never ends: the newest QUEUE_SHOWN, still most urgent first
     shown = queue[queue.index.isin(queue["ts"].nlargest(QUEUE_SHOWN).index)]
-    open_ = shown[shown["status"].isin(["open", "dispatched"])]
+    open_ = shown[shown["status"].isin(["open", "acknowledged", "dispatched"])]
     more = len(queue) - len(shown)
     return SimpleNamespace(
         queue_html="".join(fusion.incident_html(r) for _, r in shown.iterrows())

@@ -17,6 +17,7 @@ browser never starts a second pipeline.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import threading
@@ -32,7 +33,7 @@ from safecity.data.store import Store, open_state
 from safecity.dispatch import units as unit_ops
 from safecity.dispatch.network import RoadNetwork
 from safecity.dispatch.recommend import recommend
-from safecity.incidents import fusion
+from safecity.incidents import fusion, review
 from safecity.incidents.live import LiveFusion
 from safecity.ingest.rows import complete_units, parse_rows
 
@@ -239,14 +240,97 @@ class LiveEngine(param.Parameterized):
     def dispatch(self, unit_id: str, incident_id: str, actor: str) -> pd.Series:
         """Send a unit: its status and the incident change, and the audit log records who did it."""
         with self._lock:
-            row = unit_ops.dispatch(self.store, unit_id, incident_id, actor,
-                                    ts=max(pd.Timestamp(self.now, tz="UTC"),
-                                           pd.Timestamp.now(tz="UTC")))
+            row = unit_ops.dispatch(self.store, unit_id, incident_id, actor, ts=self._action_time())
             self.incidents.loc[self.incidents["incident_id"] == incident_id, "status"] = "dispatched"
             self.fusion.set_status(incident_id, "dispatched")
             self._positions = self.store.state.read("unit_status")
             self.version += 1
         return row
+
+    def _set_incident(self, row: pd.Series) -> None:
+        """Take an operator's change of an incident's status into the engine's copy (under the lock)."""
+        self.incidents.loc[self.incidents["incident_id"] == row["incident_id"], "status"] = row["status"]
+        self.fusion.set_status(row["incident_id"], row["status"])
+        self.version += 1
+
+    def acknowledge(self, incident_id: str, actor: str) -> pd.Series:
+        """An operator has seen the incident (audited); it no longer counts as new."""
+        with self._lock:
+            row = review.acknowledge(self.store, incident_id, actor, ts=self._action_time())
+            self._set_incident(row)
+        return row
+
+    def close_incident(self, incident_id: str, outcome: str, actor: str) -> pd.Series:
+        """Close an incident with an outcome (``review.CLOSE_OUTCOMES``), audited."""
+        with self._lock:
+            row = review.close(self.store, incident_id, outcome, actor, ts=self._action_time())
+            self._set_incident(row)
+        return row
+
+    def incident_events(self, incident_id: str) -> pd.DataFrame:
+        """The events fused into an incident (its evidence), oldest first."""
+        with self._lock:
+            inc = self.incidents[self.incidents["incident_id"] == incident_id]
+            members = self.fusion.members_.get(incident_id)
+        if inc.empty:
+            raise KeyError(f"unknown incident '{incident_id}'")
+        ids = json.loads(inc["event_ids"].iloc[0])
+        if members is not None and set(ids) <= set(members["event_id"]):
+            found = members[members["event_id"].isin(ids)]
+        else:
+            found = self._events_from(inc["ts"].iloc[0] - pd.Timedelta(hours=1), ids)
+        cols = [c for c in found.columns if not c.startswith("_")]
+        return found[cols].sort_values(["ts", "event_id"]).reset_index(drop=True)
+
+    def _events_from(self, since: pd.Timestamp, ids) -> pd.DataFrame:
+        """Events with these ids from the inbox, then the history (for older ones)."""
+        ids = set(ids)
+        found = self.inbox.read("events", since=since)
+        found = found[found["event_id"].isin(ids)]
+        if len(found) < len(ids):
+            older = self.store.read("events", start=since)
+            found = pd.concat([found, older[older["event_id"].isin(ids)]]).drop_duplicates("event_id")
+        return found
+
+    def review(self, alarm_id: str, verdict: str, actor: str, reason: str | None = None,
+               alarm_type: str | None = None) -> pd.Series:
+        """Record an operator's verdict on an alarm: an incident or an event (audited).
+
+        ``alarm_type`` None: an incident id if one is known, else an event id.
+        """
+        checked = review.Verdict(verdict, reason)
+        with self._lock:
+            inc = self.incidents[self.incidents["incident_id"] == alarm_id]
+        if alarm_type == "incident" or (alarm_type is None and len(inc)):
+            if inc.empty:
+                raise KeyError(f"unknown incident '{alarm_id}'")
+            alarm, kind = inc.iloc[0], "incident"
+        else:
+            alarm, kind = self._event(alarm_id), "event"
+        with self._lock:
+            row = review.record_verdict(self.store, alarm, kind, checked, actor,
+                                        ts=self._action_time())
+            self.version += 1
+        return row
+
+    def _event(self, event_id: str) -> pd.Series:
+        with self._lock:
+            for members in self.fusion.members_.values():
+                hit = members[members["event_id"] == event_id]
+                if len(hit):
+                    return hit.iloc[0]
+        found = self._events_from(None, [event_id])
+        if found.empty:
+            raise KeyError(f"unknown event '{event_id}'")
+        return found.iloc[0]
+
+    def verdicts(self) -> pd.DataFrame:
+        """Every alarm's latest verdict (the ledger's input), newest first."""
+        return self.store.read("verdicts").sort_values("ts", ascending=False).reset_index(drop=True)
+
+    def _action_time(self) -> pd.Timestamp:
+        """When an operator acted: the engine's clock, never before the wall clock."""
+        return max(pd.Timestamp(self.now, tz="UTC"), pd.Timestamp.now(tz="UTC"))
 
     def health(self) -> dict:
         """What ``GET /api/v1/health`` answers: is it running, how far behind, what is queued."""

@@ -52,6 +52,10 @@ CREATE TABLE IF NOT EXISTS unit_status (
     unit_id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,
     lon DOUBLE PRECISION NOT NULL, lat DOUBLE PRECISION NOT NULL, ts TIMESTAMPTZ NOT NULL,
     station TEXT);
+CREATE TABLE IF NOT EXISTS verdicts (
+    alarm_id TEXT PRIMARY KEY, alarm_type TEXT NOT NULL, kind TEXT NOT NULL, sensor_id TEXT,
+    alarm_ts TIMESTAMPTZ NOT NULL, score DOUBLE PRECISION, verdict TEXT NOT NULL, reason TEXT,
+    actor TEXT NOT NULL, ts TIMESTAMPTZ NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_log (
     audit_id BIGSERIAL PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, target TEXT NOT NULL, details TEXT NOT NULL);
@@ -161,7 +165,8 @@ class PostgresState(SQLState):
             cur = self._connection().execute(f"SELECT * FROM {table} ORDER BY {STATE_ORDER[table]}")
             columns = [d.name for d in cur.description]
             df = pd.DataFrame(cur.fetchall(), columns=columns)
-        df["ts"] = pd.to_datetime(df["ts"], utc=True)
+        for col in ("ts", "alarm_ts")[:1 + (table == "verdicts")]:
+            df[col] = pd.to_datetime(df[col], utc=True)
         if table in STATE_SCHEMA:
             df = schema.validate(df, STATE_SCHEMA[table])
         return df

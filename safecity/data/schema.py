@@ -18,6 +18,11 @@ Tables
 ``incidents``     one row per fused incident (operational state).
     incident_id, ts, kind, priority (1 = most urgent .. 5), confidence (0..1),
     status (see ``INCIDENT_STATUSES``), lon, lat, summary, event_ids (JSON list)
+``verdicts``      one row per reviewed alarm (operational state): an operator's
+    latest verdict on an event or an incident, the alarm's kind, sensor and
+    time copied so the ledger outlives the alarm's retention.
+    alarm_id, alarm_type (event | incident), kind, sensor_id, alarm_ts, score,
+    verdict (see ``VERDICTS``), reason (see ``FALSE_ALARM_REASONS``), actor, ts
 ``units``         one row per unit position report (AVL); the latest row of a
     unit is its current state.
     unit_id, kind (see ``UNIT_KINDS``), status (see ``UNIT_STATUSES``), lon,
@@ -45,7 +50,13 @@ UNIT_KINDS = ("police", "fire", "ambulance")
 UNIT_STATUSES = (
     "available", "dispatched", "en_route", "on_scene", "returning", "out_of_service",
 )
-INCIDENT_STATUSES = ("open", "dispatched", "closed", "merged")
+#: "acknowledged": an operator has seen it (a new priority 1 or 2 incident stands out until then).
+INCIDENT_STATUSES = ("open", "acknowledged", "dispatched", "closed", "merged")
+#: What an operator says of an alarm; a false alarm comes with one of the reasons below.
+VERDICTS = ("confirmed", "false_alarm", "unsure")
+FALSE_ALARM_REASONS = ("reflection_lighting", "shadow", "crowd_occlusion", "wrong_zone", "duplicate",
+                       "other")
+ALARM_TYPES = ("event", "incident")
 CALENDAR_KINDS = ("event", "school_holiday", "public_holiday", "roadworks")
 
 #: Usual ``observations.metric`` values; other names are allowed (for example
@@ -142,6 +153,18 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         "lon": _lon(True), "lat": _lat(True),
         "summary": _text(),
         "event_ids": _text(),
+    }),
+    "verdicts": pa.DataFrameSchema({
+        "alarm_id": _text(unique=True),
+        "alarm_type": _text(isin=ALARM_TYPES),
+        "kind": _text(),
+        "sensor_id": _text(nullable=True),
+        "alarm_ts": _ts(),
+        "score": _num(True),
+        "verdict": _text(isin=VERDICTS),
+        "reason": _text(nullable=True, isin=FALSE_ALARM_REASONS),
+        "actor": _text(),
+        "ts": _ts(),
     }),
     "units": pa.DataFrameSchema({
         "unit_id": _text(),

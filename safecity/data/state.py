@@ -1,4 +1,4 @@
-"""Operational state (incidents, unit status, the audit log): what every backend shares.
+"""Operational state (incidents, unit status, operators' verdicts on alarms, the audit log): what every backend shares.
 
 ``StateStore`` is the interface the rest of the package uses; ``store.SQLiteState``
 (embedded, the default) and ``postgres.PostgresState`` (several servers, one state)
@@ -16,9 +16,9 @@ import pandas as pd
 from safecity.data import schema
 
 #: The state tables; those with a data-model schema are validated against it.
-STATE_TABLES = ("incidents", "unit_status", "audit_log")
-STATE_SCHEMA = {"incidents": "incidents", "unit_status": "units"}
-STATE_KEY = {"incidents": "incident_id", "unit_status": "unit_id"}
+STATE_TABLES = ("incidents", "unit_status", "verdicts", "audit_log")
+STATE_SCHEMA = {"incidents": "incidents", "unit_status": "units", "verdicts": "verdicts"}
+STATE_KEY = {"incidents": "incident_id", "unit_status": "unit_id", "verdicts": "alarm_id"}
 STATE_ORDER = {**STATE_KEY, "audit_log": "audit_id"}  # every backend reads rows in this order
 
 

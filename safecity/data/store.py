@@ -85,7 +85,7 @@ REFERENCE_TABLES = ("sensors", "calendar")            # one file, upserted
 #: the audit log longest, since it is what an oversight body asks for.
 DEFAULT_RETENTION_DAYS = {
     "observations": 365, "events": 365, "units": 30,
-    "incidents": 365, "audit_log": 3 * 365,
+    "incidents": 365, "verdicts": 3 * 365, "audit_log": 3 * 365,
 }
 
 #: A temporary file or half-deleted day this old, seen under the writer lock, is
@@ -323,6 +323,10 @@ CREATE TABLE IF NOT EXISTS incidents (
 CREATE TABLE IF NOT EXISTS unit_status (
     unit_id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,
     lon REAL NOT NULL, lat REAL NOT NULL, ts TEXT NOT NULL, station TEXT);
+CREATE TABLE IF NOT EXISTS verdicts (
+    alarm_id TEXT PRIMARY KEY, alarm_type TEXT NOT NULL, kind TEXT NOT NULL, sensor_id TEXT,
+    alarm_ts TEXT NOT NULL, score REAL, verdict TEXT NOT NULL, reason TEXT, actor TEXT NOT NULL,
+    ts TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_log (
     audit_id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, target TEXT NOT NULL, details TEXT NOT NULL);
@@ -385,7 +389,8 @@ class SQLiteState(SQLState):
     def read(self, table: str) -> pd.DataFrame:
         check_table(table)
         df = pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {STATE_ORDER[table]}", self._conn)
-        df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601")
+        for col in ("ts", "alarm_ts")[:1 + (table == "verdicts")]:
+            df[col] = pd.to_datetime(df[col], utc=True, format="ISO8601")
         if table in STATE_SCHEMA:
             df = schema.validate(df, STATE_SCHEMA[table])
         return df

@@ -40,7 +40,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 assert set(TRANSITIONS) == set(schema.UNIT_STATUSES)
 
 #: Incidents a unit may still be dispatched to.
-_DISPATCHABLE_INCIDENT = ("open", "dispatched")
+_DISPATCHABLE_INCIDENT = ("open", "acknowledged", "dispatched")
 
 
 class TransitionError(ValueError):
