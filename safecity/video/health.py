@@ -99,7 +99,7 @@ class CameraHealthCheck:
         std = float(cv2.meanStdDev(view)[1][0, 0])
         if std < self.covered_std:
             return ("covered", 1.0 - std / bg_std) if bg_std > 2 * self.covered_std else (None, 0.0)
-        r = max(1, int(round(self.max_shift * view.shape[1])))
+        r = max(1, round(self.max_shift * view.shape[1]))
         match = cv2.matchTemplate(bg, view[r:-r, r:-r], cv2.TM_CCOEFF_NORMED)
         _, best, _, (x, y) = cv2.minMaxLoc(match)
         shift = max(abs(x - r), abs(y - r)) / view.shape[1]
