@@ -49,11 +49,17 @@ def in_period(verdicts: pd.DataFrame, since=None, until=None) -> pd.DataFrame:
     return verdicts[keep]
 
 
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    """``wilson_interval`` without the rounding that puts an end a hair outside [0, 1]."""
+    low, high = wilson_interval(k, n)
+    return (float(min(max(low, 0.0), 1.0)), float(min(max(high, 0.0), 1.0))) if n else (math.nan,) * 2
+
+
 def precision(confirmed: int, false_alarms: int) -> tuple[float, float, float]:
     """``(precision, low, high)``: confirmed / (confirmed + false alarms) and its Wilson interval."""
     n = confirmed + false_alarms
-    low, high = wilson_interval(confirmed, n)
-    return (confirmed / n if n else math.nan, float(low), float(high))
+    low, high = _wilson(confirmed, n)
+    return (confirmed / n if n else math.nan, low, high)
 
 
 def precision_table(verdicts: pd.DataFrame, by: str | list[str]) -> pd.DataFrame:
@@ -139,7 +145,7 @@ def review_coverage(verdicts: pd.DataFrame, alarms: pd.DataFrame) -> pd.DataFram
     """Per detector: alarms raised, how many got a verdict, and the share reviewed (Wilson interval)."""
     seen = alarms.assign(reviewed=alarms["alarm_id"].isin(set(verdicts["alarm_id"])))
     table = seen.groupby(DETECTOR)["reviewed"].agg(alarms="size", reviewed="sum").reset_index()
-    intervals = [wilson_interval(int(r), int(n)) for r, n in zip(table["reviewed"], table["alarms"])]
+    intervals = [_wilson(int(r), int(n)) for r, n in zip(table["reviewed"], table["alarms"])]
     return table.assign(share=table["reviewed"] / table["alarms"],
                         share_low=[i[0] for i in intervals], share_high=[i[1] for i in intervals])
 
@@ -200,7 +206,7 @@ def build_ledger(verdicts: pd.DataFrame, tz: str, observations: pd.DataFrame | N
         alarms = in_period(alarms.rename(columns={"ts": "alarm_ts"}), since, until)
         coverage = review_coverage(verdicts, alarms)
         n, k = int(coverage["alarms"].sum()), int(coverage["reviewed"].sum())
-        share_low, share_high = wilson_interval(k, n)
+        share_low, share_high = _wilson(k, n)
         overall.update(alarms=n, reviewed_of_alarms=k, share_reviewed=k / n if n else math.nan,
                        share_reviewed_low=share_low, share_reviewed_high=share_high)
     return Ledger(tz=tz, since=since, until=until, overall=overall,
