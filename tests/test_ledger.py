@@ -200,3 +200,44 @@ def test_ledger_precision_equals_the_ground_truth_when_every_alarm_is_reviewed(t
         lines.append(f"| {kind} | {int(row['size'])} | {r['confirmed']} | {r['precision']:.3f} | "
                      f"{r['precision_low']:.2f}–{r['precision_high']:.2f} | {row['mean']:.3f} |")
     (ARTIFACTS / "ledger_truth_check.md").write_text("\n".join(lines) + "\n")
+
+
+def test_ledger_view_shows_the_engine_verdicts_and_recomputes_only_on_change(tmp_path):
+    from live_server import make_city
+
+    from safecity.app.engine import LiveEngine
+    from safecity.data.citydir import read_city
+    from safecity.evaluation.ledger_view import LedgerView
+
+    engine = LiveEngine(read_city(make_city(tmp_path / "city"), store=False), tmp_path / "state")
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    engine.ingest("events", [
+        {"event_id": f"ab-{k}", "ts": (now - pd.Timedelta(minutes=k)).isoformat(),
+         "kind": "abandoned_object", "sensor_id": f"cam-00{1 + k % 2}", "lon": 5.37 + k * 0.01,
+         "lat": 43.29, "score": 0.5 + k / 20, "source": "video"} for k in range(5)], source="video")
+    view = LedgerView(engine, tz="Europe/Paris")
+    assert view.tables["detector"].value.empty
+    assert "No verdict yet" in view.summary.object
+    assert not view.refresh()  # nothing changed: nothing recomputed
+    for k, (verdict, reason) in enumerate([("confirmed", None), ("confirmed", None),
+                                           ("false_alarm", "shadow"), ("unsure", None)]):
+        engine.review(f"ab-{k}", verdict, "alice", reason=reason, alarm_type="event")
+    assert view.refresh()
+    det = view.tables["detector"].value.set_index("kind").loc["abandoned_object"]
+    assert det[["reviewed", "confirmed", "false_alarm", "unsure"]].tolist() == [4, 2, 1, 1]
+    assert det["precision"] == round(2 / 3, 3)
+    low, high = ledger.wilson_interval(2, 3)
+    assert (det["precision_low"], det["precision_high"]) == (round(low, 3), round(high, 3))
+    cam = view.tables["camera"].value.set_index("sensor_id")
+    assert cam.loc["cam-001", ["confirmed", "false_alarm"]].tolist() == [1, 1]  # ab-0, ab-2
+    assert cam.loc["cam-002", ["confirmed", "unsure"]].tolist() == [1, 1]       # ab-1, ab-3
+    hours = view.tables["hour"].value
+    expected_hours = {(now - pd.Timedelta(minutes=k)).tz_convert("Europe/Paris").hour for k in range(4)}
+    assert set(hours["hour"]) == expected_hours and hours["reviewed"].sum() == 4
+    alarms = 5 + int((engine.incidents["status"] != "merged").sum())
+    assert f"**4** verdicts" in view.summary.object
+    assert f"{4 / alarms:.0%} of {alarms} alarms reviewed" in view.summary.object
+    assert not view.refresh()
+    layout = view.layout()
+    assert "alarm-ledger" in layout.css_classes
+    engine.close()
