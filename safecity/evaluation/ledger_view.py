@@ -41,7 +41,8 @@ class LedgerView(param.Parameterized):
         self.refresh()
 
     def compute(self) -> Ledger:
-        """The ledger of every verdict on the engine, with its history's camera-hours."""
+        """The ledger of every verdict on the engine, with its history's camera-hours; the share
+        reviewed counts the alarms raised since the first reviewed one."""
         store = self.engine.store
         verdicts = self.engine.verdicts()
         start = verdicts["alarm_ts"].min() if len(verdicts) else None
@@ -51,6 +52,7 @@ class LedgerView(param.Parameterized):
             events = pd.concat([store.read("events", start=start),
                                 self.engine.inbox.read("events", since=start)])  # not yet flushed
             alarms = alarms_from(events.drop_duplicates("event_id"), self.engine.incidents)
+            alarms = alarms[alarms["ts"] >= start]  # the share reviewed since reviewing began
         return build_ledger(verdicts, self.tz, observations=observations, alarms=alarms)
 
     def refresh(self) -> bool:
