@@ -358,3 +358,14 @@ def simulated_ledger_dir(out_dir: str | os.PathLike, days: int = 2, seed: int = 
     store.append("events", city.events)
     review_from_truth(store, city.events, city.truth["incidents"])
     return city.config.tz
+
+
+def read_verdicts(state_dir: str | os.PathLike, state: str | None = None) -> pd.DataFrame:
+    """The verdicts of a state directory; ``FileNotFoundError`` names a missing one."""
+    from pathlib import Path
+
+    from safecity.data.store import Store, open_state
+
+    if state is None and not (Path(state_dir) / "state.sqlite").exists():
+        raise FileNotFoundError(f"{state_dir}: no state store (state.sqlite) here")
+    return Store(state_dir, state=open_state(state, state_dir)).read("verdicts")
