@@ -33,7 +33,12 @@ import holoviews as hv
 import pandas as pd
 import panel as pn
 
-from safecity.evaluation.ledger import read_ledger, read_verdicts, simulated_ledger_dir, threshold_effect
+from safecity.evaluation.ledger import (
+    read_ledger,
+    read_verdicts,
+    simulated_ledger_dir,
+    threshold_effect,
+)
 
 hv.extension("bokeh")
 pn.extension()
@@ -49,7 +54,7 @@ pd.Series(ledger.overall)
 # the ratio. A detector judged on three alarms has a wide interval: the ledger says so.
 
 # %%
-ledger.by_detector
+ledger.by_detector  # noqa: B018  (a notebook cell shows its last value)
 
 
 # %%
@@ -94,7 +99,7 @@ rates.sort_values("false_alarm", ascending=False).head(10)
 # %%
 verdicts = read_verdicts(state_dir)
 kind = "abandoned_object"
-pd.DataFrame([vars(threshold_effect(verdicts, kind, t / 20)) for t in range(0, 20)])
+pd.DataFrame([vars(threshold_effect(verdicts, kind, t / 20)) for t in range(20)])
 
 # %%
 pn.Column("## Alarm ledger (synthetic city, reviewed from its truth)",

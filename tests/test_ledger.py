@@ -237,7 +237,7 @@ def test_ledger_view_shows_the_engine_verdicts_and_recomputes_only_on_change(tmp
     since = now - pd.Timedelta(minutes=3)  # the first reviewed alarm: ab-4 came before
     shown = engine.incidents[engine.incidents["status"] != "merged"]
     alarms = 4 + int((shown["ts"] >= since).sum())
-    assert f"**4** verdicts" in view.summary.object
+    assert "**4** verdicts" in view.summary.object
     assert f"{4 / alarms:.0%} of {alarms} alarms reviewed" in view.summary.object
     assert not view.refresh()
     layout = view.layout()

@@ -124,4 +124,6 @@ def test_ledger_threshold_shows_the_alarms_lost_and_avoided(served, ledger_dir):
                                       else f"{effect.precision:.2f}")
     assert after["false_alarms_avoided"] > before["false_alarms_avoided"], \
         "the threshold moved past no false alarm: the check shows nothing"
+    hosts = {urlparse(u).hostname for u in requests if u.startswith("http")}
+    assert hosts <= {"127.0.0.1", "localhost"}, f"requests left the machine: {hosts}"
     assert not failures, failures

@@ -195,7 +195,7 @@ def build_ledger(verdicts: pd.DataFrame, tz: str, observations: pd.DataFrame | N
     p, low, high = precision(int(counts.get("confirmed", 0)), int(counts.get("false_alarm", 0)))
     measured = rates.dropna(subset=["camera_hours"])
     rate = false_alarm_rate(int(measured["false_alarm"].sum()), float(measured["camera_hours"].sum()))
-    overall = {"reviewed": int(len(verdicts)), **{v: int(counts.get(v, 0)) for v in VERDICTS},
+    overall = {"reviewed": len(verdicts), **{v: int(counts.get(v, 0)) for v in VERDICTS},
                "precision": p, "precision_low": low, "precision_high": high,
                "camera_hours": float(measured["camera_hours"].sum()),
                "false_alarms_on_cameras": int(measured["false_alarm"].sum()),

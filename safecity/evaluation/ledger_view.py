@@ -33,8 +33,8 @@ class LedgerView(param.Parameterized):
         super().__init__(**params)
         self.engine = engine
         self.ledger: Ledger | None = None
-        table = dict(disabled=True, show_index=False, sizing_mode="stretch_width", height=260,
-                     layout="fit_data_table")
+        table = {"disabled": True, "show_index": False, "sizing_mode": "stretch_width",
+                 "height": 260, "layout": "fit_data_table"}
         self.tables = {name: pn.widgets.Tabulator(pd.DataFrame(), **table)
                        for name in ("detector", "camera", "hour", "false_alarms")}
         self.summary = pn.pane.Markdown("", css_classes=["ledger-summary"])

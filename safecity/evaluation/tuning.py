@@ -197,7 +197,7 @@ class LedgerTuner(param.Parameterized):
         self.param.threshold.bounds = (0.0, max(1.0, round(top + 0.01, 2)))
 
     @classmethod
-    def from_state_dir(cls, state_dir, **params) -> "LedgerTuner":
+    def from_state_dir(cls, state_dir, **params) -> LedgerTuner:
         """Over the verdicts of a served city's state directory (its state.sqlite)."""
         from safecity.evaluation.ledger import read_verdicts
 
@@ -205,7 +205,7 @@ class LedgerTuner(param.Parameterized):
 
     @classmethod
     def from_simulated_review(cls, days: int = 3, seed: int = 0, n_cameras: int = 40,
-                              **params) -> "LedgerTuner":
+                              **params) -> LedgerTuner:
         """Over a synthetic city's alarms, every one reviewed from its ground truth."""
         import tempfile
 
@@ -240,7 +240,7 @@ class LedgerTuner(param.Parameterized):
     @param.depends("kind", "threshold")
     def plot(self):
         import holoviews as hv
-        import holoviews.plotting.bokeh  # noqa: F401  registers the backend the options are for
+        import holoviews.plotting.bokeh  # registers the backend the options are for
 
         mine = self.verdicts[(self.verdicts["kind"] == self.kind)
                              & (self.verdicts["alarm_type"] == "event")]
