@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import html
+import logging
 import os
 import threading
 from pathlib import Path
@@ -24,6 +25,7 @@ from safecity.incidents import fusion
 from safecity.app import views
 
 hv.extension("bokeh", logo=False)
+log = logging.getLogger(__name__)
 
 
 def load_city(data_dir: str | Path) -> SimpleNamespace:
@@ -44,6 +46,7 @@ def _load_city(data_dir: str) -> SimpleNamespace:
         raise FileNotFoundError(
             f"no safecity data in {data_dir}: create the demo data with "
             f"'safecity simulate --out {data_dir}' or set SAFECITY_DATA_DIR")
+    log.info("reading the city in %s", data_dir)  # once per process: the warm-up's test counts these
     city = read_city(data_dir)
     return SimpleNamespace(sensors=city.sensors, observations=city.observations,
                            units=city.units, zones=city.zones, events=city.events,
@@ -73,6 +76,7 @@ def _fit_models(city: SimpleNamespace) -> SimpleNamespace:
     from safecity.forecast.baselines import TimeOfWeekProfile
 
     counts = city.observations[city.observations["metric"] == "people_count"]
+    log.info("fitting the city's models (UsualLevel, TimeOfWeekProfile) on %d counts", len(counts))
     usual, scores = replay_scores(counts, getattr(city, "calendar", None), city.sensors)
     zone_counts, zone_table = aggregate_zones(counts, city.sensors)
     return SimpleNamespace(usual=usual, scores=scores,
