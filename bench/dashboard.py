@@ -376,7 +376,7 @@ def startup(args, work: Path) -> None:
         print(f"simulating the demo city in {data_dir} (safecity simulate, as dev.sh demo) ...",
               flush=True)
         simulate_demo_city(data_dir)
-    phases = [("quiet", 0)] + ([(f"loaded (+{args.load} busy loops)", args.load)] if args.load else [])
+    phases = [("no added load", 0)] + ([(f"loaded (+{args.load} busy loops)", args.load)] if args.load else [])
     rows = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
