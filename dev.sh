@@ -29,7 +29,11 @@ case "$what" in
   setup) ;;
   demo)
     [ -d demo-data/history ] || safecity simulate --out demo-data
-    exec panel serve dashboards/operations.py --address 127.0.0.1 --port "${PORT:-5006}" "$@"
+    # the warm-up reads the city, fits its models and compiles datashader before the server
+    # says it is ready (safecity/app/warmup.py; SAFECITY_WARMUP=0 leaves it to the first session)
+    export SAFECITY_DATA_DIR="${SAFECITY_DATA_DIR:-$PWD/demo-data}"
+    exec panel serve dashboards/operations.py --setup safecity/app/warmup.py \
+      --address 127.0.0.1 --port "${PORT:-5006}" "$@"
     ;;
   test)
     # the browser tests drive Debian's Chromium (never a downloaded browser)

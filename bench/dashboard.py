@@ -26,6 +26,24 @@ the patches a browser would. The client process's CPU is printed too, since
 it shares the machine.
 
     .venv/bin/python bench/dashboard.py [--sessions 20] [--events 20] [--modes periodic,push]
+
+``--startup`` measures a cold start instead, as ``bash dev.sh demo`` serves the
+page: a new ``safecity serve dashboards/operations.py`` process on the demo city
+(``--data-dir``, default a city simulated as ``dev.sh`` does) is started for every
+run, and the bench records
+
+* ready: process start -> the server's ready line (``Bokeh app running at:``,
+  which Bokeh logs once it listens, after Panel's setup script: the warm-up);
+* console: Chromium's navigation -> the live console shown (``CONSOLE_READY``);
+* maps: the click on the "City maps" tab -> its first datashader heatmap drawn
+  (``MAPS_READY``: a Bokeh plot whose image glyph has data, painted on its canvas);
+
+with the warm-up (``safecity.app.warmup``) and without it (``SAFECITY_WARMUP=0``, the
+baseline), alternating, ``--repeat`` times each; medians are printed. ``--load N``
+also measures with N busy-loop processes running (a loaded machine). The 1-min
+load average is printed before each run.
+
+    .venv/bin/python bench/dashboard.py --startup [--repeat 3] [--load 2] [--data-dir demo-data]
 """
 from __future__ import annotations
 
@@ -42,6 +60,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"BENCHMARK-(\d+)")
+
+# --startup: what counts as shown. The console page is being rebuilt: its readiness is
+# these selectors of the current page's elements (any element, through shadow roots).
+#: The live console's incident queue: shown once it holds text ("No incidents yet." counts).
+CONSOLE_QUEUE = ".incident-queue"
+#: The live console's map: shown once a canvas of at least 100x100 px is drawn inside it.
+CONSOLE_MAP = ".live-units"
+#: The tab clicked to open the city maps.
+MAPS_TAB = "City maps"
+#: The server's ready line (Bokeh logs it once listening, after the setup script).
+READY_LINE = "Bokeh app running at:"
 
 
 # --------------------------------------------------------------------------- server side
@@ -231,6 +260,163 @@ def measure(url: str, server_pid: int, inject_dir: Path, update: str, sessions: 
             "wall_s": wall, "load_1min": os.getloadavg()[0]}
 
 
+# --------------------------------------------------------------------------- --startup
+
+#: JS: every element matching a selector, in the document and every shadow root.
+_DEEP = ("const deepAll = (sel) => { const out = []; const walk = r => {"
+         " r.querySelectorAll('*').forEach(e => { if (e.matches(sel)) out.push(e);"
+         " if (e.shadowRoot) walk(e.shadowRoot); }); }; walk(document); return out; };"
+         " const under = (e, f) => { const stack = [e]; while (stack.length) { const n = stack.pop();"
+         " if (f(n)) return true; if (n.shadowRoot) stack.push(n.shadowRoot);"
+         " stack.push(...n.children); } return false; };")
+#: The live console is shown: the queue holds text and the live map has drawn its canvas.
+CONSOLE_READY = (
+    f"([queue, map]) => {{ {_DEEP}"
+    " const text = e => under(e, n => n.nodeType === 1 && n.children.length === 0"
+    "   && n.textContent.trim().length > 0) || (e.shadowRoot || e).textContent.trim().length > 0;"
+    " const drawn = e => under(e, n => n.tagName === 'CANVAS' && n.width > 100 && n.height > 100);"
+    " return deepAll(queue).some(text) && deepAll(map).some(drawn); }")
+#: The city maps show a heatmap: a Bokeh plot whose datashader image has data, painted.
+MAPS_READY = (
+    "() => { if (!window.Bokeh || !Bokeh.index || !Bokeh.index.all_views) return false;"
+    " return [...Bokeh.index.all_views()].some(v => v.model && Array.isArray(v.model.renderers)"
+    "  && v.model.renderers.some(r => r.glyph && String(r.glyph.type).startsWith('Image')"
+    "     && r.data_source && (r.data_source.data.image || []).length > 0)"
+    "  && v.has_finished() && v.canvas_view && v.canvas_view.bbox.width > 100"
+    "  && v.canvas_view.bbox.height > 100); }")
+
+
+def simulate_demo_city(out: Path) -> None:
+    """The demo city as ``bash dev.sh demo`` writes it (``safecity simulate --out``: 7 days, clips)."""
+    subprocess.run([sys.executable, "-m", "safecity.cli", "simulate", "--out", str(out)],
+                   check=True, capture_output=True)
+
+
+def busy_loops(n: int) -> list[subprocess.Popen]:
+    """``n`` processes spinning a core each: a loaded machine."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+            for _ in range(n)]
+
+
+def serve_cold(data_dir: Path, state_dir: Path, warmup: bool, port: int):
+    """A new ``safecity serve dashboards/operations.py``: (process, start time, lines, ready event).
+
+    A thread reads the server's output, keeping each line with its arrival time.
+    """
+    env = {**os.environ, "SAFECITY_STATE_DIR": str(state_dir), "PYTHONPATH": str(ROOT),
+           "SAFECITY_WARMUP": "1" if warmup else "0"}
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "safecity.cli", "serve", str(ROOT / "dashboards" / "operations.py"),
+         "--data-dir", str(data_dir), "--port", str(port),
+         "--allow-websocket-origin", f"127.0.0.1:{port}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    lines: list[tuple[float, str]] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append((time.monotonic(), line.rstrip()))
+            if READY_LINE in line:
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return proc, started, lines, ready
+
+
+def startup_run(browser, data_dir: Path, work: Path, warmup: bool, timeout_s: float = 600) -> dict:
+    """One cold start: ready line, console shown, City maps' first heatmap (seconds)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import free_port, stop
+
+    load = os.getloadavg()[0]
+    port = free_port()
+    state = Path(tempfile.mkdtemp(prefix="state-", dir=work))
+    proc, started, lines, ready = serve_cold(data_dir, state, warmup, port)
+    row = {"warmup": warmup, "load_1min_before": load}
+    try:
+        if not ready.wait(timeout_s):
+            raise RuntimeError("no ready line:\n" + "\n".join(t for _, t in lines[-30:]))
+        ready_at = next(t for t, line in lines if READY_LINE in line)
+        row["ready_s"] = ready_at - started
+        done = [line for _, line in lines if "warm-up done in" in line]
+        row["warmup_s"] = float(re.search(r"done in ([\d.]+) s", done[0]).group(1)) if done else None
+        context = browser.new_context(viewport={"width": 1920, "height": 1080})  # an empty cache
+        page = context.new_page()
+        page.set_default_timeout(timeout_s * 1000)
+        t0 = time.monotonic()
+        page.goto(f"http://127.0.0.1:{port}/operations", timeout=timeout_s * 1000)
+        page.wait_for_function(CONSOLE_READY, arg=[CONSOLE_QUEUE, CONSOLE_MAP], polling=100,
+                               timeout=timeout_s * 1000)
+        row["console_s"] = time.monotonic() - t0
+        tab = page.get_by_text(MAPS_TAB, exact=True).first
+        tab.wait_for()
+        t0 = time.monotonic()
+        tab.click()
+        page.wait_for_function(MAPS_READY, polling=100, timeout=timeout_s * 1000)
+        row["maps_s"] = time.monotonic() - t0
+        row["load_1min_after"] = os.getloadavg()[0]
+        context.close()
+    finally:
+        stop(proc)
+    return row
+
+
+def startup(args, work: Path) -> None:
+    """``--startup``: cold starts with and without the warm-up, quiet (and loaded with --load)."""
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import CHROMIUM, CHROMIUM_ARGS
+
+    data_dir = args.data_dir or work / "city"
+    if args.data_dir is None:
+        print(f"simulating the demo city in {data_dir} (safecity simulate, as dev.sh demo) ...",
+              flush=True)
+        simulate_demo_city(data_dir)
+    phases = [("no added load", 0)] + ([(f"loaded (+{args.load} busy loops)", args.load)] if args.load else [])
+    rows = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for machine, n_busy in phases:
+                busy = busy_loops(n_busy)
+                try:
+                    for rep in range(args.repeat):
+                        for warmup in (True, False):
+                            row = {"machine": machine, "busy_loops": n_busy, "run": rep,
+                                   **startup_run(browser, data_dir, work, warmup)}
+                            rows.append(row)
+                            print(json.dumps(row), flush=True)
+                finally:
+                    for b in busy:
+                        b.kill()
+                        b.wait()
+        finally:
+            browser.close()
+
+    summary = []
+    for machine, _ in phases:
+        for warmup in (True, False):
+            runs = [r for r in rows if r["machine"] == machine and r["warmup"] == warmup]
+            med = {k: float(np.median([r[k] for r in runs])) for k in ("ready_s", "console_s", "maps_s")}
+            summary.append({"machine": machine, "warmup": warmup, "runs": len(runs), **med,
+                            "load_1min_before": [round(r["load_1min_before"], 2) for r in runs]})
+    print(f"\ncold start of safecity serve dashboards/operations.py on {data_dir}, "
+          f"{os.cpu_count()} cores; medians of {args.repeat} runs")
+    print("| machine | warm-up | process -> ready line | navigation -> console shown "
+          "| City maps click -> first heatmap | 1-min load before each run |")
+    print("|---|---|---|---|---|---|")
+    for r in summary:
+        print(f"| {r['machine']} | {'on' if r['warmup'] else 'off (SAFECITY_WARMUP=0)'} "
+              f"| {r['ready_s']:.1f} s | {r['console_s']:.1f} s | {r['maps_s']:.1f} s "
+              f"| {', '.join(f'{x:.1f}' for x in r['load_1min_before'])} |")
+    print(json.dumps({"bench": "dashboard-startup", "cores": os.cpu_count(), "data_dir": str(data_dir),
+                      "repeat": args.repeat, "summary": summary, "runs": rows}))
+
+
 def main(argv=None) -> None:
     import numpy as np
 
@@ -243,9 +429,18 @@ def main(argv=None) -> None:
     ap.add_argument("--speed", type=float, default=60.0, help="replay speed, simulated s per s")
     ap.add_argument("--data-dir", type=Path, help="a city from 'safecity simulate' (default: a new 3-day one)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--startup", action="store_true",
+                    help="measure cold starts (ready line, console, City maps) with and without "
+                         "the warm-up instead (default city: the demo's, simulated)")
+    ap.add_argument("--repeat", type=int, default=3, help="--startup: runs of each")
+    ap.add_argument("--load", type=int, default=0, metavar="N",
+                    help="--startup: also measure with N busy-loop processes running")
     args = ap.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="safecity-bench-dashboard-"))
+    if args.startup:
+        startup(args, work)
+        return
     data_dir = args.data_dir or work / "city"
     if args.data_dir is None:
         print(f"simulating a 3-day city in {data_dir} ...", flush=True)
@@ -280,6 +475,8 @@ def main(argv=None) -> None:
               f"| {r['engine_median_s'] * 1000:.0f} ms | {r['server_cpu_pct']:.0f} % "
               f"| {r['server_cpu_s_per_event']:.2f} s "
               f"| {r['client_cpu_pct']:.0f} % | {r['load_1min']:.1f} |")
+    print(json.dumps({"bench": "dashboard", "speed": args.speed, "cores": os.cpu_count(),
+                      "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -315,7 +315,9 @@ def get_wall(cameras_file: str | os.PathLike | None = None, data_dir: str | os.P
     """
     cameras_file = cameras_file or os.environ.get("SAFECITY_CAMERAS") or None
     data_dir = data_dir or os.environ.get("SAFECITY_DATA_DIR") or None
-    key = f"cameras:{Path(cameras_file).resolve()}" if cameras_file else f"demo:{data_dir}"
+    # keyed by resolved paths: the warm-up's wall is the page's (safecity.app.warmup)
+    key = f"cameras:{Path(cameras_file).resolve()}" if cameras_file else \
+        f"demo:{Path(data_dir).resolve() if data_dir else None}"
     with _WALLS_LOCK:
         wall = _WALLS.get(key)
         if wall is None:

@@ -18,6 +18,7 @@ browser never starts a second pipeline.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -36,6 +37,8 @@ from safecity.dispatch.recommend import recommend
 from safecity.incidents import fusion, review
 from safecity.incidents.live import LiveFusion
 from safecity.ingest.rows import complete_units, parse_rows
+
+log = logging.getLogger(__name__)
 
 #: Simulated seconds per wall second by default: three days of the demo city replay in ~1.5 h.
 DEFAULT_SPEED = 60.0
@@ -510,6 +513,7 @@ def get_engine(data_dir: str | os.PathLike, state_dir: str | os.PathLike | None 
                 engine.start_analytics()
                 _start(engine, interval_s)
             _ENGINES[key] = engine
+            log.info("started the %s on %s", type(engine).__name__, key)
     return engine
 
 

@@ -118,6 +118,11 @@ def serve(apps, address, port, basic_auth, oauth_provider, roles_path, allow_una
     extra = [arg for origin in origins for arg in ("--allow-websocket-origin", origin)]
     if tokens_path:
         extra += ["--plugins", "safecity.app.api"]
+    from safecity.app import warmup
+
+    # the city read, its models fitted, the engine started, datashader compiled, before
+    # "Bokeh app running at:" ($SAFECITY_WARMUP=0: the first session does it)
+    extra += ["--setup", str(warmup.setup_script())]
     import tempfile
 
     pages = write_templates(tempfile.mkdtemp(prefix="safecity-pages-"))  # offline pages
