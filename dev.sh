@@ -28,6 +28,11 @@ export PATH="$PWD/.venv/bin:$PATH"
 case "$what" in
   setup) ;;
   demo)
+    # a demo city from before cameras had a ground calibration (cameras.yml) is set aside
+    if [ -d demo-data/history ] && [ ! -f demo-data/cameras.yml ]; then
+      echo "demo-data has no cameras.yml: moving it to demo-data.old and simulating again" >&2
+      rm -rf demo-data.old && mv demo-data demo-data.old
+    fi
     [ -d demo-data/history ] || safecity simulate --out demo-data
     # the warm-up reads the city, fits its models and compiles datashader before the server
     # says it is ready (safecity/app/warmup.py; SAFECITY_WARMUP=0 leaves it to the first session)
