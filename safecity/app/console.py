@@ -310,7 +310,10 @@ class Console(param.Parameterized):
         self.queue = pn.widgets.Tabulator(
             pd.DataFrame(columns=QUEUE_COLUMNS), show_index=False, disabled=True, selectable=1,
             sortable=True, layout="fit_data_stretch", sizing_mode="stretch_both",
-            pagination=None, css_classes=["incident-queue"], name="incident-queue")
+            pagination=None, css_classes=["incident-queue"], name="incident-queue",
+            widths={"ref": 150, "priority": 40, "sources": 60}, titles={"priority": "P"},
+            header_filters={c: {"type": "input", "func": "like", "placeholder": "filter"}
+                            for c in ("ref", "kind", "place", "status")})
         self.queue.on_click(self._clicked)
         self.queue_note = pn.pane.HTML("", css_classes=["queue-note"], margin=(0, 5))
         # ---- map (centre)
@@ -333,7 +336,7 @@ class Console(param.Parameterized):
             "close": pn.widgets.Button(name="Close", button_type="default"),
             "confirmed": pn.widgets.Button(name="Confirm", button_type="success"),
             "false_alarm": pn.widgets.Button(name="False alarm", button_type="danger"),
-            "unsure": pn.widgets.Button(name="Unsure", button_type="light"),
+            "unsure": pn.widgets.Button(name="Unsure", button_type="default"),
         }
         self.buttons["dispatch"].on_click(lambda _: self.dispatch())
         self.buttons["acknowledge"].on_click(lambda _: self.acknowledge())
@@ -372,6 +375,7 @@ class Console(param.Parameterized):
         e = self.engine
         self.status_bar.object = status_bar_html(e, live_sessions())
         key = (e.version, self._minute())
+        self._set_title(_queue_at(e, e.version).n_urgent)  # servable() may have reset it
         if key == self._seen:
             return
         version_changed = self._seen is None or self._seen[0] != e.version
@@ -384,7 +388,6 @@ class Console(param.Parameterized):
                                   f"{len(table)} incidents, <b>{shared.n_urgent}</b> urgent not "
                                   f"acknowledged" + (f", {shared.more} older not shown" if shared.more
                                                      else "") + "</p>")
-        self._set_title(shared.n_urgent)
         units = self._units()
         if units is not self._shown_units:
             self._shown_units = units
@@ -393,8 +396,18 @@ class Console(param.Parameterized):
         if incidents is not self._shown_incidents:
             self._shown_incidents = incidents
             self.incidents_pipe.send(incidents)
+        if self.selected is None:  # the most urgent open incident, until the operator chooses
+            active = shared.incidents[shared.incidents["status"].isin(ACTIVE_STATUSES)]
+            if len(active):
+                self.selected = str(active["incident_id"].iloc[0])
         if version_changed or self.selected is not None:
             self._show_incident()
+        self._mark_selected()
+
+    def _mark_selected(self) -> None:
+        rows = list(self.queue.value.index[self.queue.value["ref"] == self.selected])
+        if self.queue.selection != rows[:1]:
+            self.queue.selection = rows[:1]
 
     def _set_title(self, urgent: int) -> None:
         if self._doc is not None:
@@ -406,6 +419,7 @@ class Console(param.Parameterized):
         table = self.queue.value
         if event.row is not None and 0 <= event.row < len(table):
             self.selected = str(table["ref"].iloc[event.row])
+            self._mark_selected()
 
     @param.depends("selected", watch=True)
     def _show_incident(self) -> None:
@@ -531,11 +545,11 @@ class Console(param.Parameterized):
     def layout(self, camera_strip: pn.viewable.Viewable | None = None) -> pn.Column:
         """The console: queue | map | incident, then the cameras and the status bar."""
         left = pn.Column(pn.pane.HTML("<b>Incident queue</b>", margin=(0, 5)), self.queue_note,
-                         self.queue, width=430, sizing_mode="stretch_height", margin=0)
+                         self.queue, width=560, sizing_mode="stretch_height", margin=0)
         right = pn.Column(self.summary, pn.pane.HTML("<b>Evidence</b>", margin=(0, 5)), self.evidence,
                           pn.pane.HTML("<b>Recommended (fastest first)</b>", margin=(0, 5)),
                           self.recommendation, self.controls(),
-                          width=470, sizing_mode="stretch_height", margin=0,
+                          width=480, sizing_mode="stretch_height", margin=0,
                           styles={"overflow-y": "auto"}, css_classes=["incident-panel"])
         middle = pn.Row(left, self.map, right, sizing_mode="stretch_both", margin=0)
         parts = [middle]
