@@ -69,6 +69,9 @@ class LiveEngine(param.Parameterized):
         self.analytics: list = []  # callables (engine, table, new rows) run after each batch
         self.continuous = None     # LiveAnalytics: anomalies and forecasts (``start_analytics``)
         self._last_flush = time.monotonic()
+        self._routes: dict[tuple, pd.DataFrame] = {}  # (version, incident, top) -> routes
+        self._routes_lock = threading.Lock()
+        self._camera_fields: pd.DataFrame | None = None
         params.setdefault("now", _naive_utc(pd.Timestamp.now(tz="UTC")))
         super().__init__(**params)
         self._resume()
@@ -237,6 +240,63 @@ class LiveEngine(param.Parameterized):
         return recommend(float(inc["lon"].iloc[0]), float(inc["lat"].iloc[0]), self.unit_status(),
                          self.network, kinds=tuple(kinds), top=top)
 
+    def routes(self, incident_id: str, top: int = 3) -> pd.DataFrame:
+        """The recommended units' road routes to the incident, for the map.
+
+        Columns unit_id, kind, travel_time_s, distance_m, path (the route's
+        [(lon, lat), ...] from the unit's nearest road node to the incident's)
+        and eta (the engine's clock plus the travel time, UTC): ``recommended``'s
+        ranking and times, its reachable units only. The routes are worked out
+        once per (``version``, incident, ``top``); the ETA follows the clock.
+        """
+        key = (self.version, incident_id, top)
+        with self._routes_lock:
+            table = self._routes.get(key)
+        if table is None:
+            rec = self.recommended(incident_id, top=top)
+            if "route" not in rec:  # an unknown or unlocated incident: nothing to route to
+                table = _empty_routes()
+            else:
+                rec = rec[rec["reachable"].astype(bool)]
+                table = pd.DataFrame({
+                    "unit_id": rec["unit_id"].astype(str).to_numpy(),
+                    "kind": rec["kind"].astype(str).to_numpy(),
+                    "travel_time_s": rec["travel_time_s"].to_numpy(float),
+                    "distance_m": rec["distance_m"].to_numpy(float),
+                    "path": pd.Series([[tuple(p) for p in self.network.polyline(r)] for r in rec["route"]],
+                                      dtype=object)})
+            with self._routes_lock:
+                if len(self._routes) >= 64 or any(k[0] != self.version for k in self._routes):
+                    self._routes.clear()  # an older version's routes are stale: units moved or left
+                self._routes[key] = table
+        now = pd.Timestamp(self.now, tz="UTC")
+        return table.assign(eta=now + pd.to_timedelta(table["travel_time_s"], unit="s"))
+
+    def camera_fields(self) -> pd.DataFrame:
+        """Each camera's place and field of view on the map (the city's ``cameras.yml``).
+
+        Columns camera_id, lon, lat (the camera) and geometry (its field of
+        view, a lon/lat polygon from its ground calibration,
+        ``CameraConfig.field_of_view``); cameras without a ground mapping placed
+        on the map are left out (``attrs["skipped"]``: camera id -> why). Worked out once: the installation does not change
+        while the server runs.
+        """
+        if self._camera_fields is None:
+            rows, skipped = [], {}
+            cameras = self.city.cameras.cameras if self.city.cameras is not None else []
+            for cam in cameras:
+                try:
+                    view = cam.field_of_view()
+                except ValueError as exc:  # not placed on the map: said why, not drawn
+                    skipped[cam.id] = str(exc)
+                    continue
+                at = cam.position or cam.ground.origin
+                rows.append({"camera_id": cam.id, "lon": at.lon, "lat": at.lat, "geometry": view})
+            fields = pd.DataFrame(rows, columns=["camera_id", "lon", "lat", "geometry"])
+            fields.attrs["skipped"] = skipped
+            self._camera_fields = fields
+        return self._camera_fields
+
     def dispatch(self, unit_id: str, incident_id: str, actor: str) -> pd.Series:
         """Send a unit: its status and the incident change, and the audit log records who did it."""
         with self._lock:
@@ -404,6 +464,12 @@ class ReplayEngine(LiveEngine):
     def inject(self, events: pd.DataFrame) -> None:
         """Events that arrive while the replay runs (a benchmark's marker), taken in at once."""
         self._post("events", events)
+
+
+def _empty_routes() -> pd.DataFrame:
+    return pd.DataFrame({"unit_id": pd.Series(dtype=object), "kind": pd.Series(dtype=object),
+                         "travel_time_s": pd.Series(dtype=float), "distance_m": pd.Series(dtype=float),
+                         "path": pd.Series(dtype=object)})
 
 
 def _naive_utc(ts) -> pd.Timestamp:

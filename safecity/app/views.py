@@ -9,6 +9,8 @@ functions draw on the tiles.
 """
 from __future__ import annotations
 
+import json
+
 import datashader as ds
 import holoviews as hv
 import numpy as np
@@ -35,7 +37,8 @@ def map_opts(tiles: str | None = None) -> dict:
 
 
 def to_web_mercator(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy whose ``lon``/``lat`` (and ``geometry``) are Web Mercator metres, for ``hv.Tiles``.
+    """A copy whose ``lon``/``lat`` (and ``geometry``, and ``path``: lists of (lon, lat)) are
+    Web Mercator metres, for ``hv.Tiles``.
 
     Only done when tiles are drawn: offline maps stay in lon/lat, which an
     analyst reads at once.
@@ -45,11 +48,16 @@ def to_web_mercator(df: pd.DataFrame) -> pd.DataFrame:
         x, y = hv.util.transform.lon_lat_to_easting_northing(out["lon"].to_numpy(float),
                                                              out["lat"].to_numpy(float))
         out["lon"], out["lat"] = x, y
+
+    def project(coords: np.ndarray) -> np.ndarray:
+        x, y = hv.util.transform.lon_lat_to_easting_northing(coords[:, 0], coords[:, 1])
+        return np.column_stack([x, y])
+
     if "geometry" in out:
-        def project(coords: np.ndarray) -> np.ndarray:
-            x, y = hv.util.transform.lon_lat_to_easting_northing(coords[:, 0], coords[:, 1])
-            return np.column_stack([x, y])
         out["geometry"] = shapely.transform(out["geometry"].to_numpy(), project)
+    if "path" in out:
+        out["path"] = [[tuple(p) for p in project(np.asarray(path, float).reshape(-1, 2))]
+                       for path in out["path"]]
     return out
 
 
@@ -272,3 +280,169 @@ def response_time_bars(summary: pd.DataFrame, measure: str = "total_s",
          (rows["median_hi"] - rows["median"]).to_numpy()),
         kdims=["group"], vdims=["median", "neg", "pos"])
     return (bars * errors).opts(title=f"{label.capitalize()}: median and 95% CI")
+
+
+# =========================================================================== the operator's map
+# Incidents, cameras' fields of view and routes: layers the console overlays on the zones.
+
+#: Incident colour by priority, 1 (most urgent) to 5: fixed, so an operator learns it once.
+PRIORITY_COLORS = {1: "#d62728", 2: "#ff7f0e", 3: "#e6b800", 4: "#1f77b4", 5: "#8c8c8c"}
+#: Incident marker by kind; any other kind is a circle.
+INCIDENT_MARKERS = {"gunshot": "star", "fire": "triangle", "panic": "diamond", "assault": "square",
+                    "medical": "plus", "person_on_ground": "plus", "traffic_accident": "hex",
+                    "abandoned_object": "square_pin", "forbidden_zone": "inverted_triangle",
+                    "crowd_movement": "circle_dot", "excessive_density": "circle_dot",
+                    "wrong_way": "triangle_pin"}
+CAMERA_COLOR = "#6a3d9a"
+#: Marker size grows with the number of sources behind an incident, up to this many.
+MAX_SOURCES_SHOWN = 5
+#: An incident's marker fades over this long, down to ``MIN_ALPHA``: the new stand out.
+FADE_S, MIN_ALPHA = 3600.0, 0.35
+
+
+def _utc(ts) -> pd.Timestamp:
+    """A UTC timestamp; naive ones are UTC (the engine's clock is naive UTC)."""
+    ts = pd.Timestamp(ts)
+    return ts if ts is pd.NaT else (ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC"))
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as an operator says it: "42 s", "4 min 10 s", "2 h 5 min", "3 d 2 h"."""
+    s = round(abs(float(seconds)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        m, r = divmod(s, 60)
+        return f"{m} min {r} s" if r else f"{m} min"
+    if s < 86_400:
+        h, m = divmod(s // 60, 60)
+        return f"{h} h {m} min" if m else f"{h} h"
+    d, h = divmod(s // 3600, 24)
+    return f"{d} d {h} h" if h else f"{d} d"
+
+
+def age_text(ts, now) -> str:
+    """How long ago ``ts`` was at ``now``: "just now", "42 s ago", "3 min ago", "2 h 5 min ago".
+
+    Minutes are whole (an age is read at a glance, not timed); a time ahead of
+    ``now`` by more than a few seconds (a source's clock ahead) says "in ...".
+    Naive times are UTC; an unknown time gives "".
+    """
+    ts, now = _utc(ts), _utc(now)
+    if ts is pd.NaT or now is pd.NaT:
+        return ""
+    age = (now - ts).total_seconds()
+    if abs(age) < 5:
+        return "just now"
+    s = int(abs(age))
+    text = duration_text(s if s < 60 else (s // 60 * 60 if s < 3600 else s))
+    return f"{text} ago" if age > 0 else f"in {text}"
+
+
+def local_time(ts, tz: str, now=None) -> str:
+    """``ts`` on the city's clock, to the second: "14:03:27", or "2026-06-01 14:03:27" when it is
+    not today there (today at ``now``, default the wall clock). Naive times are UTC."""
+    ts = _utc(ts)
+    if ts is pd.NaT:
+        return ""
+    local = ts.tz_convert(tz).round("s")
+    today = _utc(pd.Timestamp.now(tz="UTC") if now is None else now).tz_convert(tz).date()
+    return local.strftime("%H:%M:%S" if local.date() == today else "%Y-%m-%d %H:%M:%S")
+
+
+def _source_count(event_ids) -> int:
+    """How many events an incident gathers (its ``event_ids``, a JSON list); 0 when unreadable."""
+    if isinstance(event_ids, (list, tuple)):
+        return len(event_ids)
+    try:
+        ids = json.loads(event_ids)
+    except (TypeError, ValueError):
+        return 0
+    return len(ids) if isinstance(ids, list) else 0
+
+
+def incident_markers(incidents: pd.DataFrame, now) -> hv.Points:
+    """Incidents on the map: shape by kind, colour by priority, size by sources, fading with age.
+
+    ``incidents`` as the engine's queue (incident_id, kind, priority, status,
+    lon, lat, ts, event_ids); ``now`` is the engine's clock. Incidents without
+    a place are left out (the queue still lists them).
+    """
+    cols = ["lon", "lat", "incident_id", "kind", "priority", "status", "age", "sources",
+            "color", "marker", "size", "alpha"]
+    inc = incidents.dropna(subset=["lon", "lat"])
+    if inc.empty:
+        return hv.Points(pd.DataFrame(columns=cols), kdims=cols[:2], vdims=cols[2:])
+    now_utc = _utc(now)
+    ts = pd.to_datetime(inc["ts"], utc=True)
+    age_s = (now_utc - ts).dt.total_seconds().clip(lower=0).to_numpy(float)
+    sources = np.array([_source_count(v) for v in inc["event_ids"]], int)
+    priority = inc["priority"].astype(int).to_numpy()
+    table = pd.DataFrame({
+        "lon": inc["lon"].to_numpy(float), "lat": inc["lat"].to_numpy(float),
+        "incident_id": inc["incident_id"].astype(str).to_numpy(), "kind": inc["kind"].astype(str).to_numpy(),
+        "priority": priority, "status": inc["status"].astype(str).to_numpy(),
+        "age": [age_text(t, now_utc) for t in ts], "sources": sources,
+        "color": [PRIORITY_COLORS.get(p, PRIORITY_COLORS[5]) for p in priority],
+        "marker": [INCIDENT_MARKERS.get(k, "circle") for k in inc["kind"]],
+        "size": 10 + 4 * np.clip(sources, 1, MAX_SOURCES_SHOWN),
+        "alpha": 1.0 - (1.0 - MIN_ALPHA) * np.clip(age_s / FADE_S, 0, 1),
+    })
+    return hv.Points(table, kdims=cols[:2], vdims=cols[2:]).opts(
+        color="color", marker="marker", size="size", alpha="alpha", line_color="black",
+        line_width=0.8, hover_tooltips=[("incident", "@incident_id"), ("kind", "@kind"),
+                                        ("priority", "@priority"), ("status", "@status"),
+                                        ("age", "@age"), ("sources", "@sources")])
+
+
+def camera_fields(fields: pd.DataFrame) -> hv.Polygons:
+    """Each camera's field of view as a light wedge (``LiveEngine.camera_fields``), its id in the hover."""
+    paths = []
+    for row in fields.itertuples(index=False):
+        for geom in getattr(row.geometry, "geoms", [row.geometry]):
+            if geom is None or geom.is_empty:
+                continue
+            x, y = geom.exterior.coords.xy
+            paths.append({"x": np.asarray(x), "y": np.asarray(y), "camera_id": str(row.camera_id)})
+    return hv.Polygons(paths, kdims=["x", "y"], vdims=["camera_id"]).opts(
+        color=CAMERA_COLOR, fill_alpha=0.25, line_color=CAMERA_COLOR, line_alpha=0.6,
+        line_width=1, hover_tooltips=[("camera", "@camera_id")])
+
+
+def camera_positions(fields: pd.DataFrame) -> hv.Points:
+    """Where each camera stands, as a small marker (the same table as ``camera_fields``)."""
+    table = fields[["lon", "lat", "camera_id"]].dropna(subset=["lon", "lat"])
+    return hv.Points(table, kdims=["lon", "lat"], vdims=["camera_id"]).opts(
+        color=CAMERA_COLOR, marker="square", size=6, line_color="white",
+        hover_tooltips=[("camera", "@camera_id")])
+
+
+def route_paths(routes: pd.DataFrame) -> hv.Overlay:
+    """The recommended units' road routes (``LiveEngine.routes``), coloured by unit kind, with
+    "ETA 4 min 10 s" beside each unit.
+
+    The same layers whatever the routes (one ``hv.Path`` per unit kind in
+    ``UNIT_COLORS`` and one for any other kind, each holding its kind's routes,
+    then one ``hv.Labels``), so a ``DynamicMap`` can redraw it as the selected
+    incident changes.
+    """
+    by_kind: dict[str, list[dict]] = {k: [] for k in [*UNIT_COLORS, "other"]}
+    labels = []
+    for row in routes.itertuples(index=False):
+        xy = np.asarray(row.path, float).reshape(-1, 2)
+        if len(xy) == 0:
+            continue
+        kind = str(row.kind) if str(row.kind) in UNIT_COLORS else "other"
+        eta = f"ETA {duration_text(row.travel_time_s)}"
+        by_kind[kind].append({"x": xy[:, 0], "y": xy[:, 1]})
+        labels.append({"x": xy[0, 0], "y": xy[0, 1], "text": f"{row.unit_id} {eta}",
+                       "color": UNIT_COLORS.get(kind, "black")})
+    # no hover on the lines (bokeh would cut them into segments to hover): the labels say it
+    layers = [hv.Path(paths, kdims=["x", "y"], group="Route", label=kind).opts(
+        color=UNIT_COLORS.get(kind, "black"), line_width=4, alpha=0.8, show_legend=False)
+        for kind, paths in by_kind.items()]
+    text = hv.Labels(pd.DataFrame(labels, columns=["x", "y", "text", "color"]), kdims=["x", "y"],
+                     vdims=["text", "color"]).opts(text_color="color", text_font_size="10pt",
+                                                   text_align="left", text_baseline="bottom",
+                                                   text_font_style="bold")
+    return hv.Overlay([*layers, text])

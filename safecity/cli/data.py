@@ -22,7 +22,8 @@ from safecity.cli.options import _write_table_file, _read_table_file
 @click.option("--start", default="2026-06-01", show_default=True, help="First day (UTC).")
 @click.option("--freq", default="5min", show_default=True, help="Observation bin (pandas offset).")
 @click.option("--clips/--no-clips", default=True, show_default=True,
-              help="Also render the scripted camera clips.")
+              help="Also render the scripted camera clips, and write cameras.yml (the cameras "
+                   "playing them, calibrated on the ground).")
 def simulate(out_dir, seed, cameras, counters, days, units, start, freq, clips) -> None:
     """Generate a deterministic synthetic Marseille with ground truth."""
     from tqdm import tqdm
@@ -42,6 +43,10 @@ def simulate(out_dir, seed, cameras, counters, days, units, start, freq, clips) 
         if clips:
             bar.set_postfix_str(steps[2])
             sim.write_clips(Path(out_dir) / "clips", seed=seed)
+            # the cameras play these clips, so their configuration (and its checks) needs them
+            installation = sim.camera_installation(city.sensors, city.nodes, Path(out_dir) / "clips")
+            if installation is not None:
+                citydir.write_cameras(installation, out_dir)
             bar.update()
     click.echo(json.dumps({"out": str(out_dir), "sensors": len(city.sensors),
                            "observations": len(city.observations), "events": len(city.events),

@@ -425,14 +425,70 @@ class CameraConfig(_Strict):
         """Image points (n x 2 pixels) to lon/lat (n x 2), through the ground frame and its origin."""
         if self.ground is None or self.ground.origin is None:
             raise ValueError(f"camera '{self.id}': image_to_lonlat needs ground.origin (lon, lat)")
-        x, y = self.image_to_ground(points).T
+        return self._east_north_to_lonlat(self._ground_to_east_north(self.image_to_ground(points)))
+
+    def field_of_view(self, max_range_m: float = 60.0) -> shapely.Polygon:
+        """The ground the camera sees, in lon/lat: its image mapped onto the map, cut at ``max_range_m``.
+
+        The image rectangle (``size``, else the calibration points' extent) is
+        cut below the horizon (where the homography sends rows to infinity),
+        mapped to the ground (a homography keeps lines straight, so the corners
+        suffice) and cut to a disc of ``max_range_m`` around the camera
+        (``position``, else the ground origin): a quadrilateral, or a fan when
+        the view reaches farther than the range. Empty when nothing it sees lies
+        within range. A camera with no ground mapping or no origin is a
+        ``ValueError`` naming it: it cannot be drawn on a map.
+        """
+        if not (max_range_m > 0 and math.isfinite(max_range_m)):
+            raise ValueError(f"max_range_m must be a positive number of metres, got {max_range_m!r}")
+        if self.ground is None or self.ground.origin is None:
+            raise ValueError(f"camera '{self.id}': no field of view without a ground mapping placed "
+                             "on the map (ground.points or ground.matrix, and ground.origin)")
+        corners = self._image_corners()
+        h = self.homography
+        if h is not None:
+            corners = _below_horizon(corners, h, self.id)
+        if corners.shape[0] < 3:
+            return shapely.Polygon()
+        seen = shapely.Polygon(self._ground_to_east_north(self.image_to_ground(corners)))
+        at = self.position or self.ground.origin
+        centre = self._lonlat_to_east_north(at.lon, at.lat)
+        reach = shapely.Point(centre).buffer(max_range_m, quad_segs=16)
+        area = shapely.make_valid(seen).intersection(reach)
+        if area.is_empty or not isinstance(area, shapely.Polygon):
+            area = max(getattr(area, "geoms", []), key=lambda g: g.area, default=shapely.Polygon())
+            if not isinstance(area, shapely.Polygon) or area.is_empty:
+                return shapely.Polygon()
+        return shapely.Polygon(self._east_north_to_lonlat(np.asarray(area.exterior.coords)))
+
+    def _image_corners(self) -> np.ndarray:
+        """The image's corners (pixels), clockwise from the top left as y points down."""
+        if self.size is not None:
+            x0, y0, (x1, y1) = 0.0, 0.0, self.size
+        elif self.ground is not None and self.ground.points:
+            pts = np.array([p.image for p in self.ground.points], float)
+            (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+        else:
+            raise ValueError(f"camera '{self.id}': a field of view needs the image size (size: "
+                             "[width, height]) or ground.points to span the image")
+        return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float)
+
+    def _ground_to_east_north(self, xy: np.ndarray) -> np.ndarray:
+        """Ground-frame metres (x right of the bearing, y along it) to metres east/north of the origin."""
+        x, y = np.asarray(xy, float).reshape(-1, 2).T
         b = math.radians(self.ground.bearing_deg)
-        east = x * math.cos(b) + y * math.sin(b)
-        north = -x * math.sin(b) + y * math.cos(b)
+        return np.c_[x * math.cos(b) + y * math.sin(b), -x * math.sin(b) + y * math.cos(b)]
+
+    def _east_north_to_lonlat(self, en: np.ndarray) -> np.ndarray:
+        east, north = np.asarray(en, float).reshape(-1, 2).T
         lon0, lat0 = self.ground.origin.lon, self.ground.origin.lat
         lon = lon0 + east / (_M_PER_DEG_LON_EQUATOR * math.cos(math.radians(lat0)))
-        lat = lat0 + north / _M_PER_DEG_LAT
-        return np.c_[lon, lat]
+        return np.c_[lon, lat0 + north / _M_PER_DEG_LAT]
+
+    def _lonlat_to_east_north(self, lon: float, lat: float) -> tuple[float, float]:
+        lon0, lat0 = self.ground.origin.lon, self.ground.origin.lat
+        return ((lon - lon0) * _M_PER_DEG_LON_EQUATOR * math.cos(math.radians(lat0)),
+                (lat - lat0) * _M_PER_DEG_LAT)
 
     def _scale(self) -> float | None:
         """Pixels per metre: declared, or the homography's local scale at the image centre."""
@@ -451,6 +507,32 @@ class CameraConfig(_Strict):
         (ax, ay), (bx, by) = p[1] - p[0], p[2] - p[0]
         area = abs(ax * by - ay * bx)  # square metres covered by one pixel
         return round(float(1 / math.sqrt(area)), 3) if area > 0 else None
+
+
+def _below_horizon(corners: np.ndarray, h: np.ndarray, camera_id: str) -> np.ndarray:
+    """The part of an image polygon that shows the ground: where the homography's scale ``w``
+    has the sign it has at the middle of the bottom edge, kept a little short of the horizon
+    (``w`` = 0, the ground at infinity) so that every point maps to a finite place."""
+    bottom = np.array([corners[:, 0].mean(), corners[:, 1].max(), 1.0])
+    def w_of(p: np.ndarray) -> np.ndarray:
+        return p[..., 0] * h[2, 0] + p[..., 1] * h[2, 1] + h[2, 2]
+
+    sign = np.sign(w_of(bottom))
+    if sign == 0:
+        raise ValueError(f"camera '{camera_id}': the bottom of the image maps to the horizon; "
+                         "the ground mapping cannot be right")
+    w = sign * w_of(corners)
+    # 1/1000 of the largest scale: points there map 1000 times farther than the nearest ground
+    floor = 1e-3 * w.max()
+    kept = []
+    for k in range(len(corners)):
+        a, b = corners[k], corners[(k + 1) % len(corners)]
+        wa, wb = w[k], w[(k + 1) % len(corners)]
+        if wa >= floor:
+            kept.append(a)
+        if (wa - floor) * (wb - floor) < 0:
+            kept.append(a + (floor - wa) / (wb - wa) * (b - a))
+    return np.array(kept, float).reshape(-1, 2)
 
 
 class Installation(_Strict):

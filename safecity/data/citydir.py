@@ -6,6 +6,8 @@ layout::
 
     history/, state.sqlite        the store (sensors, calendar, observations, events, units)
     city.yml                      the city's time zone and holidays (``CityConfig``)
+    cameras.yml                   the cameras, when known (an ``Installation``, ``config.cameras``)
+    clips/                        the simulated cameras' scripted clips, when rendered
     zones.geojson                 the zones
     network/nodes.parquet         road nodes (node_id, lon, lat)
     network/edges.parquet         directed road edges with travel times
@@ -21,6 +23,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import yaml
@@ -29,10 +32,14 @@ from safecity.config.city import DEFAULT_CITY, CityConfig, load_city
 from safecity.data import geo, schema
 from safecity.data.tables import read_table
 
+if TYPE_CHECKING:  # the camera config pulls in OpenCV: loaded only when a city has cameras
+    from safecity.config.cameras import Installation
+
 #: The tables kept in the store, in the order they are written.
 STORE_TABLES = ("sensors", "calendar", "observations", "events", "units")
 NETWORK_DIR = "network"
 CITY_FILE = "city.yml"
+CAMERAS_FILE = "cameras.yml"
 PARAMS_FILE = "city.json"
 
 
@@ -52,6 +59,7 @@ class CityData:
     truth: dict[str, pd.DataFrame] = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     config: CityConfig = DEFAULT_CITY
+    cameras: Installation | None = None
 
 
 def write_city(city: CityData, out_dir: str | os.PathLike) -> Path:
@@ -75,6 +83,8 @@ def write_city(city: CityData, out_dir: str | os.PathLike) -> Path:
         frame.to_parquet(out / "truth" / f"{name}.parquet", index=False)
     (out / PARAMS_FILE).write_text(json.dumps(city.params, indent=2), encoding="utf-8")
     write_config(city.config, out)
+    if city.cameras is not None:
+        write_cameras(city.cameras, out)
     return out
 
 
@@ -101,7 +111,7 @@ def read_city(out_dir: str | os.PathLike, store: bool = True) -> CityData:
         **tables,
         zones=geo.zones_from_geojson(json.loads((out / "zones.geojson").read_text(encoding="utf-8"))),
         nodes=nodes, edges=edges, stations=read_stations(out), truth=read_truth(out),
-        params=read_params(out), config=read_config(out))
+        params=read_params(out), config=read_config(out), cameras=read_cameras(out))
 
 
 def _read_store(out: Path) -> dict[str, pd.DataFrame]:
@@ -118,6 +128,33 @@ def read_config(out_dir: str | os.PathLike) -> CityConfig:
     """The directory's ``city.yml``, or ``DEFAULT_CITY`` when it has none."""
     path = Path(out_dir) / CITY_FILE
     return load_city(path) if path.exists() else DEFAULT_CITY
+
+
+def write_cameras(installation: Installation, out_dir: str | os.PathLike) -> Path:
+    """Write ``cameras.yml`` into a city directory; sources inside it are written relative to it,
+    so the directory can move. Validated on the way back (``read_cameras``), as at any start."""
+    out = Path(out_dir).resolve()
+    data = installation.model_dump(mode="json", exclude_none=True)
+    for camera in data["cameras"]:
+        source = Path(camera["source"])
+        if source.is_absolute() and source.is_relative_to(out):
+            camera["source"] = source.relative_to(out).as_posix()
+    path = out / CAMERAS_FILE
+    tmp = path.with_suffix(".yml.tmp")  # never a half-written file for a reader to choke on
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None),
+                   encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_cameras(out_dir: str | os.PathLike) -> Installation | None:
+    """The directory's validated ``cameras.yml``, or None when it has none (``ConfigError`` when wrong)."""
+    path = Path(out_dir) / CAMERAS_FILE
+    if not path.exists():
+        return None
+    from safecity.config.cameras import load_installation
+
+    return load_installation(path)
 
 
 def read_network(out_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -942,6 +942,41 @@ def write_clips(out_dir, seed: int = 0, scenarios=None, **kwargs) -> list[Path]:
     return _write(out_dir, seed=seed, scenarios=scenarios, **kwargs)
 
 
+def camera_installation(sensors: pd.DataFrame, nodes: pd.DataFrame, clips_dir,
+                        name: str = "synthetic Marseille"):
+    """The city's cameras as an installation (``safecity.config.cameras``), calibrated on the ground.
+
+    Each camera plays its scripted clip (``metadata.clip``, rendered in
+    ``clips_dir``) with that clip's zones and limits (``scene_for``), stands at
+    its sensor's lon/lat (the ground origin), looks along its street (from the
+    street's first node, ``metadata.node_id``, towards the camera and on), and
+    maps its image to the ground by the clip's own perspective
+    (``clips.ground_points``). The clips must exist: the configuration checks
+    every source.
+    """
+    from safecity.config.cameras import CameraConfig, Installation
+    from safecity.sim.clips import ground_points, scene_for
+
+    clips_dir = Path(clips_dir)
+    cams = sensors[sensors["kind"] == "camera"]
+    node_xy = dict(zip(nodes["node_id"], zip(*geo.to_xy(nodes["lon"], nodes["lat"]))))
+    cameras = []
+    for row in cams.itertuples(index=False):
+        meta = json.loads(row.metadata) if isinstance(row.metadata, str) else dict(row.metadata or {})
+        scene = scene_for(meta["clip"])
+        cx, cy = geo.to_xy(row.lon, row.lat)
+        nx, ny = node_xy.get(meta.get("node_id"), (cx, cy - 1.0))
+        bearing = float(np.degrees(np.arctan2(float(cx - nx), float(cy - ny))) % 360)
+        base = CameraConfig.from_scene(scene, id=row.sensor_id, source=clips_dir / f"{meta['clip']}.avi")
+        cameras.append(CameraConfig.model_validate({
+            **base.model_dump(exclude_none=True),
+            "position": {"lon": float(row.lon), "lat": float(row.lat)},
+            "ground": {"points": ground_points(tuple(scene["size"])),
+                       "origin": {"lon": float(row.lon), "lat": float(row.lat)},
+                       "bearing_deg": round(bearing, 2)}}))
+    return Installation(name=name, cameras=cameras) if cameras else None
+
+
 # =========================================================================== helpers
 
 

@@ -292,6 +292,35 @@ def _height(y, h):
     return h * (0.10 + 0.16 * np.clip(y, 0, h) / h)
 
 
+#: The scripted street's camera: how high it hangs and how wide it sees (horizontal field of view).
+CAMERA_HEIGHT_M = 1.7 / 0.16
+CAMERA_HFOV_DEG = 45.0
+
+
+def ground_points(size=(480, 360)) -> list[dict]:
+    """Image/ground point pairs (pixels, metres) of the camera that ``_height``'s perspective implies.
+
+    A person 1.7 m tall standing at row ``y`` is ``_height(y)`` pixels tall:
+    that is a pinhole camera ``CAMERA_HEIGHT_M`` above a flat street whose
+    horizon is at row ``-0.625 h`` (above the image), so a row maps to a
+    distance ``f * height / (y - horizon)`` ahead and a column to
+    ``(x - w / 2) * distance / f`` to the right, with the focal length ``f``
+    set by ``CAMERA_HFOV_DEG``. Across a row this gives ``_height(y) / 1.7``
+    pixels per metre, the scale ``scene_for`` declares. The ground frame is
+    the camera's foot (y along its view, x to its right): the pairs are the
+    ``ground.points`` of ``safecity.config.cameras``.
+    """
+    w, h = size
+    horizon = -0.625 * h
+    focal = (w / 2) / np.tan(np.radians(CAMERA_HFOV_DEG / 2))
+    pairs = []
+    for x, y in ((0, h), (w, h), (w, 0), (0, 0)):
+        ahead = focal * CAMERA_HEIGHT_M / (y - horizon)
+        pairs.append({"image": [float(x), float(y)],
+                      "ground": [round(float((x - w / 2) * ahead / focal), 3), round(float(ahead), 3)]})
+    return pairs
+
+
 def _move(a: _Agent, n: int, h: int, fps: int) -> None:
     """Walk the route frame by frame; fill ``pos`` (feet) and ``moving``."""
     a.pos = np.full((n, 2), np.nan)
