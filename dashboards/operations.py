@@ -26,7 +26,7 @@ import panel as pn
 from safecity.app.access import guard
 from safecity.app.camera_feed import get_feed
 from safecity.app.camera_wall import get_wall
-from safecity.app.console import TITLE, CameraStrip, Console
+from safecity.app.console import CameraStrip, Console
 from safecity.app.dashboard import CityView, follow_engine, load_city
 from safecity.app.engine import LIVE_ENV, get_engine
 from safecity.sim.clips import write_clips
@@ -99,4 +99,4 @@ pn.Column(
     pn.pane.HTML('<b style="color:#1f4e9c;font-size:16px">safecity · operations</b>', margin=(2, 8)),
     tabs, sizing_mode="stretch_both", height_policy="max", margin=0,
     styles={"height": "100vh"},
-).servable(title=TITLE)
+).servable(title=console.title())

@@ -147,15 +147,16 @@ def _incident_at(engine, version: int, incident_id: str) -> SimpleNamespace:
 # =========================================================================== rendering
 
 
-def _local(ts, tz: str) -> str:
-    return views.local_time(ts, tz) if ts is not None and not pd.isna(ts) else ""
+def _local(ts, tz: str, now=None) -> str:
+    """``ts`` on the city's clock, to the second (with its date when not ``now``'s day)."""
+    return views.local_time(ts, tz, now=now) if ts is not None and not pd.isna(ts) else ""
 
 
 def summary_html(row: pd.Series, place: str, tz: str, now: pd.Timestamp) -> str:
     """The incident in plain words, every field escaped: what, where, when, how sure."""
     what = html.escape(str(row["kind"]).replace("_", " "))
     words = (f"<b>Priority {int(row['priority'])}</b> · {what} in <b>{html.escape(place)}</b>, "
-             f"{html.escape(_local(row['ts'], tz))} ({html.escape(views.age_text(row['ts'], now))}), "
+             f"{html.escape(_local(row['ts'], tz, now))} ({html.escape(views.age_text(row['ts'], now))}), "
              f"{_sources(row['event_ids'])} source(s), confidence {float(row['confidence']):.0%}, "
              f"status <b>{html.escape(str(row['status']))}</b>.")
     return (f'<article class="incident selected-incident" data-incident="{html.escape(str(row["incident_id"]))}"'
@@ -176,7 +177,7 @@ def event_text(event: pd.Series) -> str:
     return "" if parsed in ({}, None) else json.dumps(parsed)[:200]
 
 
-def evidence_html(events: pd.DataFrame, tz: str, wall: Wall | None) -> str:
+def evidence_html(events: pd.DataFrame, tz: str, wall: Wall | None, now=None) -> str:
     """Each event: source, local time, score, its text escaped; a camera's blurred tile.
 
     Tiles come from the camera wall or feed (people blurred, never a raw frame).
@@ -192,7 +193,7 @@ def evidence_html(events: pd.DataFrame, tz: str, wall: Wall | None) -> str:
         sensor = "" if sensor is None or pd.isna(sensor) else str(sensor)
         head = (f"{html.escape(str(e['source']))} · {html.escape(str(e['kind']))}"
                 f"{' · ' + html.escape(sensor) if sensor else ''} · "
-                f"{html.escape(_local(e['ts'], tz))}{score}")
+                f"{html.escape(_local(e['ts'], tz, now))}{score}")
         text = event_text(e)
         tile = ""
         if sensor in cameras:
@@ -205,7 +206,7 @@ def evidence_html(events: pd.DataFrame, tz: str, wall: Wall | None) -> str:
     return f'<ul class="evidence">{"".join(items)}</ul>'
 
 
-def recommended_html(recommended: pd.DataFrame, routes: pd.DataFrame, tz: str) -> str:
+def recommended_html(recommended: pd.DataFrame, routes: pd.DataFrame, tz: str, now=None) -> str:
     """The units proposed (fastest first) with their travel time and ETA, escaped."""
     if recommended.empty:
         return f'<p class="no-unit">{html.escape(recommended.attrs.get("reason", "no available unit"))}</p>'
@@ -217,7 +218,7 @@ def recommended_html(recommended: pd.DataFrame, routes: pd.DataFrame, tz: str) -
     if "distance_m" in shown:
         shown["distance_m"] = shown["distance_m"].map(lambda m: "" if pd.isna(m) else f"{m / 1000:.1f} km")
     eta = routes.set_index("unit_id")["eta"] if len(routes) else pd.Series(dtype=object)
-    shown["eta"] = shown["unit_id"].map(lambda u: _local(eta.get(u), tz))
+    shown["eta"] = shown["unit_id"].map(lambda u: _local(eta.get(u), tz, now))
     shown = shown.rename(columns={"travel_time_s": "travel", "distance_m": "distance"})
     return _table_html(shown, "recommended")
 
@@ -234,7 +235,7 @@ def status_bar_html(engine, sessions: int) -> str:
     seen = ", ".join(f"{html.escape(s)} {html.escape(views.age_text(pd.Timestamp(t), now))}"
                      for s, t in health["sources"].items()) or "no source yet"
     return (f'<span class="live-counter">updates: {engine.tick}</span> · '
-            f'{clock_name(engine)} {html.escape(_local(pd.Timestamp(engine.now, tz="UTC"), tz))} '
+            f'{clock_name(engine)} {html.escape(_local(pd.Timestamp(engine.now, tz="UTC"), tz, engine.now))} '
             f'({html.escape(tz)}) · <span class="data-lag-bar">lag: {html.escape(", ".join(lags))}</span>'
             f' · queue {health["queue_depth"]} · sources: {seen} · '
             f'<span class="sessions" data-sessions="{sessions}">{sessions} session(s)</span>')
@@ -309,9 +310,11 @@ class Console(param.Parameterized):
         # ---- queue (left)
         self.queue = pn.widgets.Tabulator(
             pd.DataFrame(columns=QUEUE_COLUMNS), show_index=False, disabled=True, selectable=1,
-            sortable=True, layout="fit_data_stretch", sizing_mode="stretch_both",
+            sortable=True, layout="fit_columns", sizing_mode="stretch_both",
             pagination=None, css_classes=["incident-queue"], name="incident-queue",
-            widths={"ref": 150, "priority": 40, "sources": 60}, titles={"priority": "P"},
+            widths={"ref": 150, "priority": 45, "kind": 95, "place": 115, "age": 105, "sources": 50,
+                    "status": 100},
+            titles={"priority": "P", "sources": "src"},
             header_filters={c: {"type": "input", "func": "like", "placeholder": "filter"}
                             for c in ("ref", "kind", "place", "status")})
         self.queue.on_click(self._clicked)
@@ -409,6 +412,10 @@ class Console(param.Parameterized):
         if self.queue.selection != rows[:1]:
             self.queue.selection = rows[:1]
 
+    def title(self) -> str:
+        """The page's title now (see ``page_title``)."""
+        return page_title(_queue_at(self.engine, self.engine.version).n_urgent)
+
     def _set_title(self, urgent: int) -> None:
         if self._doc is not None:
             title = page_title(urgent)
@@ -438,8 +445,8 @@ class Console(param.Parameterized):
         place = _queue_at(e, e.version).table.set_index("ref")["place"].get(self.selected, "")
         now = pd.Timestamp(e.now, tz="UTC")
         self.summary.object = summary_html(shown.row, place, self.tz, now)
-        self.evidence.object = evidence_html(shown.evidence, self.tz, self.wall)
-        self.recommendation.object = recommended_html(shown.recommended, shown.routes, self.tz)
+        self.evidence.object = evidence_html(shown.evidence, self.tz, self.wall, now)
+        self.recommendation.object = recommended_html(shown.recommended, shown.routes, self.tz, now)
         self.routes_pipe.send(shown.routes)
         rec = shown.recommended
         ids = [u for u, ok in zip(rec["unit_id"], rec.get("reachable", [True] * len(rec))) if ok]
@@ -448,7 +455,7 @@ class Console(param.Parameterized):
             self.unit = ids[0] if ids else None
         self._unit_for = self.selected
         alarms = {f"the incident {self.selected}": self.selected}
-        alarms.update({f"{r.source} · {r.kind} · {_local(r.ts, self.tz)} ({r.event_id})": r.event_id
+        alarms.update({f"{r.source} · {r.kind} · {_local(r.ts, self.tz, now)} ({r.event_id})": r.event_id
                        for r in shown.evidence.itertuples()})
         self.param.alarm.objects = list(alarms.values())
         self._alarm_labels = alarms
@@ -521,7 +528,8 @@ class Console(param.Parameterized):
     # ------------------------------------------------------------------ layout
     def plot(self) -> hv.Overlay:
         zones = self.engine.city.zones
-        fields = views.camera_fields(self.engine.camera_fields())
+        cameras = self.engine.camera_fields()
+        fields = views.camera_fields(cameras) * views.camera_positions(cameras)
         routes = hv.DynamicMap(lambda data: views.route_paths(data), streams=[self.routes_pipe])
         now = lambda: pd.Timestamp(self.engine.now, tz="UTC")
         incidents = hv.DynamicMap(lambda data: views.incident_markers(data, now()),
@@ -545,7 +553,7 @@ class Console(param.Parameterized):
     def layout(self, camera_strip: pn.viewable.Viewable | None = None) -> pn.Column:
         """The console: queue | map | incident, then the cameras and the status bar."""
         left = pn.Column(pn.pane.HTML("<b>Incident queue</b>", margin=(0, 5)), self.queue_note,
-                         self.queue, width=560, sizing_mode="stretch_height", margin=0)
+                         self.queue, width=600, sizing_mode="stretch_height", margin=0)
         right = pn.Column(self.summary, pn.pane.HTML("<b>Evidence</b>", margin=(0, 5)), self.evidence,
                           pn.pane.HTML("<b>Recommended (fastest first)</b>", margin=(0, 5)),
                           self.recommendation, self.controls(),
