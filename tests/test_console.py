@@ -74,17 +74,30 @@ def _no_page_scroll(page) -> None:
     assert sizes[0] <= sizes[1] and sizes[2] <= sizes[3], f"the page scrolls: {sizes}"
 
 
-def _choose(page, column: int, text: str) -> str:
-    """Filter the queue's ``column`` (0 ref, 1 kind, 2 place, 3 status) on ``text``, click its
-    first row and return that incident's ref once the panel shows it."""
+def filter_queue(page, column: int, text: str) -> None:
+    """Filter the queue's ``column`` (0 ref, 1 kind, 2 place, 3 status) on ``text`` (Enter applies
+    it) and wait until every row shown has it: a click before would land on a row being redrawn."""
     box = page.locator(".tabulator-header-filter input").nth(column)
     box.fill(text)
+    box.press("Enter")
+    page.wait_for_function(
+        """(text) => { const rows = [];
+             const find = r => { for (const e of r.querySelectorAll('*')) {
+               if (e.classList && e.classList.contains('tabulator-row')) rows.push(e);
+               if (e.shadowRoot) find(e.shadowRoot); } };
+             find(document);
+             return rows.length > 0 && rows.every(r => r.textContent.includes(text)); }""",
+        arg=text)
+
+
+def _choose(page, column: int, text: str) -> str:
+    """Filter the queue on ``text``, click its first row and return that incident's ref once
+    the panel shows it."""
+    filter_queue(page, column, text)
     row = page.locator(".tabulator-row", has_text=text).first
-    row.wait_for()
     ref = row.locator(".tabulator-cell[tabulator-field='ref']").text_content().strip()
     row.click()
     page.locator(f'article.selected-incident[data-incident="{ref}"]').wait_for()
-    box.fill("")
     return ref
 
 
@@ -121,7 +134,7 @@ def test_console_on_one_screen_routes_fields_actions_and_verdicts(served_console
         assert any(c.startswith("cam-") for c in cameras["values"]), cameras
 
         # the operator picks the two-shot gunshot: routes drawn with their ETAs, ETAs listed
-        page.locator(".tabulator-header-filter input").nth(1).fill("gunshot")
+        filter_queue(page, 1, "gunshot")
         rows = page.locator(".tabulator-row", has_text="gunshot")
         expect(rows).to_have_count(2)
         two = rows.filter(has=page.locator(".tabulator-cell[tabulator-field='sources']",
@@ -129,7 +142,6 @@ def test_console_on_one_screen_routes_fields_actions_and_verdicts(served_console
         ref = two.locator(".tabulator-cell[tabulator-field='ref']").text_content().strip()
         two.click()
         page.locator(f'article.selected-incident[data-incident="{ref}"]').wait_for()
-        page.locator(".tabulator-header-filter input").nth(1).fill("")
         recommended = page.locator("table.recommended tbody tr")
         recommended.first.wait_for()
         etas = [r.locator("td").last.text_content().strip() for r in recommended.all()]

@@ -317,7 +317,8 @@ class Console(param.Parameterized):
             titles={"priority": "P", "sources": "src"},
             header_filters={c: {"type": "input", "func": "like", "placeholder": "filter"}
                             for c in ("ref", "kind", "place", "status")})
-        self.queue.on_click(self._clicked)
+        # a row clicked selects it (Tabulator maps the row through sorting and filters)
+        self.queue.param.watch(self._chosen, "selection")
         self.queue_note = pn.pane.HTML("", css_classes=["queue-note"], margin=(0, 5))
         # ---- map (centre)
         self.units_pipe = hv.streams.Pipe(data=self._units())
@@ -422,11 +423,11 @@ class Console(param.Parameterized):
             if self._doc.title != title:
                 self._doc.title = title
 
-    def _clicked(self, event) -> None:
+    def _chosen(self, event) -> None:
         table = self.queue.value
-        if event.row is not None and 0 <= event.row < len(table):
-            self.selected = str(table["ref"].iloc[event.row])
-            self._mark_selected()
+        rows = [r for r in event.new if 0 <= r < len(table)]
+        if rows:
+            self.selected = str(table["ref"].iloc[rows[0]])
 
     @param.depends("selected", watch=True)
     def _show_incident(self) -> None:
