@@ -206,19 +206,19 @@ def evidence_html(events: pd.DataFrame, tz: str, wall: Wall | None, now=None) ->
     return f'<ul class="evidence">{"".join(items)}</ul>'
 
 
-def recommended_html(recommended: pd.DataFrame, routes: pd.DataFrame, tz: str, now=None) -> str:
-    """The units proposed (fastest first) with their travel time and ETA, escaped."""
+def recommended_html(recommended: pd.DataFrame, tz: str, now: pd.Timestamp) -> str:
+    """The units proposed (fastest first) with their travel time and ETA on the city's clock."""
     if recommended.empty:
         return f'<p class="no-unit">{html.escape(recommended.attrs.get("reason", "no available unit"))}</p>'
     shown = recommended[[c for c in ("unit_id", "kind", "travel_time_s", "distance_m")
                          if c in recommended]].copy()
     if "travel_time_s" in shown:
+        shown["eta"] = [_local(now + pd.Timedelta(seconds=float(s)), tz, now) if pd.notna(s) else ""
+                        for s in shown["travel_time_s"]]
         shown["travel_time_s"] = shown["travel_time_s"].map(
             lambda s: "" if pd.isna(s) else f"{s / 60:.1f} min")
     if "distance_m" in shown:
         shown["distance_m"] = shown["distance_m"].map(lambda m: "" if pd.isna(m) else f"{m / 1000:.1f} km")
-    eta = routes.set_index("unit_id")["eta"] if len(routes) else pd.Series(dtype=object)
-    shown["eta"] = shown["unit_id"].map(lambda u: _local(eta.get(u), tz, now))
     shown = shown.rename(columns={"travel_time_s": "travel", "distance_m": "distance"})
     return _table_html(shown, "recommended")
 
@@ -447,7 +447,7 @@ class Console(param.Parameterized):
         now = pd.Timestamp(e.now, tz="UTC")
         self.summary.object = summary_html(shown.row, place, self.tz, now)
         self.evidence.object = evidence_html(shown.evidence, self.tz, self.wall, now)
-        self.recommendation.object = recommended_html(shown.recommended, shown.routes, self.tz, now)
+        self.recommendation.object = recommended_html(shown.recommended, self.tz, now)
         self.routes_pipe.send(shown.routes)
         rec = shown.recommended
         ids = [u for u, ok in zip(rec["unit_id"], rec.get("reachable", [True] * len(rec))) if ok]
