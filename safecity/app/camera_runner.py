@@ -324,10 +324,38 @@ def run_camera(camera, store=None, *, bin_s: float = 60.0, max_frames: int | Non
     if health.get("status") == "failed" or (summary["frames"] == 0 and health.get("last_error")):
         error = health.get("last_error") or "the source gave no frame"
         summary = {**summary, "status": "failed", "error": redact(f"camera '{camera.id}': {error}")}
+        summary["events"] += _report_offline(camera, store, source, summary["error"], give_up_after_s)
         _finish(tiles, "offline", summary["error"])
         return _with_posted(summary, store)
     _finish(tiles, "ended", None)
     return _with_posted({**summary, "status": "ok"}, store)
+
+
+def offline_event(camera, error: str, give_up_after_s: float, frames_received: int,
+                  ts: pd.Timestamp | None = None) -> pd.DataFrame:
+    """A ``camera_offline`` events row: the camera gave no frame for ``give_up_after_s`` (its
+    source failed), noticed at ``ts`` (default: now)."""
+    from safecity.video.events import to_event_rows
+
+    ts = pd.Timestamp.now(tz="UTC") if ts is None else ts
+    found = [{"kind": "camera_offline", "frame": frames_received, "time_s": 0.0, "score": 1.0,
+              "zone": None, "track_ids": [], "duration_s": float(give_up_after_s),
+              "error": redact(error)[:500], "frames_received": int(frames_received)}]
+    position = camera.position
+    return to_event_rows(found, camera.id, ts, lon=None if position is None else position.lon,
+                         lat=None if position is None else position.lat)
+
+
+def _report_offline(camera, store, source, error: str, give_up_after_s: float) -> int:
+    """Raise ``camera_offline`` where the rows go (the incident queue through a server); events written."""
+    if store is None:
+        return 0
+    received = source.health().frames_received if source is not None else 0
+    try:
+        store.append("events", offline_event(camera, error, give_up_after_s, received))
+    except (RefusedBatch, IngestError, ConnectionError, OSError):  # the camera's end is reported anyway
+        return 0
+    return 1
 
 
 def _finish(tiles: TilePublisher | None, status: str, error: str | None) -> None:

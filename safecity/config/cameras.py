@@ -91,8 +91,17 @@ def _source(value) -> str:
     return str(value).strip()
 
 
+def _line(points: list) -> list[tuple[float, float]]:
+    if len(points) != 2:
+        raise ValueError(f"a line is two points [[x1, y1], [x2, y2]], got {len(points)} point(s)")
+    if tuple(points[0]) == tuple(points[1]):
+        raise ValueError("a line's two points are the same point")
+    return [tuple(p) for p in points]
+
+
 Point = Annotated[tuple[float, float], BeforeValidator(_point)]
 Polygon = Annotated[list[Point], AfterValidator(_polygon)]
+Line = Annotated[list[Point], AfterValidator(_line)]
 Direction = Annotated[tuple[float, float], BeforeValidator(_direction)]
 ZoneName = Annotated[str, Field(min_length=1)]
 
@@ -228,6 +237,15 @@ class OnnxPlugin(_Strict):
         return size
 
 
+class HealthChecks(_Strict):
+    """The camera's own health events (``safecity.video.health``): a picture unchanged for
+    ``frozen_s``, a covered lens or a moved camera lasting ``tampered_s``."""
+
+    enabled: bool = True
+    frozen_s: float = Field(10.0, gt=0)
+    tampered_s: float = Field(3.0, gt=0)
+
+
 # =========================================================================== camera
 
 
@@ -239,6 +257,11 @@ class CameraConfig(_Strict):
     seconds, people, or people per square metre; ``zones`` are polygons in
     image pixels; ``flow`` gives each corridor zone its expected direction of
     movement (an angle in degrees clockwise from the image's +x, or a vector).
+    ``lines`` are counting lines, each two image points ``[[x1, y1], [x2, y2]]``
+    directed from the first to the second: a person whose feet cross it from the
+    line's right-hand side to its left-hand side (as seen on the screen, looking
+    from the first point to the second) goes *in*, the other way *out*.
+    ``health`` sets the frozen and tampered checks.
     """
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
@@ -248,6 +271,7 @@ class CameraConfig(_Strict):
     position: LonLat | None = None
     size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = None
     zones: dict[ZoneName, Polygon] = Field(default_factory=dict)
+    lines: dict[ZoneName, Line] = Field(default_factory=dict)
     forbidden_zones: list[str] = Field(default_factory=list)
     flow: dict[str, Direction] = Field(default_factory=dict)
     loitering_limit_s: float = Field(60.0, gt=0)
@@ -258,6 +282,7 @@ class CameraConfig(_Strict):
     pixels_per_metre: float | None = Field(None, gt=0)
     ground: GroundMapping | None = None
     privacy: Privacy = Field(default_factory=Privacy)
+    health: HealthChecks = Field(default_factory=HealthChecks)
     repeated_presence: RepeatedPresence = Field(default_factory=RepeatedPresence)
     detectors: list[Literal[CAMERA_KINDS]] = Field(default_factory=lambda: list(DEFAULT_CAMERA_KINDS))
     plugins: list[OnnxPlugin] = Field(default_factory=list)
@@ -287,13 +312,17 @@ class CameraConfig(_Strict):
             for name in names:
                 if name not in zones:
                     raise ValueError(f"{field}: '{name}' is not one of the zones ({known})")
+        for name in self.lines:
+            if name in zones:  # both would be the observations' sensor "camera:name"
+                raise ValueError(f"lines.{name}: a zone has the same name; give the line another")
         if self.size is not None:
             w, h = self.size
-            for name, poly in [*self.zones.items(), *([("fire_region", self.fire_region)]
-                                                       if self.fire_region else [])]:
+            shapes = [*((f"zones.{n}", p) for n, p in self.zones.items()),
+                      *((f"lines.{n}", p) for n, p in self.lines.items()),
+                      *([("fire_region", self.fire_region)] if self.fire_region else [])]
+            for where, poly in shapes:
                 for x, y in poly:
                     if not (0 <= x <= w and 0 <= y <= h):
-                        where = "fire_region" if name == "fire_region" else f"zones.{name}"
                         raise ValueError(f"{where}: point ({x:g}, {y:g}) is outside the {w}x{h} image")
         if self.ground is not None and self.ground.homography is None and self.pixels_per_metre is None:
             raise ValueError("ground: give points or matrix (a homography), or a pixels_per_metre scale "
@@ -342,6 +371,8 @@ class CameraConfig(_Strict):
             "source": self.source,
             "fps": self.fps,
             "zones": {name: [list(p) for p in poly] for name, poly in self.zones.items()},
+            "lines": {name: [list(p) for p in line] for name, line in self.lines.items()},
+            "health": self.health.model_dump(),
             "forbidden_zones": list(self.forbidden_zones),
             "flow_direction": flows[first] if first else None,
             "flow_zone": first,
@@ -404,7 +435,7 @@ class CameraConfig(_Strict):
             data["flow"] = {zone: scene["flow_direction"]}
         if scene.get("homography") is not None:
             data["ground"] = {"matrix": scene["homography"]}
-        for key in ("privacy", "detectors", "plugins", "start"):
+        for key in ("privacy", "detectors", "plugins", "start", "lines", "health"):
             if scene.get(key) is not None:
                 data[key] = scene[key]
         if scene.get("position") is not None:
@@ -620,7 +651,8 @@ def _describe(error: dict, raw: dict, path: Path) -> str:
 
 def _suggest(key: str) -> str:
     names = [*CameraConfig.model_fields, *Installation.model_fields, *GroundMapping.model_fields,
-             *Privacy.model_fields, *RepeatedPresence.model_fields, *OnnxPlugin.model_fields]
+             *Privacy.model_fields, *RepeatedPresence.model_fields, *OnnxPlugin.model_fields,
+             *HealthChecks.model_fields]
     close = difflib.get_close_matches(key, names, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

@@ -66,12 +66,19 @@ METRICS = {
     "occupancy": "share of the zone's area covered by people, 0..1",
     "mean_speed": "mean ground speed of tracks, m/s",
     "density": "people per square metre",
+    "dwell_count": "stays in a camera zone that ended in the bin",
+    "dwell_mean_s": "mean seconds of those stays",
+    "dwell_max_s": "longest of those stays, seconds",
+    "line_in": "people crossing a camera's counting line in its 'in' direction",
+    "line_out": "people crossing it the other way",
 }
 
 #: Bounds (low, high; None: unbounded) of the metrics that cannot be negative:
 #: a negative count or density is a broken sensor or a typo, never a measurement.
 METRIC_RANGES = {
     "people_count": (0, None), "occupancy": (0, 1), "mean_speed": (0, None), "density": (0, None),
+    "dwell_count": (0, None), "dwell_mean_s": (0, None), "dwell_max_s": (0, None),
+    "line_in": (0, None), "line_out": (0, None),
 }
 #: Prefixes of metric families with the same bounds (a flow-direction histogram counts tracks).
 METRIC_PREFIX_RANGES = {"flow_dir_": (0, None)}

@@ -58,6 +58,8 @@ def recommend(incident_lon: float, incident_lat: float, units: pd.DataFrame, net
     ``at`` close the roads near them.
     """
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    if not kinds:  # a camera offline or tampered: a technician's job, not a unit's
+        return _empty("this incident needs no unit")
     latest = current_units(units)
     when = _utc(at) if at is not None else (pd.Timestamp(latest["ts"].max()) if len(latest) else None)
     candidates = latest[(latest["status"] == "available") & latest["kind"].isin(kinds)]

@@ -161,3 +161,93 @@ class AlarmTuner(param.Parameterized):
         curves.append(hv.HLine(self.threshold).opts(color="red", line_dash="dashed"))
         return hv.Overlay(curves).opts(width=800, height=320, legend_position="top_left",
                                        title="Scores, labelled events (orange) and threshold (red)")
+
+
+class LedgerTuner(param.Parameterized):
+    """A detector's threshold moved over its reviewed alarms (the alarm ledger's verdicts).
+
+    Where ``AlarmTuner`` replays labelled clips, this starts from the field: of
+    the alarms operators judged, which would a higher threshold have removed?
+    The figures are ``ledger.threshold_effect``'s.
+    """
+
+    kind = param.Selector(objects=[], doc="The detector (event kind) whose threshold moves.")
+    threshold = param.Number(default=0.0, bounds=(0.0, 1.0), step=0.01,
+                             doc="Alarms scoring below this would not have been raised.")
+    role = param.String(default=None, allow_None=True, constant=True, precedence=-1,
+                        doc="The session's role (safecity.app.access); only an analyst may tune.")
+
+    def __init__(self, verdicts: pd.DataFrame, source: str = "", **params):
+        from safecity.app import access
+
+        params.setdefault("role", access.current_role())
+        events = verdicts[(verdicts["alarm_type"] == "event") & verdicts["score"].notna()]
+        if events.empty:
+            raise ValueError("the ledger holds no reviewed event with a score: nothing to tune")
+        kinds = sorted(events["kind"].unique())
+        # the detector with the most false alarms first: where tuning matters
+        false = events[events["verdict"] == "false_alarm"].groupby("kind").size()
+        first = false.idxmax() if len(false) else kinds[0]
+        self.param.kind.objects = kinds
+        params.setdefault("kind", first)
+        super().__init__(**params)
+        self.param.threshold.constant = not access.can_tune(self.role)
+        self.verdicts, self.source = verdicts, source
+        top = float(events["score"].max())
+        self.param.threshold.bounds = (0.0, max(1.0, round(top + 0.01, 2)))
+
+    @classmethod
+    def from_state_dir(cls, state_dir, **params) -> LedgerTuner:
+        """Over the verdicts of a served city's state directory (its state.sqlite)."""
+        from safecity.evaluation.ledger import read_verdicts
+
+        return cls(read_verdicts(state_dir), source=f"verdicts of {state_dir}", **params)
+
+    @classmethod
+    def from_simulated_review(cls, days: int = 3, seed: int = 0, n_cameras: int = 40,
+                              **params) -> LedgerTuner:
+        """Over a synthetic city's alarms, every one reviewed from its ground truth."""
+        import tempfile
+
+        from safecity.evaluation.ledger import read_verdicts, simulated_ledger_dir
+
+        with tempfile.TemporaryDirectory() as tmp:
+            simulated_ledger_dir(tmp, days=days, seed=seed, n_cameras=n_cameras)
+            verdicts = read_verdicts(tmp)
+        return cls(verdicts, source=f"a synthetic city ({days} days) reviewed from its truth",
+                   **params)
+
+    def effect(self):
+        from safecity.evaluation.ledger import threshold_effect
+
+        return threshold_effect(self.verdicts, self.kind, self.threshold)
+
+    @param.depends("kind", "threshold")
+    def readout(self):
+        import panel as pn
+
+        e = self.effect()
+        precision = ("n/a" if np.isnan(e.precision) else
+                     f"{e.precision:.2f} ({e.precision_low:.2f}–{e.precision_high:.2f})")
+        text = (f"**{e.kind} at threshold {e.threshold:.2f}**  \n"
+                f"Confirmed alarms lost: **{e.confirmed_lost}** (kept {e.confirmed_kept})  \n"
+                f"False alarms avoided: **{e.false_alarms_avoided}** (kept {e.false_alarms_kept})  \n"
+                f"Unsure removed: {e.unsure_lost} (kept {e.unsure_kept})  \n"
+                f"Precision: **{precision}**, 95% Wilson interval  \n"
+                f"From {self.source}")
+        return pn.pane.Markdown(text, css_classes=["ledger-readout"], width=520)
+
+    @param.depends("kind", "threshold")
+    def plot(self):
+        import holoviews as hv
+        import holoviews.plotting.bokeh  # registers the backend the options are for
+
+        mine = self.verdicts[(self.verdicts["kind"] == self.kind)
+                             & (self.verdicts["alarm_type"] == "event")]
+        spikes = [hv.Spikes(mine.loc[mine["verdict"] == v, "score"].to_numpy(dtype=float),
+                            "score", label=v).opts(color=c, line_width=2)
+                  for v, c in (("confirmed", "seagreen"), ("false_alarm", "crimson"),
+                               ("unsure", "grey"))]
+        return hv.Overlay([*spikes, hv.VLine(self.threshold).opts(color="black", line_dash="dashed")]
+                          ).opts(width=800, height=200, legend_position="top_left", yaxis=None,
+                                 title="Reviewed alarms by score; the threshold (dashed)")

@@ -45,6 +45,8 @@ DEFAULT_PRIORITY = {
     "abandoned_object": 3, "excessive_density": 3, "crowd_movement": 3, "call": 3,
     "police_log": 4, "forbidden_zone": 4, "anomaly": 4, "drone": 4, "loitering": 4,
     "gathering_forecast": 4, "repeated_presence": 5, "wrong_way": 5,
+    # a camera's own health: a blinded camera may hide what happens next, a dead one is a repair
+    "camera_tampered": 3, "camera_offline": 4, "camera_frozen": 4,
     # what an emergency call is about (``details.category``)
     "medical": 2, "assault": 2, "traffic_accident": 3, "theft": 4, "disturbance": 4,
 }
@@ -57,6 +59,8 @@ DEFAULT_NEEDS = {
     "forbidden_zone": {"police": 1}, "call": {"police": 1}, "police_log": {"police": 1},
     "medical": {"ambulance": 1}, "assault": {"police": 1}, "theft": {"police": 1},
     "traffic_accident": {"police": 1, "ambulance": 1}, "disturbance": {"police": 1},
+    # a camera's own health needs a technician, not a unit: no unit is recommended
+    "camera_offline": {}, "camera_frozen": {}, "camera_tampered": {},
 }
 
 #: How far a single report of each source is to be believed. Independent sources

@@ -11,8 +11,12 @@ For every frame::
 ``CameraPipeline.process(frame)`` runs one frame and returns a ``FrameResult``
 (inspectable in a notebook); ``run(source, store)`` loops over a source and
 appends ``observations`` (per zone and time bin: ``people_count``,
-``occupancy``, ``mean_speed``, ``flow_dir_0..7``; sensor ``"{camera}:{zone}"``)
-and ``events`` to a ``Store`` in batches, one batch per closed bin.
+``occupancy``, ``mean_speed``, ``flow_dir_0..7``, and the dwell summary
+``dwell_count``, ``dwell_mean_s``, ``dwell_max_s``; sensor ``"{camera}:{zone}"``;
+per counting line ``line_in``, ``line_out``; sensor ``"{camera}:{line}"``)
+and ``events`` to a ``Store`` in batches, one batch per closed bin. Besides the
+event rules, ``health`` (``safecity.video.health``) raises ``camera_frozen`` and
+``camera_tampered`` events on the same path.
 ``display(frame, result)`` is the only way a frame leaves: people blurred
 (``privacy``), boxes, ids, zones and events drawn.
 
@@ -37,6 +41,8 @@ from safecity.video import events, privacy, sources
 from safecity.video.sources import VideoSource
 from safecity.video.annotate import Annotator
 from safecity.video.detect import PERSON, PeopleFinder
+from safecity.video.health import CameraHealthCheck
+from safecity.video.lines import LineCounter
 from safecity.video.motion import Motion
 from safecity.video.track import BoxTracker, Tracker, class_names, to_table, xywh
 from safecity.video.zones import BinFeatures, ZoneCounter, empty_observations
@@ -124,13 +130,15 @@ class CameraPipeline:
     ``actor`` (default: the operating-system user running the pipeline). ``warmup_s``:
     seconds of frames shown wholly blurred after a start or a restart (a gap of
     more than ``RESTART_GAP_S`` or a step back in the frames' times, or ``restart()``).
+    ``health``: the camera's frozen and tampered checks (default: a ``CameraHealthCheck``
+    set from the camera's ``health`` section, unless it disables them; ``False``: none).
     """
 
     def __init__(self, camera, rules: list | None = None, *, camera_id: str | None = None,
                  bin_s: float = 60.0, fps: float | None = None, start=None,
                  finder: PeopleFinder | None = None, tracker: Tracker | None = None,
                  audit=None, batch_bins: int = 1, counter=None, count_every: int = 5,
-                 warmup_s: float = WARMUP_S, actor: str | None = None):
+                 warmup_s: float = WARMUP_S, actor: str | None = None, health=None):
         self.scene, self.camera_id = _scene_and_id(camera, camera_id)
         self.camera = camera
         self.bin_s = bin_s
@@ -157,9 +165,13 @@ class CameraPipeline:
                       for name, poly in zones.items()}
         self._zone_polys = {name: np.asarray(poly, float) for name, poly in zones.items()}
         self.zone_counter = ZoneCounter(self._zone_polys)
+        self.line_counter = LineCounter(self.scene.get("lines") or {})
+        self.health = self._default_health() if health is None else (health or None)
         self._crowd: dict[str, float] = {}
         self.features: BinFeatures | None = None
-        self._entered: dict[tuple[int, str], list[float]] = {}  # (track, zone) -> [entered, last seen]
+        # (track, zone) -> [entered, last seen, a person?]
+        self._entered: dict[tuple[int, str], list] = {}
+        self._stays: list[tuple[str, float]] = []  # (zone, seconds) of people's stays that ended
         self._t0: pd.Timestamp | None = None
         self.policy_ = None  # the privacy decision, taken (and audited) on the first display
         self._annotator: Annotator | None = None  # built on the first annotated display
@@ -177,11 +189,20 @@ class CameraPipeline:
             found.append(events.RepeatedPresenceRule(self.scene, audit=self.audit, **settings))
         return found
 
+    def _default_health(self) -> CameraHealthCheck | None:
+        settings = self.scene.get("health") or {}
+        if not settings.get("enabled", True):
+            return None
+        return CameraHealthCheck(**{k: settings[k] for k in ("frozen_s", "tampered_s") if k in settings})
+
     # ------------------------------------------------------------------ one frame
 
     def restart(self) -> None:
-        """The source was reopened (a reconnect, a loop): hide whole frames until warmed up again."""
+        """The source was reopened (a reconnect, a loop): hide whole frames until warmed up again,
+        and learn the camera's view afresh."""
         self._warm_seen = 0
+        if self.health is not None:
+            self.health.restart()
 
     def watch(self, source) -> None:
         """Restart the warm-up whenever ``source`` (a ``VideoSource``) reconnects."""
@@ -207,7 +228,8 @@ class CameraPipeline:
                 self.zones = {"all": sv.PolygonZone(self._zone_polys["all"].astype(np.int64))}
                 self.zone_counter = ZoneCounter(self._zone_polys)
             if self.features is None:  # else the bin in progress of a previous loop (continue_bins)
-                self.features = BinFeatures(self.camera_id, self._zone_polys, (w, h), self.bin_s)
+                self.features = BinFeatures(self.camera_id, self._zone_polys, (w, h), self.bin_s,
+                                            lines=self.line_counter.lines)
             self._shape = image.shape
         elif image.shape != self._shape:
             raise ValueError(f"camera '{self.camera_id}': frame {index} is {image.shape[1]}x{image.shape[0]} px, "
@@ -224,15 +246,20 @@ class CameraPipeline:
         tracked.data["speed_mps"], tracked.data["dir_x"], tracked.data["dir_y"] = (
             speed, direction[:, 0], direction[:, 1])
         tracked.data.update({IN_ZONE + name: mask for name, mask in inside.items()})
-        dwell = self._dwell(time_s, ids, inside)
+        people = tracked.class_id == PERSON
+        dwell = self._dwell(time_s, ids, inside, people)
         found = []
         for rule in self.rules:
             found.extend(rule.update(index, time_s, image, tracked, foreground))
-        people = tracked.class_id == PERSON
+        if self.health is not None:
+            found.extend(self.health.update(index, time_s, image))
         counts = self._count(index, image, detections,
                              {name: int((m & people).sum()) for name, m in inside.items()})
+        crossings = self.line_counter.update(tracked[people]) if self.line_counter.lines else None
+        stays, self._stays = self._stays, []
         self._closed = self.features.add(ts, tracked.xyxy[people], speed[people], direction[people],
-                                         {k: v[people] for k, v in inside.items()}, counts)
+                                         {k: v[people] for k, v in inside.items()}, counts,
+                                         stays, crossings)
         return FrameResult(index, time_s, ts, tracked, found, foreground, counts, dwell, warming_up)
 
     def _count(self, index: int, image: np.ndarray, detections: sv.Detections,
@@ -263,20 +290,34 @@ class CameraPipeline:
         self._next = int(index) + 1
         return int(index), ts, frame
 
-    def _dwell(self, time_s: float, ids: np.ndarray, inside: dict, forget_s: float = 3.0) -> dict:
+    def _dwell(self, time_s: float, ids: np.ndarray, inside: dict, people=None,
+               forget_s: float = 3.0) -> dict:
         """Seconds each track has spent in each zone since it entered it. A track seen outside
         the zone has left it; one not seen at all (hidden for a moment) has not, unless it stays
-        unseen for ``forget_s``."""
+        unseen for ``forget_s``. A person's stay that ends goes to ``_stays`` (zone, seconds:
+        entered to last seen in the zone), for the bin's dwell summary."""
         now, seen = set(), {int(t) for t in ids}
+        person = np.ones(len(ids), bool) if people is None else np.asarray(people, bool)
         for name, mask in inside.items():
-            for tid in ids[mask]:
+            for tid, is_person in zip(ids[mask], person[mask]):
                 key = (int(tid), name)
-                self._entered.setdefault(key, [time_s, time_s])[1] = time_s
+                self._entered.setdefault(key, [time_s, time_s, bool(is_person)])[1] = time_s
                 now.add(key)
-        for key, (_, last) in list(self._entered.items()):
+        for key, (entered, last, is_person) in list(self._entered.items()):
             if key not in now and (key[0] in seen or time_s - last > forget_s):
                 del self._entered[key]
+                if is_person:
+                    self._stays.append((key[1], last - entered))
         return {key: time_s - self._entered[key][0] for key in now}
+
+    def end_stays(self) -> None:
+        """The source ended: every stay still open ends at its last sight (dwell summary)."""
+        stays = [(zone, last - entered) for (_, zone), (entered, last, person) in self._entered.items()
+                 if person]
+        self._entered.clear()
+        if self.features is not None:
+            self.features.end_stays(self._stays + stays)
+        self._stays = []
 
     # ------------------------------------------------------------------ a whole source
 
@@ -315,6 +356,7 @@ class CameraPipeline:
                 n_obs, n_events = self._write(store, obs_parts, event_parts, n_obs, n_events)
                 obs_parts, event_parts, bins = [], [], 0
         if self.features is not None and not keep_bin_open:
+            self.end_stays()
             obs_parts.append(self.features.flush())
         n_obs, n_events = self._write(store, obs_parts, event_parts, n_obs, n_events)
         elapsed = time.perf_counter() - t0
@@ -333,13 +375,16 @@ class CameraPipeline:
 
     def continue_bins(self, previous: CameraPipeline) -> None:
         """Carry on ``previous``'s bin in progress (a clip looped into a fresh pipeline whose
-        times continue the last loop's): the bin is written once, with every frame in it."""
+        times continue the last loop's): the bin is written once, with every frame in it. The
+        last loop's open stays end there (its tracks do not carry over)."""
+        previous.end_stays()
         self.features, previous.features = previous.features, None
 
     def flush(self, store=None) -> int:
         """Write the bin in progress (left open by ``run(keep_bin_open=True)``); rows written."""
         if self.features is None:
             return 0
+        self.end_stays()
         n_obs, _ = self._write(store, [self.features.flush()], [], 0, 0)
         return n_obs
 
@@ -455,6 +500,7 @@ def observations_for(camera, frames: Iterable, bin_s: float = 60.0, **kwargs) ->
         if pipe._closed is not None:
             parts.append(pipe._closed)
     if pipe.features is not None:
+        pipe.end_stays()
         parts.append(pipe.features.flush())
     parts = [p for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else empty_observations()

@@ -81,12 +81,16 @@ class ZoneCounter:
 
 class BinFeatures:
     """Per zone and time bin: people count (mean over the bin's frames), occupancy, mean speed,
-    flow-direction histogram; ``add`` returns the rows of the bin it closed (None while open)."""
+    flow-direction histogram, and the stays that ended (``dwell_count``, ``dwell_mean_s``,
+    ``dwell_max_s``, see ``safecity.video.dwell``); per counting line, ``line_in`` and
+    ``line_out`` (``safecity.video.lines``). ``add`` returns the rows of the bin it closed
+    (None while open)."""
 
     def __init__(self, camera_id: str, zones: dict[str, np.ndarray], size: tuple[int, int],
-                 bin_s: float = 60.0, scale: float = 0.25):
+                 bin_s: float = 60.0, scale: float = 0.25, lines=()):
         self.camera_id = camera_id
         self.zones = zones
+        self.lines = list(lines)
         self.bin_s = bin_s
         self.scale = scale
         w, h = size
@@ -105,11 +109,15 @@ class BinFeatures:
         self._occupancy = defaultdict(float)
         self._speeds = defaultdict(list)
         self._flow = defaultdict(lambda: np.zeros(FLOW_SECTORS))
+        self._stays = defaultdict(list)
+        self._crossed = {name: [0, 0] for name in self.lines}
 
     def add(self, ts: pd.Timestamp, xyxy: np.ndarray, speed: np.ndarray, direction: np.ndarray,
-            inside: dict[str, np.ndarray], counts: dict[str, float]) -> pd.DataFrame | None:
+            inside: dict[str, np.ndarray], counts: dict[str, float], stays=(),
+            crossings: dict[str, tuple[int, int]] | None = None) -> pd.DataFrame | None:
         """Account one frame: the people's boxes, ground speeds and image directions, each
-        zone's boolean mask over them, and the people counted in each zone."""
+        zone's boolean mask over them, the people counted in each zone, the stays that ended
+        (``(zone, seconds)`` pairs) and each line's ``(in, out)`` crossings."""
         step = int(round(self.bin_s * 1e9))
         start = ts.value // step * step  # nanoseconds since the epoch, cheaper than Timestamp.floor
         out = self.flush() if self._bin is not None and start != self._bin else None
@@ -129,7 +137,16 @@ class BinFeatures:
             self._speeds[name].extend(speed[ok].tolist())
             moving = ok & (speed >= MOVING_M_S)
             np.add.at(self._flow[name], sector[moving], 1.0)
+        self.end_stays(stays)
+        for name, (n_in, n_out) in (crossings or {}).items():
+            self._crossed[name][0] += n_in
+            self._crossed[name][1] += n_out
         return out
+
+    def end_stays(self, stays) -> None:
+        """Count stays (``(zone, seconds)`` pairs) in the bin in progress."""
+        for zone, seconds in stays:
+            self._stays[zone].append(float(seconds))
 
     def flush(self) -> pd.DataFrame:
         """The rows of the bin in progress (empty if none), and start afresh."""
@@ -145,6 +162,14 @@ class BinFeatures:
             flow = self._flow[name]
             share = flow / flow.sum() if flow.sum() else flow
             rows.extend((sid, f"flow_dir_{k}", float(share[k])) for k in range(FLOW_SECTORS))
+            stays = self._stays[name]
+            rows.append((sid, "dwell_count", float(len(stays))))
+            if stays:
+                rows.append((sid, "dwell_mean_s", float(np.mean(stays))))
+                rows.append((sid, "dwell_max_s", float(np.max(stays))))
+        for name, (n_in, n_out) in self._crossed.items():
+            rows.append((f"{self.camera_id}:{name}", "line_in", float(n_in)))
+            rows.append((f"{self.camera_id}:{name}", "line_out", float(n_out)))
         out = pd.DataFrame(rows, columns=["sensor_id", "metric", "value"])
         out.insert(0, "ts", pd.Timestamp(self._bin, tz="UTC"))
         self._bin = None
