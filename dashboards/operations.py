@@ -74,8 +74,6 @@ def ledger_tab(engine, tz):
 
 
 ledger_page, ledger = ledger_tab(engine, city.config.tz)
-if ledger is not None:  # verdicts come by the minute: every few seconds is fresh enough
-    pn.state.add_periodic_callback(ledger.refresh, period=5_000)
 
 tabs = pn.Tabs(
     ("Live console", console.layout(camera_strip=strip.layout())),
@@ -84,6 +82,17 @@ tabs = pn.Tabs(
     sizing_mode="stretch_both", margin=0, dynamic=True,
 )
 tabs.param.watch(open_maps, "active")
+LEDGER_TAB = 2
+
+
+def refresh_ledger(event=None, tabs=tabs, ledger=ledger) -> None:  # bound, like open_maps
+    """The ledger, recomputed only while its tab is open (at once when opened, then every 5 s)."""
+    if ledger is not None and tabs.active == LEDGER_TAB:
+        ledger.refresh()
+
+
+tabs.param.watch(refresh_ledger, "active")
+pn.state.add_periodic_callback(refresh_ledger, period=5_000)
 
 
 def redraw_forecast(view=view, shown={"issued": None}) -> None:  # bound, like open_maps

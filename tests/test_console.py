@@ -188,6 +188,12 @@ def test_console_on_one_screen_routes_fields_actions_and_verdicts(served_console
         expect(page.locator(f'article.selected-incident[data-incident="{ref}"]')).not_to_have_attribute(
             "data-status", "acknowledged")
 
+        # the ledger tab counts the two verdicts
+        page.get_by_role("tab", name="Alarm ledger").click()
+        summary = page.locator(".ledger-summary").first
+        expect(summary).to_contain_text("2 verdicts: 1 confirmed, 1 false alarms, 0 unsure")
+        page.get_by_role("tab", name="Live console").click()
+
         # the police log's markup is shown as text, never run
         _choose(page, 1, "police_log")
         shown = page.locator("article.selected-incident", has_text=SCRIPT)
