@@ -353,6 +353,10 @@ class Console(param.Parameterized):
             self.message.object = (f'<p class="role-note">'
                                    f'{html.escape(access.session_note(self.role, "dispatch"))}</p>')
         # ---- bottom
+        # Bokeh changes its document's title but not the browser's when Panel serves the page:
+        # a hidden widget carries it, and a browser-side callback sets the tab's title
+        self.title_sync = pn.widgets.TextInput(value=TITLE, visible=False, name="page-title")
+        self.title_sync.jscallback(value="document.title = cb_obj.value")
         self.status_bar = pn.pane.HTML("", css_classes=["status-bar", "live-tick"],
                                        sizing_mode="stretch_width", name="live-tick")
         self.refresh()
@@ -418,10 +422,11 @@ class Console(param.Parameterized):
         return page_title(_queue_at(self.engine, self.engine.version).n_urgent)
 
     def _set_title(self, urgent: int) -> None:
-        if self._doc is not None:
-            title = page_title(urgent)
-            if self._doc.title != title:
-                self._doc.title = title
+        title = page_title(urgent)
+        if self.title_sync.value != title:
+            self.title_sync.value = title
+        if self._doc is not None and self._doc.title != title:
+            self._doc.title = title
 
     def _chosen(self, event) -> None:
         table = self.queue.value
@@ -554,7 +559,7 @@ class Console(param.Parameterized):
     def layout(self, camera_strip: pn.viewable.Viewable | None = None) -> pn.Column:
         """The console: queue | map | incident, then the cameras and the status bar."""
         left = pn.Column(pn.pane.HTML("<b>Incident queue</b>", margin=(0, 5)), self.queue_note,
-                         self.queue, width=600, sizing_mode="stretch_height", margin=0)
+                         self.queue, width=680, sizing_mode="stretch_height", margin=0)
         right = pn.Column(self.summary, pn.pane.HTML("<b>Evidence</b>", margin=(0, 5)), self.evidence,
                           pn.pane.HTML("<b>Recommended (fastest first)</b>", margin=(0, 5)),
                           self.recommendation, self.controls(),
@@ -564,7 +569,7 @@ class Console(param.Parameterized):
         parts = [middle]
         if camera_strip is not None:
             parts.append(camera_strip)
-        parts.append(self.status_bar)
+        parts.append(pn.Row(self.status_bar, self.title_sync, sizing_mode="stretch_width", margin=0))
         return pn.Column(*parts, sizing_mode="stretch_both", margin=0, css_classes=["console"])
 
 
