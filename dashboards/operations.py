@@ -79,7 +79,7 @@ tabs = pn.Tabs(
     ("Live console", console.layout(camera_strip=strip.layout())),
     ("City maps", maps),
     ("Alarm ledger", ledger_page),
-    sizing_mode="stretch_both", margin=0, dynamic=True,
+    sizing_mode="stretch_both", margin=0,
 )
 tabs.param.watch(open_maps, "active")
 LEDGER_TAB = 2

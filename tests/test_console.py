@@ -12,6 +12,8 @@ import pytest
 from conftest import CHROMIUM, chromium_page, click_dispatch, panel_serve
 
 SCRIPT = "<script>alert(1)</script>"
+#: A row of the incident queue (the ledger's tables have rows too).
+QUEUE_ROW = ".tabulator-row:has([tabulator-field='ref'])"
 
 #: The first ColumnDataSource of the page's Bokeh document whose data has ``column``, as
 #: {column: [...], n: rows}; null while there is none (the page is still drawing).
@@ -86,7 +88,8 @@ def filter_queue(page, column: int, text: str) -> None:
                if (e.classList && e.classList.contains('tabulator-row')) rows.push(e);
                if (e.shadowRoot) find(e.shadowRoot); } };
              find(document);
-             return rows.length > 0 && rows.every(r => r.textContent.includes(text)); }""",
+             const queue = rows.filter(r => r.querySelector("[tabulator-field='ref']") !== null);
+             return queue.length > 0 && queue.every(r => r.textContent.includes(text)); }""",
         arg=text)
 
 
@@ -94,7 +97,7 @@ def _choose(page, column: int, text: str) -> str:
     """Filter the queue on ``text``, click its first row and return that incident's ref once
     the panel shows it."""
     filter_queue(page, column, text)
-    row = page.locator(".tabulator-row", has_text=text).first
+    row = page.locator(QUEUE_ROW, has_text=text).first
     ref = row.locator(".tabulator-cell[tabulator-field='ref']").text_content().strip()
     row.click()
     page.locator(f'article.selected-incident[data-incident="{ref}"]').wait_for()
@@ -135,7 +138,7 @@ def test_console_on_one_screen_routes_fields_actions_and_verdicts(served_console
 
         # the operator picks the two-shot gunshot: routes drawn with their ETAs, ETAs listed
         filter_queue(page, 1, "gunshot")
-        rows = page.locator(".tabulator-row", has_text="gunshot")
+        rows = page.locator(QUEUE_ROW, has_text="gunshot")
         expect(rows).to_have_count(2)
         two = rows.filter(has=page.locator(".tabulator-cell[tabulator-field='sources']",
                                            has_text="2")).first  # the two shots' incident

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, chromium_page, click_dispatch, shared_data, short_clip, stop
 from live_server import live_server, make_city, make_tokens
+from test_console import QUEUE_ROW
 
 ARTIFACTS = ROOT / "test-artifacts"
 CAMERA = "pets-1"
@@ -220,7 +221,7 @@ def test_http_sources_incident_dispatch_and_moving_marker(server, roads, pets_cl
                 timeout=300_000, polling=500)
             times.since("camera worker start -> tile past one loop of the clip", started)
             # what the worker's pipeline finds on the clip reaches the engine and the queue
-            page.locator(".tabulator-row", has_text="loitering").first.wait_for(timeout=120_000)
+            page.locator(QUEUE_ROW, has_text="loitering").first.wait_for(timeout=120_000)
             times.since("camera worker start -> its loitering incident in the queue", started)
 
             # a gunshot heard by two detectors and a panic press beside it, all stamped now
@@ -242,7 +243,7 @@ def test_http_sources_incident_dispatch_and_moving_marker(server, roads, pets_cl
             times.since("POST gunshot + panic -> both acknowledged", posted)
 
             # the queue shows the incident: wait for the gunshot's row
-            page.locator(".tabulator-row", has_text="gunshot").first.wait_for(timeout=120_000)
+            page.locator(QUEUE_ROW, has_text="gunshot").first.wait_for(timeout=120_000)
             times.since("POST -> incident visible in the queue", posted)
             ours = [i for i in server.get("/api/v1/incidents")[1] if "e2e-panic-1" in i["event_ids"]]
             assert len(ours) == 1, ours  # one incident of the three events
@@ -250,7 +251,7 @@ def test_http_sources_incident_dispatch_and_moving_marker(server, roads, pets_cl
             assert all(e in incident["event_ids"] for e in ("e2e-shot-1", "e2e-shot-2"))
             assert incident["kind"] == "gunshot" and incident["status"] == "open", incident
             # the operator picks it; its evidence lists the three events, its units the police
-            page.locator(".tabulator-row", has_text=incident["incident_id"]).first.click()
+            page.locator(QUEUE_ROW, has_text=incident["incident_id"]).first.click()
             shown = page.locator(
                 f'article.selected-incident[data-incident="{incident["incident_id"]}"]')
             shown.wait_for(timeout=60_000)
@@ -395,7 +396,7 @@ def test_mqtt_frigate_messages_become_an_incident_on_the_page(server, roads, tmp
                     assert time.monotonic() < deadline, "no forbidden_zone incident in the API"
                     time.sleep(0.02)
                 times.since("MQTT publish -> incident in GET /api/v1/incidents", published)
-                row = page.locator(".tabulator-row", has_text="forbidden_zone").first
+                row = page.locator(QUEUE_ROW, has_text="forbidden_zone").first
                 row.wait_for(timeout=120_000)
                 times.since("MQTT publish (new/update/update/end) -> incident visible in the queue",
                             published)

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import click_dispatch, panel_serve
 from conftest import CHROMIUM, CHROMIUM_ARGS, ROOT
-from test_console import filter_queue
+from test_console import QUEUE_ROW, filter_queue
 
 ARTIFACTS = ROOT / "test-artifacts"
 SCRIPT = "<script>alert(1)</script>"
@@ -107,7 +107,7 @@ def test_live_counter_queue_and_dispatch(served_live):
 
         # the police log text is shown as text, never run: the operator picks its incident
         filter_queue(page, 1, "police_log")
-        page.locator(".tabulator-row", has_text="police_log").first.click(timeout=60_000)
+        page.locator(QUEUE_ROW, has_text="police_log").first.click(timeout=60_000)
         shown = page.locator("article.selected-incident", has_text=SCRIPT)
         shown.first.wait_for(timeout=30_000)
         assert "<b>bold</b>" in shown.first.text_content()
