@@ -75,10 +75,17 @@ def ledger_tab(engine, tz):
 
 ledger_page, ledger = ledger_tab(engine, city.config.tz)
 
+
+
+def own_scroll(page) -> pn.Column:
+    """A tab that scrolls inside itself: a tall tab would stretch every tab, the console too."""
+    return pn.Column(page, scroll=True, sizing_mode="stretch_both", min_height=0, margin=0)
+
+
 tabs = pn.Tabs(
     ("Live console", console.layout(camera_strip=strip.layout())),
-    ("City maps", maps),
-    ("Alarm ledger", ledger_page),
+    ("City maps", own_scroll(maps)),
+    ("Alarm ledger", own_scroll(ledger_page)),
     sizing_mode="stretch_both", margin=0,
 )
 tabs.param.watch(open_maps, "active")

@@ -541,8 +541,11 @@ class Console(param.Parameterized):
         incidents = hv.DynamicMap(lambda data: views.incident_markers(data, now()),
                                   streams=[self.incidents_pipe])
         units = hv.DynamicMap(lambda data: views.unit_markers(data), streams=[self.units_pipe])
+        # the map fills its part of the screen: a height following the width (the maps'
+        # data_aspect) grew past the screen once the page was laid out again
         return views.on_zone_map(zones, fields * routes * incidents * units,
-                                 title="Incidents, units and cameras now")
+                                 title="Incidents, units and cameras now").opts(
+            data_aspect=None, responsive=True, min_height=300)
 
     def controls(self) -> pn.Column:
         widgets = pn.Param(self.param, parameters=["unit"], show_name=False,
