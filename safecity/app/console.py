@@ -355,7 +355,7 @@ class Console(param.Parameterized):
         # ---- bottom
         # Bokeh changes its document's title but not the browser's when Panel serves the page:
         # a hidden widget carries it, and a browser-side callback sets the tab's title
-        self.title_sync = pn.widgets.TextInput(value=TITLE, visible=False, name="page-title")
+        self.title_sync = pn.widgets.TextInput(value=TITLE, visible=False)
         self.title_sync.jscallback(value="document.title = cb_obj.value")
         self.status_bar = pn.pane.HTML("", css_classes=["status-bar", "live-tick"],
                                        sizing_mode="stretch_width", name="live-tick")
