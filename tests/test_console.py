@@ -8,7 +8,6 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import CHROMIUM, chromium_page, click_dispatch, panel_serve
 
 SCRIPT = "<script>alert(1)</script>"
