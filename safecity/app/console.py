@@ -390,8 +390,10 @@ class Console(param.Parameterized):
         self._seen = key
         shared = _queue_at(e, e.version)
         table = _queue_table(e, e.version, key[1])
-        self.queue.value = table
-        self.queue.style.apply(_urgent_rows(shared.urgent), axis=1)
+        if not table.equals(self.queue.value):  # a unit's move changes the engine, not the queue
+            self.queue.value = table  # (every redraw of the table may cut an operator's click)
+            self.queue.style.clear()  # the previous rows' styles, not piled up
+            self.queue.style.apply(_urgent_rows(shared.urgent), axis=1)
         self.queue_note.object = (f'<p class="queue-count" data-urgent="{shared.n_urgent}">'
                                   f"{len(table)} incidents, <b>{shared.n_urgent}</b> urgent not "
                                   f"acknowledged" + (f", {shared.more} older not shown" if shared.more
