@@ -301,6 +301,7 @@ class Console(param.Parameterized):
             key = self._session_key
             pn.state.on_session_destroyed(lambda _ctx, key=key: _session_ended(key))
         self._seen = None  # (version, minute) last shown
+        self._shown_urgent = None  # the queue's highlighted rows
         self._shown_units = None
         self._shown_incidents = None
         self._shown_detail = None  # (version, incident) of the detail panel
@@ -390,10 +391,7 @@ class Console(param.Parameterized):
         self._seen = key
         shared = _queue_at(e, e.version)
         table = _queue_table(e, e.version, key[1])
-        if not table.equals(self.queue.value):  # a unit's move changes the engine, not the queue
-            self.queue.value = table  # (every redraw of the table may cut an operator's click)
-            self.queue.style.clear()  # the previous rows' styles, not piled up
-            self.queue.style.apply(_urgent_rows(shared.urgent), axis=1)
+        self._show_queue(table, shared.urgent)
         self.queue_note.object = (f'<p class="queue-count" data-urgent="{shared.n_urgent}">'
                                   f"{len(table)} incidents, <b>{shared.n_urgent}</b> urgent not "
                                   f"acknowledged" + (f", {shared.more} older not shown" if shared.more
@@ -418,6 +416,27 @@ class Console(param.Parameterized):
         rows = list(self.queue.value.index[self.queue.value["ref"] == self.selected])
         if self.queue.selection != rows[:1]:
             self.queue.selection = rows[:1]
+
+    def _show_queue(self, table: pd.DataFrame, urgent) -> None:
+        """Patch the cells that changed (ages, statuses) when the rows are the same ones: a
+        redrawn table detaches the row an operator is clicking; replace it when rows come or go."""
+        shown = self.queue.value
+        urgent = tuple(bool(u) for u in urgent)
+        same_rows = (len(shown) == len(table) and urgent == self._shown_urgent
+                     and (shown["ref"].to_numpy() == table["ref"].to_numpy()).all())
+        if not same_rows:
+            self._shown_urgent = urgent
+            self.queue.value = table
+            self.queue.style.clear()  # the previous rows' styles, not piled up
+            self.queue.style.apply(_urgent_rows(urgent), axis=1)
+            return
+        changes = {}
+        for col in table.columns:
+            differ = (shown[col].to_numpy() != table[col].to_numpy()).nonzero()[0]
+            if len(differ):
+                changes[col] = [(int(i), table[col].iloc[i]) for i in differ]
+        if changes:
+            self.queue.patch(changes, as_index=False)
 
     def title(self) -> str:
         """The page's title now (see ``page_title``)."""
