@@ -194,7 +194,7 @@ _MARKER_MOVED = (
     " return now.units.some(b => first.units.some(a => a.id === b.id"
     "  && a.unit.length === b.unit.length && a.unit.every((u, i) => u === b.unit[i])"
     "  && a.lon.some((x, i) => x !== b.lon[i] || a.lat[i] !== b.lat[i]))); }")
-_LIVE_TITLES = ("Units now",)
+_LIVE_TITLES = ("Incidents, units and cameras now",)
 _MAP_TITLES = ("Anomalies and", "Crowd: people_count", "Forecast: peak per zone",
                "Forecast for", "Usual week by zone")
 

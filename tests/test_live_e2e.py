@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, chromium_page, click_dispatch, shared_data, short_clip, stop
 from live_server import live_server, make_city, make_tokens
+from test_console import QUEUE_ROW
 
 ARTIFACTS = ROOT / "test-artifacts"
 CAMERA = "pets-1"
@@ -209,9 +210,7 @@ def test_http_sources_incident_dispatch_and_moving_marker(server, roads, pets_cl
             tile = page.locator(f'figure.camera-tile[data-camera="{CAMERA}"]').first
             tile.locator("img.camera-frame").wait_for(timeout=180_000)
             times.since("camera worker start -> its tile on the page", started)
-            # its health row says ok (a live worker), and the tile's caption too
-            page.locator(f'tr.camera-row.status-ok[data-camera="{CAMERA}"]').first.wait_for(
-                timeout=120_000)
+            # its health is ok (a live worker): the strip's caption says so
             page.locator(f'figure.camera-tile.status-ok[data-camera="{CAMERA}"]').first.wait_for(
                 timeout=120_000)
             times.since("camera worker start -> its health ok on the page", started)
@@ -222,7 +221,7 @@ def test_http_sources_incident_dispatch_and_moving_marker(server, roads, pets_cl
                 timeout=300_000, polling=500)
             times.since("camera worker start -> tile past one loop of the clip", started)
             # what the worker's pipeline finds on the clip reaches the engine and the queue
-            page.locator("article.incident", has_text="loitering").first.wait_for(timeout=120_000)
+            page.locator(QUEUE_ROW, has_text="loitering").first.wait_for(timeout=120_000)
             times.since("camera worker start -> its loitering incident in the queue", started)
 
             # a gunshot heard by two detectors and a panic press beside it, all stamped now
@@ -243,25 +242,22 @@ def test_http_sources_incident_dispatch_and_moving_marker(server, roads, pets_cl
                 (202, {"accepted": 1, "duplicates": 0})
             times.since("POST gunshot + panic -> both acknowledged", posted)
 
-            # the queue shows each incident's events: wait for the panic press's
-            shown = page.locator("article.incident", has_text="e2e-panic-1").first
-            shown.wait_for(timeout=120_000)
+            # the queue shows the incident: wait for the gunshot's row
+            page.locator(QUEUE_ROW, has_text="gunshot").first.wait_for(timeout=120_000)
             times.since("POST -> incident visible in the queue", posted)
             ours = [i for i in server.get("/api/v1/incidents")[1] if "e2e-panic-1" in i["event_ids"]]
             assert len(ours) == 1, ours  # one incident of the three events
             incident = ours[0]
             assert all(e in incident["event_ids"] for e in ("e2e-shot-1", "e2e-shot-2"))
             assert incident["kind"] == "gunshot" and incident["status"] == "open", incident
-            text = shown.text_content()
-            assert incident["incident_id"] in text, text
-            assert incident["summary"] in text, (incident["summary"], text)
-
-            # the operator picks it; its recommended units are the police units, fastest first
-            choice = page.locator("option", has_text=incident["incident_id"]).first
-            choice.wait_for(state="attached", timeout=60_000)
-            select = page.locator("select", has=page.locator(
-                "option", has_text=incident["incident_id"])).first
-            select.select_option(label=choice.text_content())
+            # the operator picks it; its evidence lists the three events, its units the police
+            page.locator(QUEUE_ROW, has_text=incident["incident_id"]).first.click()
+            shown = page.locator(
+                f'article.selected-incident[data-incident="{incident["incident_id"]}"]')
+            shown.wait_for(timeout=60_000)
+            assert incident["summary"] in shown.text_content(), incident["summary"]
+            for ev in ("e2e-shot-1", "e2e-shot-2", "e2e-panic-1"):
+                page.locator(f'li.evidence-event[data-event="{ev}"]').wait_for(timeout=60_000)
             from playwright.sync_api import expect
 
             rows = page.locator("table.recommended tbody tr")
@@ -275,9 +271,8 @@ def test_http_sources_incident_dispatch_and_moving_marker(server, roads, pets_cl
             assert message.get_attribute("class") == "dispatch-done", message.text_content()
             unit = message.get_attribute("data-unit")
             assert unit == "police-01" and incident["incident_id"] in message.text_content()
-            row = page.locator("table.unit-status tbody tr", has_text=unit).first
-            expect(row).to_contain_text("dispatched", timeout=60_000)
-            times.since("click Dispatch -> unit dispatched in the unit table", clicked)
+            expect(shown).to_have_attribute("data-status", "dispatched", timeout=60_000)
+            times.since("click Dispatch -> incident dispatched on the page", clicked)
             api_units = {u["unit_id"]: u for u in server.get("/api/v1/units")[1]}
             assert api_units[unit]["status"] == "dispatched"
             assert api_units["police-02"]["status"] == "available"
@@ -311,7 +306,7 @@ def test_http_sources_incident_dispatch_and_moving_marker(server, roads, pets_cl
             clock = page.evaluate(f"() => ({_SHADOW_FIND})('span.live-counter').parentElement"
                                   ".textContent")
             assert "server time" in clock, clock
-            assert "behind the server's clock" in page.locator("p.data-lag").first.text_content()
+            assert "lag: events" in page.locator("span.data-lag-bar").first.text_content()
             health_api = server.get("/api/v1/health", token=None)[1]
             assert {"cameras", "acoustic", "panic", "avl"} <= set(health_api["sources"]), health_api
             ARTIFACTS.mkdir(exist_ok=True)
@@ -401,8 +396,8 @@ def test_mqtt_frigate_messages_become_an_incident_on_the_page(server, roads, tmp
                     assert time.monotonic() < deadline, "no forbidden_zone incident in the API"
                     time.sleep(0.02)
                 times.since("MQTT publish -> incident in GET /api/v1/incidents", published)
-                shown = page.locator("article.incident", has_text="forbidden_zone").first
-                shown.wait_for(timeout=120_000)
+                row = page.locator(QUEUE_ROW, has_text="forbidden_zone").first
+                row.wait_for(timeout=120_000)
                 times.since("MQTT publish (new/update/update/end) -> incident visible in the queue",
                             published)
 
@@ -413,8 +408,11 @@ def test_mqtt_frigate_messages_become_an_incident_on_the_page(server, roads, tmp
                 frigate_id = json.loads(messages[0])["after"]["id"]
                 assert json.loads(incident["event_ids"]) == [f"frigate-{frigate_id}-forbidden_zone"]
                 assert (incident["lon"], incident["lat"]) == pytest.approx((lon, lat))
-                text = shown.text_content()
-                assert incident["incident_id"] in text and incident["summary"] in text
+                row.click()
+                shown = page.locator(
+                    f'article.selected-incident[data-incident="{incident["incident_id"]}"]')
+                shown.wait_for(timeout=60_000)
+                assert incident["summary"] in shown.text_content()
                 # a police unit is proposed for it, the nearest first
                 page.locator("table.recommended tbody tr", has_text="police-01").first.wait_for(
                     timeout=60_000)

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import click_dispatch, panel_serve
 from conftest import CHROMIUM, CHROMIUM_ARGS, ROOT
+from test_console import QUEUE_ROW, filter_queue
 
 ARTIFACTS = ROOT / "test-artifacts"
 SCRIPT = "<script>alert(1)</script>"
@@ -104,8 +105,16 @@ def test_live_counter_queue_and_dispatch(served_live):
         assert _tick(other) >= second, "the second session did not show the shared engine"
         other.close()
 
-        # the police log text is shown as text, never run
-        shown = page.locator("article.incident", has_text=SCRIPT)
+        # the police log text is shown as text, never run: the operator picks its incident
+        filter_queue(page, 1, "police_log")
+        rows = page.locator(QUEUE_ROW, has_text="police_log")
+        shown = page.locator("article.selected-incident", has_text=SCRIPT)
+        for i in range(rows.count()):  # the city's own police logs too: each in turn
+            ref = rows.nth(i).locator("[tabulator-field='ref']").text_content().strip()
+            rows.nth(i).click()
+            page.locator(f'article.selected-incident[data-incident="{ref}"]').wait_for()
+            if shown.count():
+                break
         shown.first.wait_for(timeout=30_000)
         assert "<b>bold</b>" in shown.first.text_content()
 
@@ -113,10 +122,8 @@ def test_live_counter_queue_and_dispatch(served_live):
         assert message.get_attribute("class") == "dispatch-done", message.text_content()
         unit = message.get_attribute("data-unit")
         assert unit and f"{unit} dispatched to" in message.text_content()
-        row = page.locator("table.unit-status tbody tr", has_text=unit).first
-        expect(row).to_contain_text("dispatched", timeout=60_000)
-        audit = page.locator("table.audit-rows tbody tr", has_text=unit).first
-        expect(audit).to_contain_text("dispatch", timeout=60_000)
+        expect(page.locator("article.selected-incident")).to_have_attribute(
+            "data-status", "dispatched", timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "operations_live.png"), full_page=True)
         browser.close()
     assert not dialogs, f"page ran script from incident text: {dialogs}"
