@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import html
+import time
 import json
 import threading
 from types import SimpleNamespace
@@ -41,7 +42,12 @@ ROUTES_SHOWN = 3
 TITLE = "safecity · operations"
 #: Queue rows of unacknowledged urgent incidents.
 URGENT_STYLE = "background-color: #ffd6d6; font-weight: bold"
-QUEUE_COLUMNS = ["ref", "priority", "kind", "place", "age", "sources", "status"]
+QUEUE_COLUMNS = ["ref", "priority", "kind", "place", "age", "sources", "status", "t"]
+#: The queue's order on screen (most urgent, then newest), sorted in the browser: the table's
+#: own rows keep their places, so a row clicked while new incidents arrive is the row chosen.
+#: Wall seconds between updates of the queue's ages (see ``Console._minute``).
+AGE_REFRESH_S = 20.0
+QUEUE_ORDER = [{"field": "priority", "dir": "asc"}, {"field": "t", "dir": "desc"}]
 
 
 # =========================================================================== shared reads
@@ -100,6 +106,7 @@ def _queue_at(engine, version: int) -> SimpleNamespace:
         "kind": shown["kind"].astype(str),
         "place": shown["incident_id"].map(places).astype(str),
         "ts": shown["ts"],
+        "t": shown["ts"].astype("int64") // 10**9,  # seconds, for the browser's sorting
         "sources": shown["event_ids"].map(_sources).astype(int),
         "status": shown["status"].astype(str),
     })
@@ -112,7 +119,7 @@ def _queue_at(engine, version: int) -> SimpleNamespace:
 def _queue_table(engine, version: int, minute: pd.Timestamp) -> pd.DataFrame:
     """The queue's rows as shown, with ages; recomputed when the engine changes or a minute passes."""
     shared = _queue_at(engine, version)
-    now = pd.Timestamp(engine.now, tz="UTC")
+    now = minute.tz_localize("UTC") if minute.tz is None else minute  # the ages' clock
     table = shared.table.assign(age=[views.age_text(ts, now) for ts in shared.table["ts"]])
     return table[QUEUE_COLUMNS]
 
@@ -301,6 +308,7 @@ class Console(param.Parameterized):
             key = self._session_key
             pn.state.on_session_destroyed(lambda _ctx, key=key: _session_ended(key))
         self._seen = None  # (version, minute) last shown
+        self._age_clock, self._age_wall = None, 0.0  # see _minute
         self._shown_urgent = None  # the queue's highlighted rows
         self._shown_units = None
         self._shown_incidents = None
@@ -313,6 +321,7 @@ class Console(param.Parameterized):
             pd.DataFrame(columns=QUEUE_COLUMNS), show_index=False, disabled=True, selectable=1,
             sortable=True, layout="fit_columns", sizing_mode="stretch_both",
             pagination=None, css_classes=["incident-queue"], name="incident-queue",
+            sorters=QUEUE_ORDER, hidden_columns=["t"],
             widths={"ref": 150, "priority": 45, "kind": 95, "place": 115, "age": 105, "sources": 50,
                     "status": 100},
             titles={"priority": "P", "sources": "src"},
@@ -364,7 +373,18 @@ class Console(param.Parameterized):
 
     # ------------------------------------------------------------------ reading the engine
     def _minute(self) -> pd.Timestamp:
-        return pd.Timestamp(self.engine.now).floor("min")
+        """The minute ages are counted to: the engine's, moved on at most every ``AGE_REFRESH_S``.
+
+        Each change of an age redraws the whole queue in the browser (Tabulator re-sends
+        sorted or filtered data), and a redraw under the operator's pointer loses the
+        click; a replay's clock passes a minute every wall second.
+        """
+        now = pd.Timestamp(self.engine.now).floor("min")
+        wall = time.monotonic()
+        if self._age_clock is None or (now != self._age_clock
+                                       and wall - self._age_wall >= AGE_REFRESH_S):
+            self._age_clock, self._age_wall = now, wall
+        return self._age_clock
 
     def _units(self) -> pd.DataFrame:
         return _positions_at(self.engine, self.engine.version, False)
@@ -418,25 +438,34 @@ class Console(param.Parameterized):
             self.queue.selection = rows[:1]
 
     def _show_queue(self, table: pd.DataFrame, urgent) -> None:
-        """Patch the cells that changed (ages, statuses) when the rows are the same ones: a
-        redrawn table detaches the row an operator is clicking; replace it when rows come or go."""
+        """Show the queue with its rows in place: a row keeps its position in the table while it
+        stays (the browser sorts them), new incidents are streamed after the others, and only
+        the cells that changed (ages, statuses) are patched. A replaced table would renumber
+        the rows between an operator's click and its arrival here, choosing another incident;
+        it is replaced only when an incident leaves the queue (merged, or past its cap)."""
         shown = self.queue.value
-        urgent = tuple(bool(u) for u in urgent)
-        same_rows = (len(shown) == len(table) and urgent == self._shown_urgent
-                     and (shown["ref"].to_numpy() == table["ref"].to_numpy()).all())
-        if not same_rows:
-            self._shown_urgent = urgent
-            self.queue.value = table
+        refs = pd.Index(table["ref"])
+        if len(shown) and refs.is_unique and shown["ref"].isin(refs).all():
+            kept = table.set_index("ref").loc[shown["ref"]].reset_index()[QUEUE_COLUMNS]
+            kept.index = shown.index
+            changes = {}
+            for col in QUEUE_COLUMNS:
+                differ = (shown[col].to_numpy() != kept[col].to_numpy()).nonzero()[0]
+                if len(differ):
+                    changes[col] = [(int(i), kept[col].iloc[i]) for i in differ]
+            if changes:
+                self.queue.patch(changes, as_index=False)
+            new = table[~table["ref"].isin(shown["ref"])]
+            if len(new):
+                self.queue.stream(new[QUEUE_COLUMNS].reset_index(drop=True))
+        else:
+            self.queue.value = table.reset_index(drop=True)
+        flags = dict(zip(table["ref"], (bool(u) for u in urgent)))
+        now_shown = tuple(flags.get(r, False) for r in self.queue.value["ref"])
+        if now_shown != self._shown_urgent:
+            self._shown_urgent = now_shown
             self.queue.style.clear()  # the previous rows' styles, not piled up
-            self.queue.style.apply(_urgent_rows(urgent), axis=1)
-            return
-        changes = {}
-        for col in table.columns:
-            differ = (shown[col].to_numpy() != table[col].to_numpy()).nonzero()[0]
-            if len(differ):
-                changes[col] = [(int(i), table[col].iloc[i]) for i in differ]
-        if changes:
-            self.queue.patch(changes, as_index=False)
+            self.queue.style.apply(_urgent_rows(now_shown), axis=1)
 
     def title(self) -> str:
         """The page's title now (see ``page_title``)."""
