@@ -135,6 +135,16 @@ def chromium_page(viewport: tuple[int, int] = (1400, 1000)):
             browser.close()
 
 
+@contextlib.contextmanager
+def served_operations(city, state_dir, speed: float):
+    """``dashboards/operations.py`` served on ``city``, its state in ``state_dir``, the replay at
+    ``speed`` simulated seconds per second (0 holds the clock still); yields (url, state_dir)."""
+    env = {"SAFECITY_DATA_DIR": str(city), "SAFECITY_STATE_DIR": str(state_dir),
+           "SAFECITY_REPLAY_SPEED": f"{speed:g}"}
+    with panel_serve("operations", env) as (url, _):
+        yield url, state_dir
+
+
 def click_dispatch(page, timeout_ms: int = 120_000):
     """Click the live page's Dispatch once it recommends a unit; return the outcome paragraph.
 

@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import CHROMIUM, chromium_page, click_dispatch, panel_serve
+from conftest import CHROMIUM, chromium_page, click_dispatch, served_operations
 
 SCRIPT = "<script>alert(1)</script>"
 #: A row of the incident queue (the ledger's tables have rows too).
@@ -62,11 +62,8 @@ def console_city(tmp_path_factory):
 @pytest.fixture(scope="module")
 def served_console(console_city, tmp_path_factory):
     """The operations page on the city, its replay clock held still (speed 0): the queue stays."""
-    state_dir = tmp_path_factory.mktemp("console-state")
-    env = {"SAFECITY_DATA_DIR": str(console_city), "SAFECITY_STATE_DIR": str(state_dir),
-           "SAFECITY_REPLAY_SPEED": "0"}
-    with panel_serve("operations", env) as (url, _):
-        yield url, state_dir
+    with served_operations(console_city, tmp_path_factory.mktemp("console-state"), 0) as served:
+        yield served
 
 
 def _no_page_scroll(page) -> None:

@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import click_dispatch, panel_serve
+from conftest import click_dispatch, served_operations
 from conftest import CHROMIUM, CHROMIUM_ARGS, ROOT
 from test_console import QUEUE_ROW, filter_queue
 
@@ -58,11 +58,8 @@ def test_one_engine_per_process(live_city, tmp_path):
 
 @pytest.fixture(scope="module")
 def served_live(live_city, tmp_path_factory):
-    state_dir = tmp_path_factory.mktemp("state")
-    env = {"SAFECITY_DATA_DIR": str(live_city), "SAFECITY_STATE_DIR": str(state_dir),
-           "SAFECITY_REPLAY_SPEED": "60"}
-    with panel_serve("operations", env) as (url, _):
-        yield url, state_dir
+    with served_operations(live_city, tmp_path_factory.mktemp("state"), 60) as served:
+        yield served
 
 
 def _tick(page) -> int:

@@ -355,16 +355,22 @@ class CameraWallView(param.Parameterized):
         super().__init__(**params)
         self.wall = wall
         self.tiles: dict[str, pn.pane.HTML] = {}
-        self._box = pn.FlexBox(sizing_mode="stretch_width", css_classes=["camera-wall"])
-        self._shown: dict[str, int] = {}
+        self._box = self._container()
+        self._shown: dict[str, tuple] = {}
         self.refresh()
+
+    def _container(self) -> pn.layout.ListLike:
+        return pn.FlexBox(sizing_mode="stretch_width", css_classes=["camera-wall"])
+
+    def _tile_pane(self) -> pn.pane.HTML:
+        return pn.pane.HTML("", css_classes=["camera-tile-pane"], width=self.tile_width,
+                            sizing_mode="fixed")
 
     def refresh(self) -> None:
         status = self.wall.health().set_index("camera_id")["status"]
         for cid in self.wall.camera_ids:
             if cid not in self.tiles:  # a feed's cameras appear as their workers first post
-                self.tiles[cid] = pn.pane.HTML("", css_classes=["camera-tile-pane"],
-                                               width=self.tile_width, sizing_mode="fixed")
+                self.tiles[cid] = self._tile_pane()
                 self._box.append(self.tiles[cid])
             frames, jpeg = self.wall.tile(cid)
             key = (frames, status.get(cid, "offline"))

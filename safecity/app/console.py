@@ -27,7 +27,7 @@ import panel as pn
 import param
 
 from safecity.app import access, views
-from safecity.app.camera_wall import Wall, data_lag, tile_html
+from safecity.app.camera_wall import CameraWallView, Wall, data_lag, tile_html
 from safecity.app.dashboard import _positions_at, _table_html, clock_name
 from safecity.data.schema import FALSE_ALARM_REASONS
 from safecity.incidents.review import ACTIVE_STATUSES, CLOSE_OUTCOMES
@@ -636,33 +636,16 @@ def _urgent_rows(urgent):
     return style
 
 
-class CameraStrip(param.Parameterized):
+class CameraStrip(CameraWallView):
     """A compact row of the cameras' blurred tiles, each captioned with its health."""
 
     tile_width = param.Integer(default=150, bounds=(80, 400))
 
-    def __init__(self, wall: Wall, **params):
-        super().__init__(**params)
-        self.wall = wall
-        self.tiles: dict[str, pn.pane.HTML] = {}
-        self._shown: dict[str, tuple] = {}
-        self._box = pn.Row(sizing_mode="stretch_width", height=150, css_classes=["camera-strip"],
-                           styles={"overflow-x": "auto"}, margin=0)
-        self.refresh()
+    def _container(self) -> pn.Row:
+        return pn.Row(sizing_mode="stretch_width", height=150, css_classes=["camera-strip"],
+                      styles={"overflow-x": "auto"}, margin=0)
 
-    def refresh(self) -> None:
-        status = self.wall.health().set_index("camera_id")["status"]
-        for cid in self.wall.camera_ids:
-            if cid not in self.tiles:
-                self.tiles[cid] = pn.pane.HTML("", width=self.tile_width, sizing_mode="fixed",
-                                               css_classes=["camera-tile-pane"], margin=(0, 4))
-                self._box.append(self.tiles[cid])
-            frames, jpeg = self.wall.tile(cid)
-            key = (frames, status.get(cid, "offline"))
-            if self._shown.get(cid) != key:
-                self._shown[cid] = key
-                self.tiles[cid].object = tile_html(cid, frames, jpeg, key[1])
-
-    def layout(self) -> pn.Row:
-        return self._box
+    def _tile_pane(self) -> pn.pane.HTML:
+        return pn.pane.HTML("", width=self.tile_width, sizing_mode="fixed",
+                            css_classes=["camera-tile-pane"], margin=(0, 4))
 

@@ -40,23 +40,24 @@ class Verdict:
             raise ValueError(f"reason: only a false alarm takes a reason, not '{self.verdict}'")
 
 
-def _incident(store: Store, incident_id: str) -> pd.DataFrame:
+def _active(store: Store, incident_id: str, what: str) -> pd.DataFrame:
+    """The incident's row, if an operator may still act on it (else a ValueError saying why)."""
     incidents = store.state.read("incidents")
     row = incidents[incidents["incident_id"] == incident_id]
     if row.empty:
         raise KeyError(f"unknown incident '{incident_id}'")
+    status = row["status"].iloc[0]
+    if status not in ACTIVE_STATUSES:
+        raise ValueError(f"incident '{incident_id}' is {status}; only an active incident "
+                         f"can be {what}")
     return row
 
 
 def acknowledge(store: Store, incident_id: str, actor: str, ts=None) -> pd.Series:
     """Mark an open incident as seen; an incident already acknowledged or dispatched stays as it is."""
     with store.state.transaction():
-        row = _incident(store, incident_id)
-        status = row["status"].iloc[0]
-        if status not in ACTIVE_STATUSES:
-            raise ValueError(f"incident '{incident_id}' is {status}; only an active incident "
-                             "can be acknowledged")
-        if status == "open":
+        row = _active(store, incident_id, "acknowledged")
+        if row["status"].iloc[0] == "open":
             row = row.assign(status="acknowledged")
             store.state.upsert("incidents", row)
             store.state.audit(actor, "acknowledge", incident_id, {}, ts=ts)
@@ -68,11 +69,8 @@ def close(store: Store, incident_id: str, outcome: str, actor: str, ts=None) -> 
     if outcome not in CLOSE_OUTCOMES:
         raise ValueError(f"outcome: '{outcome}' is not one of {', '.join(CLOSE_OUTCOMES)}")
     with store.state.transaction():
-        row = _incident(store, incident_id)
+        row = _active(store, incident_id, "closed")
         status = row["status"].iloc[0]
-        if status not in ACTIVE_STATUSES:
-            raise ValueError(f"incident '{incident_id}' is {status}; only an active incident "
-                             "can be closed")
         row = row.assign(status="closed")
         store.state.upsert("incidents", row)
         store.state.audit(actor, "close", incident_id, {"outcome": outcome, "was": status}, ts=ts)
