@@ -61,12 +61,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"BENCHMARK-(\d+)")
 
-# --startup: what counts as shown. The console page is being rebuilt: its readiness is
-# these selectors of the current page's elements (any element, through shadow roots).
+# --startup: what counts as shown: these selectors of the console's elements (any element,
+# through shadow roots).
 #: The live console's incident queue: shown once it holds text ("No incidents yet." counts).
 CONSOLE_QUEUE = ".incident-queue"
 #: The live console's map: shown once a canvas of at least 100x100 px is drawn inside it.
-CONSOLE_MAP = ".live-units"
+CONSOLE_MAP = ".console-map"
 #: The tab clicked to open the city maps.
 MAPS_TAB = "City maps"
 #: The server's ready line (Bokeh logs it once listening, after the setup script).
