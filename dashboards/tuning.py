@@ -19,8 +19,16 @@ guard()  # no page for an open server or a user without a role
 
 tuner = AlarmTuner.from_synthetic_clips()
 state_dir = os.environ.get("SAFECITY_STATE_DIR")
-field = (LedgerTuner.from_state_dir(state_dir) if state_dir
-         else LedgerTuner.from_simulated_review())
+try:
+    field = (LedgerTuner.from_state_dir(state_dir) if state_dir
+             else LedgerTuner.from_simulated_review())
+    from_ledger = pn.Row(
+        pn.Column(pn.Param(field.param, widgets={"threshold": pn.widgets.FloatSlider},
+                           name="From the alarm ledger"), css_classes=["ledger-tuner"]),
+        pn.Column(field.readout, field.plot),
+    )
+except (FileNotFoundError, ValueError) as exc:  # a served city whose operators reviewed nothing yet
+    from_ledger = pn.pane.Markdown(f"**From the alarm ledger:** {exc}", css_classes=["ledger-tuner"])
 pn.Column(
     pn.Row(
         pn.Column(
@@ -30,9 +38,5 @@ pn.Column(
         pn.Column(tuner.readout, tuner.plot),
     ),
     pn.layout.Divider(),
-    pn.Row(
-        pn.Column(pn.Param(field.param, widgets={"threshold": pn.widgets.FloatSlider},
-                           name="From the alarm ledger"), css_classes=["ledger-tuner"]),
-        pn.Column(field.readout, field.plot),
-    ),
+    from_ledger,
 ).servable(title="safecity · alarm tuning")

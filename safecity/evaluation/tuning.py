@@ -9,6 +9,8 @@ notebook shows in a cell and ``dashboards/tuning.py`` serves unchanged.
 """
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Sequence
 
 import numpy as np
@@ -201,20 +203,17 @@ class LedgerTuner(param.Parameterized):
         """Over the verdicts of a served city's state directory (its state.sqlite)."""
         from safecity.evaluation.ledger import read_verdicts
 
-        return cls(read_verdicts(state_dir), source=f"verdicts of {state_dir}", **params)
+        verdicts = read_verdicts(state_dir)
+        if not verdicts["score"].notna().any():
+            raise ValueError(f"{state_dir}: no reviewed alarm with a score yet: operators give "
+                             "verdicts on the operations console")
+        return cls(verdicts, source=f"verdicts of {state_dir}", **params)
 
     @classmethod
     def from_simulated_review(cls, days: int = 3, seed: int = 0, n_cameras: int = 40,
                               **params) -> LedgerTuner:
         """Over a synthetic city's alarms, every one reviewed from its ground truth."""
-        import tempfile
-
-        from safecity.evaluation.ledger import read_verdicts, simulated_ledger_dir
-
-        with tempfile.TemporaryDirectory() as tmp:
-            simulated_ledger_dir(tmp, days=days, seed=seed, n_cameras=n_cameras)
-            verdicts = read_verdicts(tmp)
-        return cls(verdicts, source=f"a synthetic city ({days} days) reviewed from its truth",
+        return cls(_simulated_verdicts(days, seed, n_cameras), source=f"a synthetic city ({days} days) reviewed from its truth",
                    **params)
 
     def effect(self):
@@ -251,3 +250,15 @@ class LedgerTuner(param.Parameterized):
         return hv.Overlay([*spikes, hv.VLine(self.threshold).opts(color="black", line_dash="dashed")]
                           ).opts(width=800, height=200, legend_position="top_left", yaxis=None,
                                  title="Reviewed alarms by score; the threshold (dashed)")
+
+
+@functools.lru_cache(maxsize=2)
+def _simulated_verdicts(days: int, seed: int, n_cameras: int) -> pd.DataFrame:
+    """A synthetic city's verdicts, reviewed from its truth once per process (tens of seconds)."""
+    import tempfile
+
+    from safecity.evaluation.ledger import read_verdicts, simulated_ledger_dir
+
+    with tempfile.TemporaryDirectory() as tmp:
+        simulated_ledger_dir(tmp, days=days, seed=seed, n_cameras=n_cameras)
+        return read_verdicts(tmp)
