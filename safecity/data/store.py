@@ -450,8 +450,8 @@ class Store:
 
     def append(self, table: str, df: pd.DataFrame) -> int:
         """Store a batch of ``table``; return the number of new or changed rows."""
-        if table == "incidents":
-            return self.state.upsert("incidents", df)
+        if table in ("incidents", "verdicts"):  # operational state, replaced by key
+            return self.state.upsert(table, df)
         if table != "units":
             return self.history.append(table, df)
         with self.state.transaction():  # positions and current status change together

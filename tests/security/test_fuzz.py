@@ -168,8 +168,8 @@ def test_fuzz_frames_through_validate_and_store_append(table):
                 store.append(table, df.copy())
             except schema.SchemaError:
                 assert _stored_files(Path(d)) == [], "a refused batch left files behind"
-                if table == "incidents":
-                    assert store.read("incidents").empty, "a refused batch left incidents behind"
+                if table in ("incidents", "verdicts"):
+                    assert store.read(table).empty, f"a refused batch left {table} behind"
             finally:
                 store.state.close()
 
