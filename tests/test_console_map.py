@@ -133,11 +133,13 @@ def test_a_camera_not_placed_on_the_map_has_no_field_of_view():
 
 @pytest.fixture(scope="module")
 def city_dir(tmp_path_factory):
-    """A one-day city, simulated with its clips (the cameras play them), as the demo's is."""
-    out = tmp_path_factory.mktemp("console-map") / "city"
-    subprocess.run([sys.executable, "-m", "safecity.cli", "simulate", "--out", str(out), "--days", "1"],
-                   check=True, capture_output=True)
-    return out
+    """A one-day city, simulated with its clips (the cameras play them), as the demo's is:
+    ``--out`` relative to the working directory, as ``dev.sh demo`` gives it (the clips' paths
+    in cameras.yml were once written relative to it, not to the city's folder)."""
+    parent = tmp_path_factory.mktemp("console-map")
+    subprocess.run([sys.executable, "-m", "safecity.cli", "simulate", "--out", "city", "--days", "1"],
+                   check=True, capture_output=True, cwd=parent)
+    return parent / "city"
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,9 @@ def simulate(out_dir, seed, cameras, counters, days, units, start, freq, clips) 
             bar.set_postfix_str(steps[2])
             sim.write_clips(Path(out_dir) / "clips", seed=seed)
             # the cameras play these clips, so their configuration (and its checks) needs them
-            installation = sim.camera_installation(city.sensors, city.nodes, Path(out_dir) / "clips")
+            # (an absolute folder: a relative one would be read again from the city's own folder)
+            installation = sim.camera_installation(city.sensors, city.nodes,
+                                                   Path(out_dir).resolve() / "clips")
             if installation is not None:
                 citydir.write_cameras(installation, out_dir)
             bar.update()
