@@ -172,3 +172,35 @@ def test_write_killed_midway_leaves_previous_state_readable(tmp_path):
     redo = store.read("observations").query("value == 0")
     assert store.append("observations", redo) == 0
     assert len(store.read("observations")) == before
+
+
+def test_state_opened_from_many_threads_and_processes_at_once(tmp_path):
+    """Several camera threads (and processes) may first touch the state together: one opens it."""
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    store = Store(tmp_path / "store")
+    barrier = threading.Barrier(8)
+    opened, errors = [], []
+
+    def first_use():
+        barrier.wait()
+        try:
+            opened.append(store.state)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len({id(s) for s in opened}) == 1
+    other = tmp_path / "other"
+    with ProcessPoolExecutor(4) as pool:
+        counts = list(pool.map(_open_state_and_count, [other] * 8))
+    assert counts == [0] * 8
+
+
+def _open_state_and_count(data_dir):
+    return len(Store(data_dir).state.read("incidents"))

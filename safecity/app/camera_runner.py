@@ -395,9 +395,15 @@ def run_cameras(cameras, store=None, *, tiles=None, stop: threading.Event | None
             shared.state = Serialised(store.state, lock)
         return shared
 
+    stores = [store_for(camera) for camera in cameras]  # here, not in the threads: one state opened once
+
     def work(k: int, camera) -> None:
         publisher = None if tiles is None else TilePublisher(camera.id, tiles)
-        results[k] = run_camera(camera, store_for(camera), tiles=publisher, stop=stop, **kwargs)
+        try:
+            results[k] = run_camera(camera, stores[k], tiles=publisher, stop=stop, **kwargs)
+        except Exception as exc:  # one camera's failure is its summary, never the others' end
+            results[k] = {"camera_id": camera.id, "status": "failed",
+                          "error": f"camera {camera.id!r}: {type(exc).__name__}: {exc}"}
 
     threads = [threading.Thread(target=work, args=(k, c), name=f"safecity-run-{c.id}", daemon=True)
                for k, c in enumerate(cameras)]

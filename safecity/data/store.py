@@ -41,6 +41,7 @@ import os
 import re
 import shutil
 import sqlite3
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -336,6 +337,19 @@ def _iso(ts) -> str:
     return _utc(ts).isoformat()
 
 
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """WAL mode; SQLite answers "locked" at once (no busy wait) while another opener switches."""
+    deadline = time.monotonic() + LOCK_TIMEOUT
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class SQLiteState(SQLState):
     """``StateStore`` on one SQLite file (WAL mode, one transaction per call)."""
 
@@ -345,7 +359,7 @@ class SQLiteState(SQLState):
         # a writer may hold the database while it waits for the history's lock: wait for it
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                      timeout=LOCK_TIMEOUT)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(self._conn)
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(_SQL)
         self._depth = 0
@@ -435,6 +449,7 @@ class Store:
         self.lock_path = self.data_dir / ".writer.lock"
         self.history = ParquetHistory(self.data_dir / "history", self.lock_path, lock_timeout)
         self._state = state
+        self._state_lock = threading.Lock()
         self.retention_days = {**DEFAULT_RETENTION_DAYS, **(retention_days or {})}
         if self.retention_days["audit_log"] < DEFAULT_RETENTION_DAYS["audit_log"]:
             raise ValueError(f"audit_log retention must be at least "
@@ -444,8 +459,9 @@ class Store:
     @property
     def state(self) -> StateStore:
         """The operational state, opened on first use so that readers of history create nothing."""
-        if self._state is None:
-            self._state = SQLiteState(self.data_dir / "state.sqlite")
+        with self._state_lock:  # threads sharing a store open it once
+            if self._state is None:
+                self._state = SQLiteState(self.data_dir / "state.sqlite")
         return self._state
 
     def append(self, table: str, df: pd.DataFrame) -> int:
