@@ -142,3 +142,22 @@ def _city_options(command):
     for option in reversed(options):
         resolved = option(resolved)
     return resolved
+
+
+def _check_scheduler(ctx, param, value):
+    if value is None:
+        return None
+    from safecity.cluster.scheduler import parse_scheduler
+
+    try:
+        return parse_scheduler(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def _scheduler_option(f):
+    """``--scheduler``: run on a Dask cluster instead of in this process (the default)."""
+    return click.option(
+        "--scheduler", default=None, callback=_check_scheduler, metavar="tcp://HOST:PORT|local:N",
+        help="Run on a Dask cluster: the address of a running `dask scheduler`, or local:N for "
+             "N worker processes on this machine. Default: this process alone.")(f)
