@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import pandas as pd
@@ -211,8 +211,9 @@ def two_servers(city, stations, tmp_path_factory, postgres_url):
                 servers.append(future.result())
             yield servers
         finally:
-            for future in starting:  # one that failed to start has stopped itself
-                if future.done() and future.exception() is None:
+            wait(starting)  # one that failed to start has stopped itself
+            for future in starting:
+                if future.exception() is None:
                     stop(future.result().proc)
 
 
