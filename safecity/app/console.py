@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import functools
 import html
+import time
 import json
 import threading
-import time
 from types import SimpleNamespace
 
 import holoviews as hv
@@ -36,8 +36,6 @@ from safecity.incidents.review import ACTIVE_STATUSES, CLOSE_OUTCOMES
 QUEUE_SHOWN = 200
 #: Priorities that stand out until an operator acknowledges them.
 URGENT = (1, 2)
-#: The audit's latest records searched for the selected incident's actions, and how many shown.
-ACTIONS_READ, ACTIONS_SHOWN = 500, 5
 #: Recommended routes drawn for the selected incident.
 ROUTES_SHOWN = 3
 #: The page's title; the count of unacknowledged urgent incidents goes before it.
@@ -150,28 +148,7 @@ def _incident_at(engine, version: int, incident_id: str) -> SimpleNamespace:
         recommended.attrs["reason"] = f"the incident is {row['status']}"
         routes = pd.DataFrame(columns=["unit_id", "kind", "travel_time_s", "distance_m", "path",
                                        "eta"])
-    return SimpleNamespace(row=row, evidence=evidence, recommended=recommended, routes=routes,
-                           actions=incident_actions(engine.audit(ACTIONS_READ), incident_id))
-
-
-def incident_actions(audit: pd.DataFrame, incident_id: str) -> pd.DataFrame:
-    """The audit's records of what operators did to an incident (on any server), newest first."""
-    about = audit["target"].eq(incident_id) | audit["details"].str.contains(
-        json.dumps({"incident_id": incident_id})[1:-1], regex=False)
-    return audit[about].head(ACTIONS_SHOWN).reset_index(drop=True)
-
-
-def actions_html(actions: pd.DataFrame, tz: str, now: pd.Timestamp) -> str:
-    """Who did what to the incident, and when: every operator's action, whichever server."""
-    if actions.empty:
-        return ""
-    items = "".join(
-        f'<li class="incident-action" data-action="{html.escape(str(a.action))}" '
-        f'data-actor="{html.escape(str(a.actor))}" data-target="{html.escape(str(a.target))}">'
-        f"{html.escape(_local(a.ts, tz, now))} · {html.escape(str(a.actor))} · "
-        f"{html.escape(str(a.action))} {html.escape(str(a.target))}</li>"
-        for a in actions.itertuples())
-    return f'<ul class="incident-actions">{items}</ul>'
+    return SimpleNamespace(row=row, evidence=evidence, recommended=recommended, routes=routes)
 
 
 # =========================================================================== rendering
@@ -523,8 +500,7 @@ class Console(param.Parameterized):
             return
         place = _queue_at(e, e.version).table.set_index("ref")["place"].get(self.selected, "")
         now = pd.Timestamp(e.now, tz="UTC")
-        self.summary.object = (summary_html(shown.row, place, self.tz, now)
-                               + actions_html(shown.actions, self.tz, now))
+        self.summary.object = summary_html(shown.row, place, self.tz, now)
         self.evidence.object = evidence_html(shown.evidence, self.tz, self.wall, now)
         self.recommendation.object = recommended_html(shown.recommended, self.tz, now)
         self.routes_pipe.send(shown.routes)
