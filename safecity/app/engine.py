@@ -17,6 +17,7 @@ browser never starts a second pipeline.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -54,6 +55,10 @@ class LiveEngine(param.Parameterized):
     version = param.Integer(default=0, doc="Bumped whenever incidents, units or the audit change.")
     max_ahead_s = param.Number(default=300.0, allow_None=True,
                                doc="How far ahead of the server's clock a row may be stamped.")
+
+    #: Several servers on one PostgreSQL state: the ``app.follower.StateFollower`` that
+    #: keeps this engine in step with the others (``follow``); None for one server.
+    shared = None
 
     def __init__(self, city: CityData, state_dir: str | os.PathLike, state: str | None = None,
                  rules: fusion.FusionRules | None = None, **params):
@@ -145,9 +150,11 @@ class LiveEngine(param.Parameterized):
                 self._fuse(pd.concat(waiting, ignore_index=True))
 
     def _fuse(self, events: pd.DataFrame) -> None:
-        changed = self.fusion.add(events, validated=True)  # by parse_rows
-        if len(changed):
-            self._store_incidents(changed)
+        # several servers: under the state's writer lock, after the others' changes
+        with self.shared.fusing() if self.shared is not None else contextlib.nullcontext():
+            changed = self.fusion.add(events, validated=True)  # by parse_rows
+            if len(changed):
+                self._store_incidents(changed)
 
     def _store_incidents(self, changed: pd.DataFrame) -> None:
         """Upsert new or changed incidents, keeping the status operators gave them."""
@@ -155,7 +162,10 @@ class LiveEngine(param.Parameterized):
         kept = changed["incident_id"].map(status)
         operator = kept.notna() & (changed["status"] != "merged")
         changed = changed.assign(status=changed["status"].where(~operator, kept))
-        self.store.state.upsert("incidents", changed)
+        with self.store.state.transaction():  # an incident and its events, together
+            self.store.state.upsert("incidents", changed)
+            if self.shared is not None:  # the other servers' fusions link to it
+                self.shared.publish(changed)
         rest = self.incidents[~self.incidents["incident_id"].isin(changed["incident_id"])]
         self.incidents = pd.concat([rest, changed], ignore_index=True) if len(rest) else \
             changed.reset_index(drop=True)
@@ -303,7 +313,12 @@ class LiveEngine(param.Parameterized):
     def dispatch(self, unit_id: str, incident_id: str, actor: str) -> pd.Series:
         """Send a unit: its status and the incident change, and the audit log records who did it."""
         with self._lock:
-            row = unit_ops.dispatch(self.store, unit_id, incident_id, actor, ts=self._action_time())
+            try:
+                row = unit_ops.dispatch(self.store, unit_id, incident_id, actor,
+                                        ts=self._action_time())
+            except unit_ops.TransitionError as exc:  # e.g. an operator on another server was quicker
+                raise ValueError(f"unit '{unit_id}' is {exc.current} now (another operator may "
+                                 "have sent it a moment ago); choose another unit") from exc
             self.incidents.loc[self.incidents["incident_id"] == incident_id, "status"] = "dispatched"
             self.fusion.set_status(incident_id, "dispatched")
             self._positions = self.store.state.read("unit_status")
@@ -353,6 +368,9 @@ class LiveEngine(param.Parameterized):
         if len(found) < len(ids):
             older = self.store.read("events", start=since)
             found = pd.concat([found, older[older["event_id"].isin(ids)]]).drop_duplicates("event_id")
+        if len(found) < len(ids) and self.shared is not None:  # fused on another server
+            other = self.shared.events(ids - set(found["event_id"]))
+            found = pd.concat([found, other[found.columns]]).drop_duplicates("event_id")
         return found
 
     def review(self, alarm_id: str, verdict: str, actor: str, reason: str | None = None,
@@ -403,7 +421,8 @@ class LiveEngine(param.Parameterized):
                 "lag_s": lag, "queue_depth": self.inbox.pending(),
                 "sources": {s: ts.isoformat() for s, ts in sorted(self.last_seen.items())},
                 "incidents": int((self.incidents["status"] != "merged").sum()),
-                "analytics": self.continuous.status() if self.continuous is not None else None}
+                "analytics": self.continuous.status() if self.continuous is not None else None,
+                "shared_state": self.shared.status() if self.shared is not None else None}
 
     def close(self) -> None:
         self.housekeeping(force=True)
@@ -510,6 +529,9 @@ def get_engine(data_dir: str | os.PathLike, state_dir: str | os.PathLike | None 
                     os.environ.get("SAFECITY_REPLAY_SPEED", DEFAULT_SPEED))
                 engine = ReplayEngine(read_city(data_dir), state_dir, state=state, speed=speed)
             if run:
+                from safecity.app.follower import follow
+
+                follow(engine)  # several servers on one PostgreSQL state; nothing for SQLite
                 engine.start_analytics()
                 _start(engine, interval_s)
             _ENGINES[key] = engine

@@ -148,6 +148,39 @@ class LiveFusion:
                 self.incident_of_[event_id] = keep
         return out + [record]
 
+    def adopt(self, incidents: pd.DataFrame, events: pd.DataFrame) -> None:
+        """Take in incidents another fusion made or changed (another server's), with their events.
+
+        A merged incident is forgotten (its events come back with the one it merged
+        into); an incident whose members this fusion lacks takes them from ``events``
+        (validated events), so a new event here links to it as to one of our own;
+        otherwise only its row (status, summary) is taken.
+        """
+        by_id = events.drop_duplicates("event_id").set_index("event_id", drop=False)
+        for row in incidents.itertuples(index=False):
+            if row.status == "merged":
+                self.records_.pop(row.incident_id, None)
+                self.members_.pop(row.incident_id, None)
+                continue
+            ids = json.loads(row.event_ids)
+            known = self.members_.get(row.incident_id)
+            if known is not None and set(ids) <= set(known["event_id"]):
+                self.records_[row.incident_id] = row._asdict()
+                continue
+            found = [i for i in ids if i in by_id.index]
+            if not found:  # none of its events stored: too old to link to anything new
+                continue
+            members = by_id.loc[found, schema.columns("events")].reset_index(drop=True)
+            members = members.assign(_dup=False, _canon=members["event_id"])[_MEMBER_COLUMNS]
+            self.members_[row.incident_id] = members
+            self.records_[row.incident_id] = row._asdict()
+            for event_id in found:
+                self.incident_of_[event_id] = row.incident_id
+            fresh = members[~members["event_id"].isin(set(self.recent_["event_id"]))]
+            if len(fresh):
+                self.recent_ = pd.concat([self.recent_, fresh], ignore_index=True)
+        self._prune()
+
     def set_status(self, incident_id: str, status: str) -> None:
         if incident_id in self.records_:
             self.records_[incident_id]["status"] = status
