@@ -58,7 +58,7 @@ def _write_installation(folder, cameras: dict, n_frames: int, extra: dict | None
 @pytest.fixture(scope="module")
 def installation(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cluster-cams")
-    return _write_installation(folder, CAMERAS, n_frames=300)
+    return _write_installation(folder, CAMERAS, n_frames=200)
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +191,7 @@ def test_cameras_spread_by_cost_and_resume_exactly_once_after_a_worker_is_killed
             after = pd.Timestamp(s["resumed_at"])
             exact &= ~((_camera(got.index.get_level_values("sensor_id")) == cid)
                        & (got.index.get_level_values("ts") >= after))
-    assert exact.sum() > 0.6 * len(exact)
+    assert set(_camera(got[exact.to_numpy()].index.get_level_values("sensor_id"))) == set(CAMERAS)
     pd.testing.assert_series_equal(got[exact.to_numpy()], want[exact.to_numpy()])
 
     # health: the store's audit names the worker of every start of every camera
