@@ -18,8 +18,15 @@ import pytest
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from safecity.app.camera_runner import run_cameras
-from safecity.cluster.cameras import (Ledger, Progress, RowsTo, RunOptions, assign, resume_point,
-                                      run_on_cluster)
+from safecity.cluster.cameras import (
+    Ledger,
+    Progress,
+    RowsTo,
+    RunOptions,
+    assign,
+    resume_point,
+    run_on_cluster,
+)
 from safecity.config.cameras import load_cameras
 from safecity.data.store import ConflictError, Store
 
@@ -226,7 +233,7 @@ ARRAY_MARKS = (b"ndarray", b"_reconstruct", b"_frombuffer")
 def _watch_worker_messages(dask_worker=None):
     """In a worker process: record every message it sends over the network (its frames'
     sizes, and how many carry a serialised numpy array)."""
-    import distributed.comm.tcp as tcp
+    from distributed.comm import tcp
 
     log = {"messages": 0, "largest": 0, "numpy": 0}
     original = getattr(tcp, "_safecity_to_frames", tcp.to_frames)

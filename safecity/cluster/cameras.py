@@ -55,8 +55,14 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from safecity.app.camera_runner import (DEFAULT_GIVE_UP_S, CameraPoster, RefusedBatch, SinkStore,
-                                        TilePublisher, run_camera)
+from safecity.app.camera_runner import (
+    DEFAULT_GIVE_UP_S,
+    CameraPoster,
+    RefusedBatch,
+    SinkStore,
+    TilePublisher,
+    run_camera,
+)
 from safecity.config.addresses import redact, source_kind
 
 #: Pixels assumed for a live camera whose configuration gives no ``size`` (not probed:
@@ -288,7 +294,7 @@ def _watch_stop(event, stop: threading.Event) -> None:
         try:
             if event.wait(timeout=1.0):
                 stop.set()
-        except Exception:  # the scheduler went away: the camera carries on to its end
+        except (OSError, RuntimeError):  # the scheduler went away: the camera carries on to its end
             return
 
 
