@@ -319,3 +319,27 @@ def test_cli_video_run_on_local_workers(tmp_path):
     obs = Store(tmp_path / "store").read("observations")
     assert set(_camera(obs["sensor_id"])) == {"one", "two"}
     assert sum(s["observations"] for s in lines) == len(obs)
+
+
+@pytest.mark.timeout(180)
+def test_cameras_on_a_cluster_feed_a_live_server_naming_their_worker(cluster, tmp_path):
+    """--server through the cluster: each worker posts its rows, blurred tiles and a health
+    that names it, straight to the server (nothing through the coordinator)."""
+    from test_camera_feed import TOKEN, Server
+
+    _, client = cluster
+    config = _write_installation(tmp_path, {"one": ("normal", (320, 240)),
+                                            "two": ("wrong_way", (320, 240))}, n_frames=60)
+    served = tmp_path / "served"
+    with Server(served) as server:
+        summaries = run_on_cluster(client, load_cameras(config),
+                                   RowsTo(server_url=server.url, token=TOKEN), RunOptions(bin_s=BIN_S))
+        feed = server.feed
+        assert feed.camera_ids == ["one", "two"]
+        for s in summaries:
+            assert s["status"] == "ok" and s["posted"]["observations"]["accepted"] == s["observations"]
+            assert feed.worker(s["camera_id"]) == s["worker"]
+            frames, jpeg = feed.tile(s["camera_id"])
+            assert frames >= 1 and jpeg.startswith(b"\xff\xd8\xff")
+        assert set(feed.health()["status"]) == {"ended"}
+    assert len(Store(served).read("observations")) == sum(s["observations"] for s in summaries)
