@@ -166,11 +166,11 @@ def test_cameras_spread_by_cost_and_resume_exactly_once_after_a_worker_is_killed
         assert set(first.values()) == set(pids), f"both workers used: {first}"
         victim = first["mid"]
 
-        def mid_wrote_a_bin():
+        def mid_wrote_two_bins():  # the first one's progress is then surely recorded
             obs = store.read("observations", columns=["ts", "sensor_id"])
-            return (_camera(obs["sensor_id"]) == "mid").any()
+            return obs.loc[_camera(obs["sensor_id"]) == "mid", "ts"].nunique() >= 2
 
-        _until(mid_wrote_a_bin, "camera 'mid' writing its first bin")
+        _until(mid_wrote_two_bins, "camera 'mid' writing two bins")
         killed_at = time.time()
         os.kill(pids[victim], signal.SIGKILL)
         summaries = {s["camera_id"]: s for s in running.result(timeout=180)}
