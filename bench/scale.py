@@ -21,14 +21,164 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # --- camera pipelines -------------------------------------------------------------------------
 
+PETS = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "pets2009_s2l1" / "vtest.avi"
+CAMERAS, CAMERA_FRAMES, BIN_S = 4, 200, 5.0
+
+
+def _camera_installation(folder: Path, n: int) -> tuple[Path, str]:
+    """``n`` cameras on the PETS 2009 clip (480x360, 10 fps) if present, else on synthetic clips."""
+    if PETS.exists():
+        sources, origin = [PETS] * n, "PETS 2009 S2.L1 vtest.avi, 480x360"
+    else:
+        from safecity.sim.clips import write_clips
+
+        sources = write_clips(folder / "clips", scenarios=["normal", "crowd_movement", "loitering",
+                                                           "wrong_way"][:n] * (1 + n // 4),
+                              n_frames=CAMERA_FRAMES)[:n]
+        origin = "synthetic clips (safecity.sim.clips), 480x360"
+    lines = ["name: bench", "cameras:"]
+    for k, source in enumerate(sources):
+        lines += [f"  - id: cam-{k}", f"    source: {source}", "    fps: 10",
+                  "    start: 2026-06-01T08:00:00Z", "    pixels_per_metre: 20"]
+    (folder / "cameras.yml").write_text("\n".join(lines) + "\n")
+    return folder / "cameras.yml", origin
+
+
+def _warm(client) -> None:
+    """Import the pipeline in every worker first: imports are a worker's start-up, not its pace."""
+    client.run(lambda: __import__("safecity.cluster.cameras") and __import__("safecity.video.pipeline"))
+
+
+def _pin(core: int, dask_worker=None) -> None:
+    """Hold this process (every thread: OpenCV's too) to one core: a worker is one core."""
+    import os
+
+    os.sched_setaffinity(0, {core % os.cpu_count()})
+
+
+def _on_cluster(workers: int, cameras, data_dir: Path, frames: int) -> float:
+    """Frames per second of every camera together on ``local:workers``, each worker held to
+    its own core (placement, probing and progress records included)."""
+    import time
+
+    from safecity.cluster.cameras import RowsTo, RunOptions, run_on_cluster
+    from safecity.cluster.scheduler import connect
+
+    with connect(f"local:{workers}") as client:
+        _warm(client)
+        for k, address in enumerate(sorted(client.run(lambda: 0))):
+            client.run(_pin, k, workers=[address])
+        t0 = time.perf_counter()
+        summaries = run_on_cluster(client, cameras, RowsTo(data_dir=str(data_dir)),
+                                   RunOptions(bin_s=BIN_S, max_frames=frames))
+        elapsed = time.perf_counter() - t0
+    assert all(s["status"] == "ok" for s in summaries), summaries
+    return sum(s["frames"] for s in summaries) / elapsed
+
+
+def _load() -> str:
+    import os
+
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
 def camera_figures(args) -> dict:
-    """Frames/s: bare loop on one core, one Dask worker, two Dask workers."""
-    raise NotImplementedError("camera pipelines: to be written")
+    """Frames/s: bare loop on one core, one Dask worker, two Dask workers (one core each)."""
+    import os
+    import tempfile
+    import time
+
+    from safecity.app.camera_runner import run_camera
+    from safecity.config.cameras import load_cameras
+    from safecity.data.store import Store
+
+    frames = getattr(args, "camera_frames", CAMERA_FRAMES)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        config, origin = _camera_installation(tmp, CAMERAS)
+        cameras = load_cameras(config)
+        load_before = _load()
+        store = Store(tmp / "bare")
+        cores = os.sched_getaffinity(0)
+        _pin(0)
+        try:
+            t0 = time.perf_counter()
+            bare = sum(run_camera(c, store, bin_s=BIN_S, max_frames=frames)["frames"] for c in cameras)
+            fps_bare = bare / (time.perf_counter() - t0)
+        finally:
+            os.sched_setaffinity(0, cores)
+        fps_1 = _on_cluster(1, cameras, tmp / "one", frames)
+        fps_2 = _on_cluster(2, cameras, tmp / "two", frames)
+    return {"clip": origin, "cameras": len(cameras), "frames_per_camera": frames,
+            "fps_bare_loop_one_core": round(fps_bare, 1), "fps_dask_1_worker": round(fps_1, 1),
+            "fps_dask_2_workers": round(fps_2, 1),
+            "scaling_efficiency": round(fps_2 / (2 * fps_1), 3),
+            "dask_overhead_ratio": round(fps_1 / fps_bare, 3),
+            "load_before": load_before, "load_after": _load()}
 
 
 def kill_figures(args) -> dict:
     """A worker SIGKILLed mid-run: time to resume, bins lost, bins doubled."""
-    raise NotImplementedError("kill a worker: to be written")
+    import os
+    import signal
+    import tempfile
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pandas as pd
+
+    from safecity.cluster.cameras import RowsTo, RunOptions, run_on_cluster
+    from safecity.cluster.scheduler import connect
+    from safecity.config.cameras import load_cameras
+    from safecity.data.store import Store
+
+    frames = 2 * getattr(args, "camera_frames", CAMERA_FRAMES)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        config, origin = _camera_installation(tmp, CAMERAS)
+        cameras = load_cameras(config)
+        store, placed = Store(tmp / "store"), {}
+        with connect("local:2") as client, ThreadPoolExecutor(1) as pool:
+            _warm(client)
+            pids = client.run(os.getpid)
+            running = pool.submit(run_on_cluster, client, cameras, RowsTo(data_dir=str(tmp / "store")),
+                                  RunOptions(bin_s=BIN_S, max_frames=frames),
+                                  on_placed=lambda cid, w: placed.setdefault(cid, w))
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:  # the victim: cam-0's worker, once cam-0 wrote a bin
+                obs = store.read("observations", columns=["sensor_id"])
+                if "cam-0" in placed and obs["sensor_id"].str.startswith("cam-0:").any():
+                    break
+                time.sleep(0.05)
+            victim = placed["cam-0"]
+            lost = sorted(cid for cid, w in placed.items() if w == victim)
+            killed_at = time.time()
+            os.kill(pids[victim], signal.SIGKILL)
+            summaries = {s["camera_id"]: s for s in running.result()}
+        obs = store.read("observations")
+    per_bin = obs.groupby([obs["sensor_id"].str.split(":").str[0], "ts"]).size()
+    start = pd.Timestamp("2026-06-01T08:00:00Z")
+    expected = set()  # every bin of the frames each camera read, whoever read them
+    for c in cameras:
+        read = summaries[c.id]["frames"] + summaries[c.id].get("skipped", 0)
+        expected |= {(c.id, start + pd.Timedelta(seconds=BIN_S * k))
+                     for k in range(-(-read // int(10 * BIN_S)))}
+    stored = set(per_bin.index)
+    restarted = [s for s in summaries.values() if s["restarts"]]
+    return {"clip": origin, "cameras": len(cameras), "frames_per_camera": frames, "bin_s": BIN_S,
+            "cameras_on_killed_worker": lost,
+            "all_ok": all(s["status"] == "ok" for s in summaries.values()),
+            "restarted": sorted(s["camera_id"] for s in restarted),
+            "seconds_kill_to_resubmitted": round(max(s["restarted_at"][0] for s in restarted)
+                                                 - killed_at, 2),
+            "seconds_kill_to_every_lost_camera_writing": round(
+                max(s["first_write_at"] or float("nan") for s in restarted) - killed_at, 2),
+            "bins_expected": len(expected), "bins_stored": len(stored & expected),
+            "bins_lost": len(expected - stored), "bins_unexpected": len(stored - expected),
+            "bins_doubled": int(obs.duplicated(["ts", "sensor_id", "metric"]).sum()),
+            "resends_refused_as_stored": sum(s.get("already_stored", 0) for s in summaries.values()),
+            "load": _load()}
 
 
 # --- history and models -----------------------------------------------------------------------

@@ -44,8 +44,8 @@ CAMERA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MAX_TILE_BYTES = 2 * 1024 * 1024
 
 #: Health fields a worker may send: name -> (type check, description for errors).
-HEALTH_NUMBERS = ("frames", "dropped", "loops", "events", "fps")
-HEALTH_TEXTS = ("status", "last_error")
+HEALTH_NUMBERS = ("frames", "dropped", "loops", "events", "fps", "restarts")
+HEALTH_TEXTS = ("status", "last_error", "worker")  # worker: the Dask worker running the camera
 
 
 class FeedError(ValueError):
@@ -122,6 +122,11 @@ class CameraFeed:
             cam = self._cameras[camera_id]
             return cam.tile_frames, cam.jpeg
 
+    def worker(self, camera_id: str) -> str | None:
+        """The cluster worker running the camera, as its last post said (``None``: not on a cluster)."""
+        with self._lock:
+            return self._cameras[camera_id].health.get("worker")
+
     def last_seen(self, camera_id: str) -> float | None:
         """Wall-clock time (``time.time()``) of the camera's last post."""
         with self._lock:
@@ -170,6 +175,11 @@ def check_health(health) -> dict:
         if not isinstance(error, str):
             raise FeedError(f"expected text, got {type(error).__name__}", "health.last_error")
         out["last_error"] = error[:500]
+    worker = health.get("worker")
+    if worker is not None:
+        if not isinstance(worker, str):
+            raise FeedError(f"expected text, got {type(worker).__name__}", "health.worker")
+        out["worker"] = worker[:200]
     for name in HEALTH_NUMBERS:
         value = health.get(name)
         if value is None:

@@ -232,10 +232,18 @@ class TilePublisher:
 
 
 class _Frames:
-    """A source's frames, stopped by ``stop`` and, with ``realtime``, paced at their own times."""
+    """A source's frames, stopped by ``stop`` and, with ``realtime``, paced at their own times.
 
-    def __init__(self, source: VideoSource, stop: threading.Event | None, realtime: bool):
+    ``resume_at``: frames stamped earlier are read and dropped (a camera restarted on
+    another worker resumes at its first unwritten bin); ``limit`` bounds the frames
+    read, dropped ones included, so a resumed camera ends where it would have.
+    """
+
+    def __init__(self, source: VideoSource, stop: threading.Event | None, realtime: bool,
+                 resume_at: pd.Timestamp | None = None, limit: int | None = None):
         self.source, self.stop, self.realtime = source, stop, realtime
+        self.resume_at, self.limit = resume_at, limit
+        self.skipped = self.given = 0
 
     def health(self):
         return self.source.health()
@@ -243,6 +251,8 @@ class _Frames:
     def __iter__(self):
         first, t0 = None, time.monotonic()
         for frame in self.source:
+            if self.limit is not None and self.skipped + self.given >= self.limit:
+                return
             if self.stop is not None and self.stop.is_set():
                 return
             if self.realtime and not self.source.live:
@@ -250,13 +260,17 @@ class _Frames:
                 wait = (frame.ts - first).total_seconds() - (time.monotonic() - t0)
                 if wait > 0 and (self.stop.wait(wait) if self.stop is not None else time.sleep(wait)):
                     return
+            if self.resume_at is not None and frame.ts < self.resume_at:
+                self.skipped += 1
+                continue
+            self.given += 1
             yield frame
 
 
 def run_camera(camera, store=None, *, bin_s: float = 60.0, max_frames: int | None = None,
                give_up_after_s: float = DEFAULT_GIVE_UP_S, loop: bool = False,
                realtime: bool = False, tiles: TilePublisher | None = None,
-               stop: threading.Event | None = None) -> dict:
+               stop: threading.Event | None = None, resume_at: pd.Timestamp | None = None) -> dict:
     """One camera (a ``config.CameraConfig``) to its end, its retries, ``max_frames`` or ``stop``.
 
     ``store``: a ``Store`` or a ``SinkStore``. ``loop``: a file or folder source is
@@ -266,12 +280,16 @@ def run_camera(camera, store=None, *, bin_s: float = 60.0, max_frames: int | Non
     played at its frame rate, its times starting now. ``tiles``: posts the blurred
     tile and health. The pipeline's summary plus ``status``: ``"ok"``, or
     ``"failed"`` with ``error`` (the source never gave a frame it could use, gave up,
-    or the server refused a batch), and ``loops``.
+    or the server refused a batch), and ``loops``. ``resume_at``: frames stamped before it
+    are dropped unanalysed and counted in ``skipped`` (and in ``max_frames``): a camera
+    restarted after its worker died (``safecity.cluster.cameras``).
     """
     from safecity.video.pipeline import CameraPipeline
 
     summary = {"camera_id": camera.id, "frames": 0, "track_ids": 0, "observations": 0,
                "events": 0, "loops": 0}
+    if resume_at is not None:
+        summary["skipped"] = 0
     start = pd.Timestamp.now(tz="UTC") if realtime else None
     previous = pipe = source = None
     t0 = time.perf_counter()
@@ -288,19 +306,24 @@ def run_camera(camera, store=None, *, bin_s: float = 60.0, max_frames: int | Non
                 pipe.continue_bins(previous)
             if tiles is not None:
                 tiles.pipeline, tiles.source = pipe, source
-            remaining = None if max_frames is None else max_frames - summary["frames"]
+            remaining = None if max_frames is None else \
+                max_frames - summary["frames"] - summary.get("skipped", 0)
+            frames = _Frames(source, stop, realtime, resume_at, remaining)
             try:
-                part = pipe.run(_Frames(source, stop, realtime), store=store, max_frames=remaining,
+                part = pipe.run(frames, store=store, max_frames=remaining,
                                 on_frame=tiles, keep_bin_open=loop)
             finally:
                 source.close()
+            if resume_at is not None:
+                summary["skipped"] += frames.skipped
             for key in ("frames", "track_ids", "observations", "events"):
                 summary[key] += part[key]
             summary["health"] = part.get("health")
             health = source.health()
             again = (loop and source.kind in ("file", "folder") and health.status == "ended"
                      and health.last_error is None and health.frames_received > 0
-                     and (max_frames is None or summary["frames"] < max_frames)
+                     and (max_frames is None
+                          or summary["frames"] + summary.get("skipped", 0) < max_frames)
                      and not (stop is not None and stop.is_set()))
             if not again:
                 break

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from safecity.cli.options import _check_out, _write_table_file
+from safecity.cli.options import _check_out, _scheduler_option, _write_table_file
 from safecity.cli.root import main
 
 
@@ -232,10 +232,17 @@ def _video_cameras(config_path, camera_ids):
 @click.option("--realtime", is_flag=True, default=False,
               help="Play file and folder sources at their frame rate, their times starting now "
                    "(as a live camera would), instead of as fast as possible from the camera's start.")
+@_scheduler_option
 def video_run(config_path, data_dir, server_url, token_path, camera_ids, max_frames, bin_s, give_up_s,
-              loop, realtime) -> None:
+              loop, realtime, scheduler) -> None:
     """Process every camera's source at once (one thread each); write the results to a store
     (--data-dir) or post them to a running server (--server, --token).
+
+    With --scheduler, each camera runs as a long-running task on a Dask worker
+    instead, placed by cost (width x height x fps) and writing its rows itself (a
+    --data-dir must then be on a filesystem every worker sees); a camera whose
+    worker dies starts again on another, at its first unwritten bin. Its JSON line
+    adds the worker running it, the workers it ran on and its restarts.
 
     Prints one JSON line per camera: status (ok or failed, with the error),
     frames, track ids, observations and events written (with --server, also
@@ -267,8 +274,19 @@ def video_run(config_path, data_dir, server_url, token_path, camera_ids, max_fra
         store, tiles = SinkStore(HttpSink(server_url, token)), CameraPoster(server_url, token)
     else:
         store = Store(data_dir)
-    summaries = run_cameras(cameras, store, tiles=tiles, bin_s=bin_s, max_frames=max_frames,
-                            give_up_after_s=give_up_s, loop=loop, realtime=realtime)
+    if scheduler is not None:
+        from safecity.cluster.cameras import RowsTo, RunOptions, run_on_cluster
+        from safecity.cluster.scheduler import connect
+
+        rows = RowsTo(server_url=server_url, token=token) if server_url is not None else \
+            RowsTo(data_dir=str(Path(data_dir).resolve()))
+        options = RunOptions(bin_s=bin_s, max_frames=max_frames, give_up_after_s=give_up_s,
+                             loop=loop, realtime=realtime)
+        with connect(scheduler) as client:
+            summaries = run_on_cluster(client, cameras, rows, options)
+    else:
+        summaries = run_cameras(cameras, store, tiles=tiles, bin_s=bin_s, max_frames=max_frames,
+                                give_up_after_s=give_up_s, loop=loop, realtime=realtime)
     for summary in summaries:
         click.echo(json.dumps(summary, default=str))
     failed = [s for s in summaries if s["status"] == "failed"]

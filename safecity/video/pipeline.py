@@ -411,20 +411,22 @@ class CameraPipeline:
         return source
 
     def _write(self, store, obs_parts, event_parts, n_obs, n_events) -> tuple[int, int]:
+        """A closed bin's events, then its observations: a bin whose observations are stored
+        has its events stored too (a camera restarted elsewhere resumes after it)."""
         from safecity.data.schema import validate
 
         obs = [p for p in obs_parts if len(p)]
         evs = [p for p in event_parts if len(p)]
-        if obs:
-            table = validate(pd.concat(obs, ignore_index=True), "observations")
-            n_obs += len(table)
-            if store is not None:
-                store.append("observations", table)
         if evs:
             table = validate(pd.concat(evs, ignore_index=True), "events")
             n_events += len(table)
             if store is not None:
                 store.append("events", table)
+        if obs:
+            table = validate(pd.concat(obs, ignore_index=True), "observations")
+            n_obs += len(table)
+            if store is not None:
+                store.append("observations", table)
         return n_obs, n_events
 
     def event_rows(self, found: list[dict]) -> pd.DataFrame:
