@@ -5,9 +5,11 @@
 * baseline fit + score, 20,000 sensors x 7 days x 1 min: wall time and peak
   memory per worker on ``local:2`` against the single process;
 * killing a worker mid-run: time until its cameras run again, bins lost, bins
-  doubled.
+  doubled;
+* storage: bytes on disk per day of a sensor's 1-minute counts and of a camera's
+  per-bin features, as ``Store.append`` writes them (for docs/capacity.md).
 
-    .venv/bin/python bench/scale.py [--only cameras,baseline,kill]
+    .venv/bin/python bench/scale.py [--only cameras,baseline,kill,storage]
 """
 from __future__ import annotations
 
@@ -181,6 +183,55 @@ def kill_figures(args) -> dict:
             "load": _load()}
 
 
+# --- storage ---------------------------------------------------------------------------------
+
+def storage_figures(args) -> dict:
+    """Bytes on disk per stored row: one day of 1-minute observations for sensors and cameras.
+
+    Writes, through ``Store.append`` (the path every source's rows take), one day of
+    one-minute counts for ``args.storage_sensors`` sensors, and one day of a camera's
+    per-bin features (14 metrics per zone, 3 zones) for ``args.storage_cameras``
+    cameras, then measures the Parquet files' size: the figures the capacity plan
+    multiplies by the city's numbers of sensors, cameras and retention days.
+    """
+    import tempfile
+
+    import numpy as np
+    import pandas as pd
+
+    from safecity.data.store import Store
+
+    rng = np.random.default_rng(0)
+    day = pd.date_range("2026-03-03", periods=1440, freq="1min", tz="UTC")
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "store")
+        n = args.storage_sensors
+        counts = rng.poisson(rng.lognormal(1.5, 1.0, n)[None, :] * np.ones((1440, 1)))
+        rows = pd.DataFrame({"ts": np.repeat(day, n), "sensor_id": np.tile([f"s-{i:05d}" for i in range(n)], 1440),
+                             "metric": "count", "value": counts.ravel().astype(float)})
+        for lo in range(0, 1440, 60):  # an hour per batch, as a bridge would post them
+            store.append("observations", rows.iloc[lo * n:(lo + 60) * n])
+        size = sum(f.stat().st_size for f in (Path(tmp) / "store" / "history" / "observations").rglob("*.parquet"))
+        out["sensor_bytes_per_row"] = round(size / len(rows), 2)
+        out["sensor_bytes_per_day"] = round(size / n)
+        metrics = ["people_count", "occupancy", "mean_speed", *[f"flow_dir_{k}" for k in range(8)],
+                   "dwell_count", "dwell_mean_s", "dwell_max_s"]
+        cams = [f"cam-{i:04d}:{z}" for i in range(args.storage_cameras) for z in ("all", "z1", "z2")]
+        n_rows = len(cams) * len(metrics)
+        cam_rows = pd.DataFrame({"ts": np.repeat(day, n_rows),
+                                 "sensor_id": np.tile(np.repeat(cams, len(metrics)), 1440),
+                                 "metric": np.tile(metrics, len(cams) * 1440),
+                                 "value": rng.uniform(0, 1, 1440 * n_rows)})  # full floats: the worst case
+        store2 = Store(Path(tmp) / "cams")
+        for lo in range(0, 1440, 60):
+            store2.append("observations", cam_rows.iloc[lo * n_rows:(lo + 60) * n_rows])
+        size = sum(f.stat().st_size for f in (Path(tmp) / "cams" / "history" / "observations").rglob("*.parquet"))
+        out["camera_rows_per_day"] = len(cam_rows) // args.storage_cameras
+        out["camera_bytes_per_day"] = round(size / args.storage_cameras)
+    return out
+
+
 # --- history and models -----------------------------------------------------------------------
 
 def baseline_figures(args) -> dict:
@@ -190,7 +241,8 @@ def baseline_figures(args) -> dict:
 
 # --- the run ----------------------------------------------------------------------------------
 
-PARTS = {"cameras": camera_figures, "baseline": baseline_figures, "kill": kill_figures}
+PARTS = {"cameras": camera_figures, "baseline": baseline_figures, "kill": kill_figures,
+         "storage": storage_figures}
 
 
 def main(argv=None) -> None:
@@ -198,6 +250,10 @@ def main(argv=None) -> None:
     parser.add_argument("--only", default=",".join(PARTS), help="Comma-separated parts to run.")
     parser.add_argument("--sensors", type=int, default=20_000)
     parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--storage-sensors", type=int, default=2_000,
+                        help="Sensors in the storage part's day of 1-minute counts.")
+    parser.add_argument("--storage-cameras", type=int, default=50,
+                        help="Cameras (3 zones each) in the storage part's day of features.")
     args = parser.parse_args(argv)
     figures = {}
     for name in args.only.split(","):
