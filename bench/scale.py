@@ -229,7 +229,43 @@ def storage_figures(args) -> dict:
         size = sum(f.stat().st_size for f in (Path(tmp) / "cams" / "history" / "observations").rglob("*.parquet"))
         out["camera_rows_per_day"] = len(cam_rows) // args.storage_cameras
         out["camera_bytes_per_day"] = round(size / args.storage_cameras)
+        # a day of events at one alarm per camera-hour (the false-alarm ceiling of issue 15)
+        n_events = 24 * args.storage_cameras
+        events = pd.DataFrame({
+            "event_id": [f"ev-{i:08d}" for i in range(n_events)],
+            "ts": day[np.sort(rng.integers(0, 1440, n_events))],
+            "kind": rng.choice(["abandoned_object", "person_on_ground", "crowd_movement"], n_events),
+            "sensor_id": [f"cam-{i % args.storage_cameras:04d}" for i in range(n_events)],
+            "lon": 5.37 + rng.normal(0, 0.02, n_events), "lat": 43.3 + rng.normal(0, 0.02, n_events),
+            "score": rng.uniform(0, 1, n_events), "source": "video",
+            "details": ['{"zone": "z1", "track_id": %d, "box": [10, 20, 60, 140]}' % i
+                        for i in range(n_events)]})
+        store2.append("events", events)
+        size = sum(f.stat().st_size for f in (Path(tmp) / "cams" / "history" / "events").rglob("*.parquet"))
+        out["event_bytes"] = round(size / n_events, 1)
+    out["tile_bytes"] = _tile_bytes()
     return out
+
+
+def _tile_bytes(frames: int = 100) -> float | None:
+    """Mean size of the blurred JPEG tile a camera posts at most once a second, on PETS 480x360."""
+    import numpy as np
+
+    from safecity.video.pipeline import CameraPipeline
+
+    pets = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "pets2009_s2l1" / "vtest.avi"
+    if not pets.exists():
+        return None  # the real clip is not beside the repository (see ../shared/data/README.md)
+    source = str(pets)
+    pipe = CameraPipeline({"camera_id": "tile", "fps": 10, "pixels_per_metre": 20})
+    sizes = []
+    for k, frame in enumerate(pipe.frames(source)):
+        if k >= frames:
+            break
+        result = pipe.process(frame)
+        image = frame.image if hasattr(frame, "image") else frame
+        sizes.append(len(pipe.tile(image, result)))
+    return round(float(np.mean(sizes[10:])), 0)
 
 
 # --- history and models -----------------------------------------------------------------------
