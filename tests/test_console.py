@@ -71,7 +71,9 @@ def _no_page_scroll(page) -> None:
                           " document.scrollingElement.scrollWidth, innerWidth]")
     assert sizes[0] <= sizes[1] and sizes[2] <= sizes[3], f"the page scrolls: {sizes}"
     # and nothing is cut off below: the status bar, the screen's last line, is on screen
-    bar = page.locator("span.live-counter").first.bounding_box()
+    bar = page.locator("span.live-counter").first
+    bar.wait_for(state="visible")  # attached first, laid out a moment later on a loaded machine
+    bar = bar.bounding_box()
     assert bar is not None and bar["y"] + bar["height"] <= sizes[1], (bar, sizes)
 
 
