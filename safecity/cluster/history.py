@@ -93,10 +93,10 @@ class SensorRows:
     @classmethod
     def of(cls, frame: pd.DataFrame) -> "SensorRows":
         ts = pd.to_datetime(frame["ts"], utc=True)
-        keep = ts.notna().to_numpy() & frame["value"].notna().to_numpy()
+        keep = ts.notna().to_numpy()  # a row with a missing value still makes its sensor known, as to_matrix
         codes, ids = pd.factorize(frame["sensor_id"].astype(str).to_numpy()[keep], sort=True)
-        return cls(ts.to_numpy()[keep].astype("datetime64[ns]").view(np.int64), codes.astype(np.int64),
-                   frame["value"].to_numpy(float)[keep], np.asarray(ids, dtype=object))
+        t = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]")[keep].view(np.int64)
+        return cls(t, codes.astype(np.int64), frame["value"].to_numpy(float)[keep], np.asarray(ids, dtype=object))
 
     def before(self, cut: int | None, before: bool = True) -> np.ndarray:
         if cut is None:
@@ -114,8 +114,8 @@ class SensorRows:
     def matrix(self, rows: np.ndarray, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
         """(ids, sensors x bins float32) on ``index`` of the rows selected, as ``grid.to_matrix`` makes it.
 
-        Rows of one sensor in one bin are summed (in float64, then float32, as
-        ``to_matrix``'s group-by); a bin without a row is NaN.
+        Rows of one sensor in one bin are summed, missing values left out (in
+        float64, then float32, as ``to_matrix``'s group-by); a bin without a value is NaN.
         """
         t, s, v = self.t[rows], self.sensor[rows], self.value[rows]
         present = np.unique(s)
@@ -129,9 +129,10 @@ class SensorRows:
                              f"{pd.Timedelta(step)} grid starting at {index[0].isoformat()}")
         flat = col * len(index) + off // step
         size = len(present) * len(index)
-        total = np.bincount(flat, weights=v, minlength=size)
-        seen = np.bincount(flat, minlength=size) > 0
-        Y = np.where(seen, total, np.nan).astype(np.float32).reshape(len(present), len(index))
+        missing = np.isnan(v)
+        total = np.bincount(flat, weights=np.where(missing, 0.0, v), minlength=size)
+        n_values = np.bincount(flat, weights=~missing, minlength=size)
+        Y = np.where(n_values == 0, np.nan, total).astype(np.float32).reshape(len(present), -1)
         return self.ids[present], Y
 
 
