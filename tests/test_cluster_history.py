@@ -135,7 +135,7 @@ def test_static_scores_and_the_whole_grid_match_one_process(client, data):
 
 
 def test_cli_baseline_flag_with_a_local_cluster_writes_the_same_file(data, tmp_path):
-    long, sensors, calendar = data
+    long, sensors, _ = data
     obs, sensors_path = tmp_path / "obs.parquet", tmp_path / "sensors.csv"
     long.to_parquet(obs, index=False)
     sensors.to_csv(sensors_path, index=False)
@@ -149,3 +149,21 @@ def test_cli_baseline_flag_with_a_local_cluster_writes_the_same_file(data, tmp_p
     assert json.loads(one.read_text()) and one.read_text() == two.read_text()
     summary = [json.loads(r.stderr.strip().splitlines()[-1]) for r in (first, second)]
     assert summary[0] == summary[1] and summary[0]["group_anomalies"] >= 1
+
+
+def test_forecast_backtest_folds_on_two_workers_equal_one_process(client):
+    from safecity.evaluation.forecasts import backtest
+    from safecity.forecast.model import GatheringForecaster
+
+    rng = np.random.default_rng(3)
+    ts = pd.date_range("2026-01-05", periods=24 * 56, freq="h", tz="UTC")
+    hour = np.asarray(ts.tz_convert(TZ).hour)
+    rows = [pd.DataFrame({"ts": ts, "sensor_id": f"s-{i}", "metric": "people_count",
+                          "value": rng.poisson((5 + 20 * np.exp(-0.5 * ((hour - 14) / 3) ** 2)) * (1 + i))
+                          .astype(float)}) for i in range(3)]
+    obs = validate(pd.concat(rows, ignore_index=True), "observations")
+    est = GatheringForecaster(tz=TZ, country=None, school_zone=None)
+    one = backtest(obs, None, horizon="24h", folds=3, test_days=6, estimator=est)
+    two = backtest(obs, None, horizon="24h", folds=3, test_days=6, estimator=est, client=client)
+    one.pop("seconds"), two.pop("seconds")
+    assert one == two and one["n"] > 0

@@ -12,11 +12,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from safecity.baseline.alarms import (MIN_GROUP_SHARE, gaussian_threshold, group_shares, n_group_periods,
-                                      n_periods, solve_threshold)
+from safecity.baseline.alarms import (
+    MIN_GROUP_SHARE,
+    gaussian_threshold,
+    group_shares,
+    n_group_periods,
+    n_periods,
+    solve_threshold,
+)
 from safecity.baseline.grid import Bins
 from safecity.baseline.replay import replay_live
-
 
 
 def calibrate(model, index: pd.DatetimeIndex, Y: np.ndarray, bins: Bins) -> None:

@@ -38,7 +38,7 @@ PERIOD_COLUMNS = ["sensor_id", "group", "start", "end", "direction", "observed",
                   "score", "peak", "n_sensors", "sensors", "attached", "explanation", "calendar"]
 
 
-def alarm_periods(model: "UsualLevel", departures: Departures) -> pd.DataFrame:
+def alarm_periods(model: UsualLevel, departures: Departures) -> pd.DataFrame:
     """The periods table: group anomalies (city, then zones), then sensor alarms they do not explain.
 
     ``departures`` are the scores of some bins (``UsualLevel.departures``, or
@@ -67,7 +67,7 @@ class GroupCounts:
     up: np.ndarray
     down: np.ndarray
 
-    def __add__(self, other: "GroupCounts") -> "GroupCounts":
+    def __add__(self, other: GroupCounts) -> GroupCounts:
         return GroupCounts(self.members + other.members, self.n_obs + other.n_obs, self.up + other.up,
                            self.down + other.down)
 
@@ -97,7 +97,7 @@ class MemberBins:
     scale: np.ndarray
 
     @classmethod
-    def concat(cls, parts: list["MemberBins"], order: list[str]) -> "MemberBins":
+    def concat(cls, parts: list[MemberBins], order: list[str]) -> MemberBins:
         """Parts of a group's members (from several partitions), in the group's member ``order``."""
         ids = np.concatenate([p.sensor_ids for p in parts])
         rank = {s: i for i, s in enumerate(order)}
@@ -106,13 +106,13 @@ class MemberBins:
                                 for f in ("observed", "z", "centre", "scale")))
 
 
-def _present(model: "UsualLevel", departures: Departures, members: list[str]) -> np.ndarray:
+def _present(model: UsualLevel, departures: Departures, members: list[str]) -> np.ndarray:
     pos = {s: i for i, s in enumerate(departures.sensor_ids)}
     known = model._rows(departures.sensor_ids, add=False) >= 0
     return np.array([pos[m] for m in members if m in pos and known[pos[m]]], dtype=np.int64)
 
 
-def group_counts(model: "UsualLevel", departures: Departures,
+def group_counts(model: UsualLevel, departures: Departures,
                  groups: dict[str, list[str]] | None = None) -> dict[str, GroupCounts]:
     """Per group (default: the model's), its members' reporting and departing (beyond ``group_z``) sensors per bin."""
     out = {}
@@ -125,7 +125,7 @@ def group_counts(model: "UsualLevel", departures: Departures,
     return out
 
 
-def group_segments(model: "UsualLevel", index: pd.DatetimeIndex,
+def group_segments(model: UsualLevel, index: pd.DatetimeIndex,
                    counts: dict[str, GroupCounts]) -> list[GroupSegment]:
     """Group alarm periods from the groups' counts: the city first, then zones it does not already explain."""
     gap = model._gap()
@@ -154,7 +154,7 @@ def group_segments(model: "UsualLevel", index: pd.DatetimeIndex,
     return out
 
 
-def group_members(model: "UsualLevel", departures: Departures, segments: list[GroupSegment],
+def group_members(model: UsualLevel, departures: Departures, segments: list[GroupSegment],
                   groups: dict[str, list[str]] | None = None) -> list[MemberBins]:
     """For each segment, its group's members present in ``departures`` on the segment's bins."""
     groups = model._all_groups() if groups is None else groups
@@ -167,7 +167,7 @@ def group_members(model: "UsualLevel", departures: Departures, segments: list[Gr
     return out
 
 
-def group_period(model: "UsualLevel", seg: GroupSegment, m: MemberBins, index: pd.DatetimeIndex,
+def group_period(model: UsualLevel, seg: GroupSegment, m: MemberBins, index: pd.DatetimeIndex,
                  day_type: np.ndarray) -> tuple[dict, list[str]]:
     """The periods-table row of a group segment, and the members whose own alarms it explains."""
     thr, sign, a, b = model.threshold_, seg.sign, seg.first, seg.last
@@ -197,7 +197,7 @@ def group_period(model: "UsualLevel", seg: GroupSegment, m: MemberBins, index: p
         "direction": seg.direction, "observed": float(obs_sum.mean()),
         "expected": float(exp_sum.mean()), "low": float(lo_sum.mean()),
         "high": float(hi_sum.mean()), "score": float(sign * seg.share),
-        "peak": index[seg.peak], "n_sensors": int(len(out_idx)),
+        "peak": index[seg.peak], "n_sensors": len(out_idx),
         "sensors": json.dumps([m.sensor_ids[s] for s in out_idx]),
         "attached": json.dumps(attached),
         "explanation": f"{n_dep} of {n_rep} sensors in {where} {'above' if sign > 0 else 'below'} "
@@ -208,7 +208,7 @@ def group_period(model: "UsualLevel", seg: GroupSegment, m: MemberBins, index: p
     return row, attached
 
 
-def sensor_periods(model: "UsualLevel", departures: Departures,
+def sensor_periods(model: UsualLevel, departures: Departures,
                    claimed: list[tuple[str, int, int, str]]) -> list[dict]:
     """Sensor alarm rows (high, then low; by sensor, then time), unless a group anomaly ``claimed`` them."""
     index, ids, Y = departures.index, departures.sensor_ids, departures.observed
@@ -259,7 +259,7 @@ def periods_table(rows: list[dict]) -> pd.DataFrame:
                              ignore_index=True).drop(columns="is_group")
 
 
-def happenings(model: "UsualLevel", start, end, rows) -> str | None:
+def happenings(model: UsualLevel, start, end, rows) -> str | None:
     """Names of calendar events and roadworks under way near these sensors (with arrival and departure)."""
     cal = model.calendar_
     if cal.empty:

@@ -32,11 +32,23 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from safecity.baseline.calibration import calibration_sample, calibration_scores, calibration_start, \
-    solve_thresholds
+from safecity.baseline.calibration import (
+    calibration_sample,
+    calibration_scores,
+    calibration_start,
+    solve_thresholds,
+)
 from safecity.baseline.grid import Departures, to_matrix
-from safecity.baseline.periods import (GroupSegment, MemberBins, group_counts, group_members, group_period,
-                                       group_segments, periods_table, sensor_periods)
+from safecity.baseline.periods import (
+    GroupSegment,
+    MemberBins,
+    group_counts,
+    group_members,
+    group_period,
+    group_segments,
+    periods_table,
+    sensor_periods,
+)
 from safecity.baseline.replay import replay_live
 from safecity.baseline.usual import UsualLevel
 
@@ -91,7 +103,7 @@ class SensorRows:
     ids: np.ndarray
 
     @classmethod
-    def of(cls, frame: pd.DataFrame) -> "SensorRows":
+    def of(cls, frame: pd.DataFrame) -> SensorRows:
         ts = pd.to_datetime(frame["ts"], utc=True)
         keep = ts.notna().to_numpy()  # a row with a missing value still makes its sensor known, as to_matrix
         codes, ids = pd.factorize(frame["sensor_id"].astype(str).to_numpy()[keep], sort=True)
@@ -254,7 +266,7 @@ def fit(client, history, estimator: UsualLevel, *, train_until=None, calendar=No
     distributed.wait(rows)
     del frames  # each worker now holds its partitions' rows as arrays only
     where = {k: v[0] for k, v in client.who_has(rows).items()}
-    pin = [dict(workers=[where[r.key]], allow_other_workers=False) for r in rows]
+    pin = [{"workers": [where[r.key]], "allow_other_workers": False} for r in rows]
     facts = client.gather([client.submit(SensorRows.facts, r, cut, **w) for r, w in zip(rows, pin)])
     every = np.concatenate([f["ids"] for f in facts])
     if len(np.unique(every)) < len(every):
