@@ -28,12 +28,30 @@ N_SENSORS = 30
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
+def cluster():
+    """One cluster for the module (starting one costs seconds): two single-threaded worker processes."""
+    from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as c:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    from distributed import Client
+
+    with Client(cluster) as c:
         yield c
+
+
+@pytest.fixture
+def one_thread():
+    """One process computes with one thread, as a worker does (Dask sets OMP_NUM_THREADS=1 in its workers):
+    the gradient boosting's OpenMP threads would otherwise fight over a loaded machine's cores."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
 
 
 def _counts(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -92,7 +110,7 @@ def test_baseline_on_two_workers_equals_one_process(client, data):
 
     import dask.dataframe as dd
 
-    frame = history.by_sensor(dd.from_pandas(long, npartitions=3), npartitions=4)
+    frame = history.by_sensor(dd.from_pandas(long, npartitions=3), npartitions=2)
     fitted = history.fit(client, frame, _model(), train_until=CUT, calendar=calendar, sensors=sensors)
     got = history.alarm_periods(client, fitted)
 
@@ -120,7 +138,7 @@ def test_static_scores_and_the_whole_grid_match_one_process(client, data):
 
     import dask.dataframe as dd
 
-    frame = history.by_sensor(dd.from_pandas(long, npartitions=2), npartitions=3)
+    frame = history.by_sensor(dd.from_pandas(long, npartitions=2), npartitions=2)
     fitted = history.fit(client, frame, _model(update_every=None), train_until=CUT, calendar=calendar,
                          sensors=sensors, score="static")
     pd.testing.assert_frame_equal(history.alarm_periods(client, fitted), expected, check_exact=True)
@@ -134,7 +152,7 @@ def test_static_scores_and_the_whole_grid_match_one_process(client, data):
     assert summary["max_abs_score"] == float(np.nanmax(np.abs(z)))
 
 
-def test_cli_baseline_flag_with_a_local_cluster_writes_the_same_file(data, tmp_path):
+def test_cli_baseline_flag_on_a_cluster_writes_the_same_file(cluster, data, tmp_path):
     long, sensors, _ = data
     obs, sensors_path = tmp_path / "obs.parquet", tmp_path / "sensors.csv"
     long.to_parquet(obs, index=False)
@@ -144,26 +162,46 @@ def test_cli_baseline_flag_with_a_local_cluster_writes_the_same_file(data, tmp_p
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     first = CliRunner().invoke(main, args + ["-o", str(one)])
     assert first.exit_code == 0, first.output
-    second = CliRunner().invoke(main, args + ["-o", str(two), "--scheduler", "local:2"])
+    second = CliRunner().invoke(main, args + ["-o", str(two), "--scheduler", cluster.scheduler_address])
     assert second.exit_code == 0, second.output
     assert json.loads(one.read_text()) and one.read_text() == two.read_text()
     summary = [json.loads(r.stderr.strip().splitlines()[-1]) for r in (first, second)]
     assert summary[0] == summary[1] and summary[0]["group_anomalies"] >= 1
 
 
-def test_forecast_backtest_folds_on_two_workers_equal_one_process(client):
-    from safecity.evaluation.forecasts import backtest
-    from safecity.forecast.model import GatheringForecaster
-
+def _hourly_counts(n_sensors: int = 3, days: int = 42) -> pd.DataFrame:
     rng = np.random.default_rng(3)
-    ts = pd.date_range("2026-01-05", periods=24 * 56, freq="h", tz="UTC")
+    ts = pd.date_range("2026-01-05", periods=24 * days, freq="h", tz="UTC")
     hour = np.asarray(ts.tz_convert(TZ).hour)
     rows = [pd.DataFrame({"ts": ts, "sensor_id": f"s-{i}", "metric": "people_count",
                           "value": rng.poisson((5 + 20 * np.exp(-0.5 * ((hour - 14) / 3) ** 2)) * (1 + i))
-                          .astype(float)}) for i in range(3)]
-    obs = validate(pd.concat(rows, ignore_index=True), "observations")
-    est = GatheringForecaster(tz=TZ, country=None, school_zone=None)
-    one = backtest(obs, None, horizon="24h", folds=3, test_days=6, estimator=est)
-    two = backtest(obs, None, horizon="24h", folds=3, test_days=6, estimator=est, client=client)
+                          .astype(float)}) for i in range(n_sensors)]
+    return validate(pd.concat(rows, ignore_index=True), "observations")
+
+
+def test_forecast_backtest_folds_on_two_workers_equal_one_process(client, one_thread):
+    from safecity.evaluation.forecasts import backtest
+    from safecity.forecast.model import GatheringForecaster
+
+    obs = _hourly_counts()
+    est = GatheringForecaster(tz=TZ, country=None, school_zone=None, max_iter=30, calibration_days=7)
+    one = backtest(obs, None, horizon="24h", folds=2, test_days=4, estimator=est)
+    two = backtest(obs, None, horizon="24h", folds=2, test_days=4, estimator=est, client=client)
     one.pop("seconds"), two.pop("seconds")
-    assert one == two and one["n"] > 0
+    assert one == two and one["n"] == 3 * 4 * 24 and one["folds"] == 2
+    assert set(one["methods"]) == {"forecaster", "seasonal_naive", "time_of_week_profile"}
+
+
+def test_cli_forecast_backtest_on_a_cluster_prints_the_same_metrics(cluster, one_thread, tmp_path):
+    obs = tmp_path / "obs.parquet"
+    _hourly_counts(n_sensors=2, days=35).to_parquet(obs, index=False)
+    args = ["forecast", "backtest", "--observations", str(obs), "--tz", TZ, "--country", "none",
+            "--school-zone", "none", "--folds", "2", "--test-days", "2"]
+    got = []
+    for extra in ([], ["--scheduler", cluster.scheduler_address]):
+        result = CliRunner().invoke(main, args + extra)
+        assert result.exit_code == 0, result.output
+        metrics = json.loads(result.stdout)
+        metrics.pop("seconds")
+        got.append(metrics)
+    assert got[0] == got[1] and got[0]["n"] == 2 * 2 * 24

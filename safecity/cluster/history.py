@@ -58,9 +58,19 @@ COLUMNS = ("ts", "sensor_id", "value")
 # --------------------------------------------------------------------------- partitioning
 
 
+#: Up to this many partitions, a task-based shuffle: the peer-to-peer one costs seconds to set up.
+TASK_SHUFFLE_PARTITIONS = 64
+
+
 def by_sensor(history, npartitions: int | None = None):
-    """The long history (ts, sensor_id, value) shuffled so that every sensor's rows are in one partition."""
-    return history.shuffle(on="sensor_id", npartitions=npartitions or history.npartitions)
+    """The long history (ts, sensor_id, value) shuffled so that every sensor's rows are in one partition.
+
+    A few partitions are shuffled by tasks, many by Dask's peer-to-peer shuffle
+    (its memory stays bounded, its setup costs seconds).
+    """
+    npartitions = npartitions or history.npartitions
+    method = "tasks" if max(npartitions, history.npartitions) <= TASK_SHUFFLE_PARTITIONS else None
+    return history.shuffle(on="sensor_id", npartitions=npartitions, shuffle_method=method)
 
 
 def sensor_blocks(sensor_ids, n_blocks: int) -> list[list[str]]:
