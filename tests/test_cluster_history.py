@@ -122,7 +122,7 @@ def test_baseline_on_two_workers_equals_one_process(client, data):
 
     # Every sensor's rows on one worker only, and both workers used: read from the workers' memory.
     def held(dask_worker):
-        return sorted(s for v in dask_worker.data.values() if isinstance(v, history.SensorRows) for s in v.ids)
+        return sorted(s for v in dask_worker.data.values() if isinstance(v, history.PartFit) for s in v.ids)
 
     on_workers = client.run(held)
     assert len(on_workers) == 2 and all(on_workers.values())

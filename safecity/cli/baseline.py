@@ -154,7 +154,7 @@ def _flag_on_cluster(scheduler, model, path, cut, columns, calendar, sensors, st
 
     ts_col, sensor_col, value_col, metric = columns
     suffix = Path(path).suffix.lower()
-    with connect(scheduler) as client:
+    with history.numpy_workers(), connect(scheduler) as client:
         try:
             raw = dd.read_parquet(path) if suffix == ".parquet" else dd.read_csv(path, dtype={sensor_col: str, value_col: float})
         except Exception as err:  # noqa: BLE001 - the reader's own message, with the file's name

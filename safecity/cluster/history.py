@@ -55,6 +55,25 @@ from safecity.baseline.usual import UsualLevel
 COLUMNS = ("ts", "sensor_id", "value")
 
 
+# --------------------------------------------------------------------------- the workers' memory
+
+#: glibc's allocator in the workers: Dask sets MALLOC_TRIM_THRESHOLD_ to 64 kB, which also turns off
+#: glibc's adaptive mmap threshold, so every large numpy temporary is mapped, page-faulted and unmapped
+#: again (measured: a block's fit twice as slow, most of it in the kernel). Freed memory kept for reuse.
+WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": 1 << 30, "MALLOC_MMAP_THRESHOLD_": 1 << 30}
+
+
+def numpy_workers():
+    """A ``dask.config.set`` for worker processes started inside it (``local:N``) to use ``WORKER_MALLOC``.
+
+    Workers started elsewhere (``dask worker`` on other machines) take these
+    variables from their own environment.
+    """
+    import dask
+
+    return dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC.items()})
+
+
 # --------------------------------------------------------------------------- partitioning
 
 
@@ -93,9 +112,11 @@ def read_sensor_blocks(path, blocks: list[list[str]]):
 
 
 def _read_block(block: list[str], path: str) -> pd.DataFrame:
+    """The block's rows; sensor ids as a categorical (one string per sensor, not one per row)."""
     import pyarrow.dataset as ds
 
-    table = ds.dataset(path, format="parquet").to_table(
+    parquet = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=["sensor_id"]))
+    table = ds.dataset(path, format=parquet).to_table(
         columns=list(COLUMNS), filter=ds.field("sensor_id").isin(block))
     return table.to_pandas()
 
@@ -116,9 +137,9 @@ class SensorRows:
     def of(cls, frame: pd.DataFrame) -> SensorRows:
         ts = pd.to_datetime(frame["ts"], utc=True)
         keep = ts.notna().to_numpy()  # a row with a missing value still makes its sensor known, as to_matrix
-        codes, ids = pd.factorize(frame["sensor_id"].astype(str).to_numpy()[keep], sort=True)
+        codes, ids = _sorted_codes(frame["sensor_id"], keep)
         t = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]")[keep].view(np.int64)
-        return cls(t, codes.astype(np.int64), frame["value"].to_numpy(float)[keep], np.asarray(ids, dtype=object))
+        return cls(t, codes, frame["value"].to_numpy(float)[keep], np.asarray(ids, dtype=object))
 
     def before(self, cut: int | None, before: bool = True) -> np.ndarray:
         if cut is None:
@@ -130,7 +151,8 @@ class SensorRows:
         out = {"worker": _worker(), "ids": self.ids}
         for name, before in (("train", True), ("test", False)):
             rows = self.before(cut, before)
-            out[name] = (np.unique(self.t[rows]), self.ids[np.unique(self.sensor[rows])])
+            t = np.sort(pd.unique(self.t[rows]))  # np.unique's values, by hashing rather than sorting every row
+            out[name] = (t, self.ids[np.flatnonzero(np.bincount(self.sensor[rows], minlength=len(self.ids)))])
         return out
 
     def matrix(self, rows: np.ndarray, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
@@ -140,8 +162,10 @@ class SensorRows:
         float64, then float32, as ``to_matrix``'s group-by); a bin without a value is NaN.
         """
         t, s, v = self.t[rows], self.sensor[rows], self.value[rows]
-        present = np.unique(s)
-        col = np.searchsorted(present, s)
+        present = np.flatnonzero(np.bincount(s, minlength=len(self.ids)))  # np.unique(s), in one pass
+        position = np.zeros(len(self.ids), np.int64)
+        position[present] = np.arange(len(present))
+        col = position[s]
         step = int((index[1] - index[0]).value) if len(index) > 1 else 1
         t0 = int(index[0].value)
         off = t - t0
@@ -156,6 +180,24 @@ class SensorRows:
         n_values = np.bincount(flat, weights=~missing, minlength=size)
         Y = np.where(n_values == 0, np.nan, total).astype(np.float32).reshape(len(present), -1)
         return self.ids[present], Y
+
+
+def _sorted_codes(sensor_id: pd.Series, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each kept row's position in the sorted distinct ids, those ids as str): ``factorize(sort=True)``.
+
+    A categorical column (Parquet read with a dictionary) is coded without
+    making a string per row.
+    """
+    if isinstance(sensor_id.dtype, pd.CategoricalDtype) and not sensor_id.isna().any():
+        codes = sensor_id.cat.codes.to_numpy()[keep]
+        names = np.asarray(sensor_id.cat.categories.astype(str), dtype=object)
+        used = np.flatnonzero(np.bincount(codes, minlength=len(names)))
+        order = np.argsort(names[used], kind="stable")
+        rank = np.full(len(names), -1, np.int32)
+        rank[used[order]] = np.arange(len(used), dtype=np.int32)
+        return rank[codes], names[used[order]]
+    codes, ids = pd.factorize(sensor_id.astype(str).to_numpy()[keep], sort=True)
+    return codes.astype(np.int32), np.asarray(ids, dtype=object)
 
 
 def _worker() -> str | None:
@@ -180,12 +222,18 @@ class Grid:
 
 @dataclass
 class PartFit:
-    """A partition's fitted model, its scores of the test bins, and its sampled sensors' calibration scores."""
+    """A partition's fitted model, its scores of the test bins, and its sampled sensors' calibration scores.
+
+    Without a test period, the matrix fitted (ids, sensors x bins) is kept to
+    score it (``score_summary``); the partition's rows are not kept.
+    """
 
     model: UsualLevel
     departures: Departures | None
     calibration: tuple[np.ndarray, np.ndarray] | None  # (sensor ids, z)
     worker: str | None
+    ids: np.ndarray  # every sensor of the partition
+    matrix: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _fit_part(rows: SensorRows, grid: Grid, params: dict, cut: int | None, calendar, sensors,
@@ -199,6 +247,7 @@ def _fit_part(rows: SensorRows, grid: Grid, params: dict, cut: int | None, calen
     if grid.calibration_start is not None and len(local):
         bins = model._bins_for(grid.train)
         calibration = (ids[local], calibration_scores(model, grid.train, Y, bins, local, grid.calibration_start))
+    matrix = (ids, Y) if cut is None else None
     del Y
     departures = None
     if grid.test is not None and mode != "none":
@@ -206,12 +255,14 @@ def _fit_part(rows: SensorRows, grid: Grid, params: dict, cut: int | None, calen
         if len(test_ids):
             test = pd.DataFrame(T.T, index=grid.test, columns=test_ids, copy=False)
             departures = model.departures(test) if mode == "static" else replay_live(model, test)
-    return PartFit(model, departures, calibration, _worker())
+    return PartFit(model, departures, calibration, _worker(), rows.ids, matrix)
 
 
-def _score_summary(part: PartFit, rows: SensorRows, grid: Grid, threshold: float) -> dict:
+def _score_summary(part: PartFit, grid: Grid, threshold: float) -> dict:
     """The bench's check figures of a partition: scores of the whole grid (``score_samples``)."""
-    ids, Y = rows.matrix(rows.before(None), grid.train)
+    if part.matrix is None:
+        raise ValueError("score_summary: the model was fitted with train_until; it scores the whole history")
+    ids, Y = part.matrix
     z = part.model.score_samples(pd.DataFrame(Y.T, index=grid.train, columns=ids, copy=False)).to_numpy()
     finite = z[np.isfinite(z)]
     return {"alarm_bins": int((np.abs(finite) > threshold).sum()),
@@ -253,7 +304,6 @@ class ClusterFit:
 
     model: UsualLevel
     parts: list
-    rows: list
     grid: Grid
     workers: dict[str, list[str]]
     pin: list[dict]
@@ -323,7 +373,8 @@ def fit(client, history, estimator: UsualLevel, *, train_until=None, calendar=No
     for f, p in zip(facts, parts):
         held.setdefault(f["worker"], []).extend(map(str, f["ids"]))
     distributed.wait(parts)
-    return ClusterFit(model, parts, rows, grid, held, pin)
+    del rows  # released on the workers: what is left of a partition is its PartFit
+    return ClusterFit(model, parts, grid, held, pin)
 
 
 def _grid(t: np.ndarray, step: pd.Timedelta | None) -> tuple[pd.DatetimeIndex, pd.Timedelta]:
@@ -370,7 +421,7 @@ def alarm_periods(client, fitted: ClusterFit) -> pd.DataFrame:
 
 def score_summary(client, fitted: ClusterFit) -> dict:
     """Scores of the whole history (``score_samples``) on the workers: alarm bins and the largest |score|."""
-    got = client.gather([client.submit(_score_summary, p, r, fitted.grid, fitted.model.threshold_, **w)
-                         for p, r, w in zip(fitted.parts, fitted.rows, fitted.pin)])
+    got = client.gather([client.submit(_score_summary, p, fitted.grid, fitted.model.threshold_, **w)
+                         for p, w in zip(fitted.parts, fitted.pin)])
     return {"alarm_bins": sum(g["alarm_bins"] for g in got),
             "max_abs_score": max(g["max_abs_score"] for g in got), "parts": got}
