@@ -270,6 +270,20 @@ def _score_summary(part: PartFit, grid: Grid, threshold: float) -> dict:
             "sensors": len(ids), "worker": _worker()}
 
 
+def _facts_of(frame: pd.DataFrame, cut: int | None) -> dict:
+    return SensorRows.of(frame).facts(cut)
+
+
+def _fit_frame(frame: pd.DataFrame, grid: Grid, params: dict, cut: int | None, calendar, sensors,
+               mode: str) -> PartFit:
+    """``_fit_part`` of a partition: its rows are released when the fit is made."""
+    return _fit_part(SensorRows.of(frame), grid, params, cut, calendar, sensors, mode)
+
+
+def _held_by(part: PartFit) -> tuple[str | None, np.ndarray]:
+    return part.worker, part.ids
+
+
 def _calibration_of(part: PartFit):
     return part.calibration
 
@@ -321,13 +335,12 @@ def fit(client, history, estimator: UsualLevel, *, train_until=None, calendar=No
 
     params = estimator.get_params()
     cut = None if train_until is None else pd.Timestamp(train_until).tz_convert("UTC").value
-    frames = client.compute(history.to_delayed())
-    rows = client.map(SensorRows.of, frames, pure=False)
-    distributed.wait(rows)
-    del frames  # each worker now holds its partitions' rows as arrays only
-    where = {k: v[0] for k, v in client.who_has(rows).items()}
-    pin = [{"workers": [where[r.key]], "allow_other_workers": False} for r in rows]
-    facts = client.gather([client.submit(SensorRows.facts, r, cut, **w) for r, w in zip(rows, pin)])
+    # Each partition is computed twice, once for the grid and once to fit on it, so that a worker holds
+    # one partition's rows at a time (a shuffled history the caller can ``persist`` first instead).
+    from dask import delayed
+
+    partitions = history.to_delayed()
+    facts = client.gather(client.compute([delayed(_facts_of)(p, cut) for p in partitions]))
     every = np.concatenate([f["ids"] for f in facts])
     if len(np.unique(every)) < len(every):
         raise ValueError("history: a sensor's rows are in several partitions (partition it with by_sensor)")
@@ -351,8 +364,11 @@ def fit(client, history, estimator: UsualLevel, *, train_until=None, calendar=No
         if start is not None else np.array([], dtype=object)
     grid = Grid(index, test_index, step, sample_ids, start)
     mode = score if cut is not None else "none"
-    parts = [client.submit(_fit_part, r, grid, params, cut, calendar, sensors, mode, pure=False, **w)
-             for r, w in zip(rows, pin)]
+    parts = client.compute([delayed(_fit_frame)(p, grid, params, cut, calendar, sensors, mode)
+                            for p in partitions])
+    distributed.wait(parts)
+    where = {k: v[0] for k, v in client.who_has(parts).items()}
+    pin = [{"workers": [where[p.key]], "allow_other_workers": False} for p in parts]
     calibration = [c for c in client.gather([client.submit(_calibration_of, p, **w) for p, w in zip(parts, pin)])
                    if c is not None]
     if start is None:
@@ -370,10 +386,8 @@ def fit(client, history, estimator: UsualLevel, *, train_until=None, calendar=No
             model._set_sensors(None)
         model.calendar_, model.calendar_start_, model.calendar_end_ = model._calendar_over(test_index)
     held: dict[str, list[str]] = {}
-    for f, p in zip(facts, parts):
-        held.setdefault(f["worker"], []).extend(map(str, f["ids"]))
-    distributed.wait(parts)
-    del rows  # released on the workers: what is left of a partition is its PartFit
+    for worker, ids in client.gather([client.submit(_held_by, p, **w) for p, w in zip(parts, pin)]):
+        held.setdefault(worker, []).extend(map(str, ids))
     return ClusterFit(model, parts, grid, held, pin)
 
 
