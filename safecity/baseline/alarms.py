@@ -67,6 +67,11 @@ def group_shares(z: np.ndarray, gz: float, min_n: int):
     with np.errstate(invalid="ignore"):
         n_obs = np.isfinite(z).sum(0)
         up_n, down_n = (z > gz).sum(0), (z < -gz).sum(0)
+    return shares_from_counts(n_obs, up_n, down_n, min_n)
+
+
+def shares_from_counts(n_obs: np.ndarray, up_n: np.ndarray, down_n: np.ndarray, min_n: int):
+    """``group_shares`` from the counts per bin (reporting, above, below), which add up across sensors."""
     ok = n_obs >= min_n
     # Fewer than min_n departing sensors is no group departure, whatever the share.
     up = np.where(ok, np.where(up_n >= min_n, up_n / np.maximum(n_obs, 1), 0.0), np.nan)

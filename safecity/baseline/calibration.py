@@ -12,11 +12,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from safecity.baseline.alarms import (MIN_GROUP_SHARE, gaussian_threshold, group_shares, n_group_periods,
-                                      n_periods, solve_threshold)
+from safecity.baseline.alarms import (
+    MIN_GROUP_SHARE,
+    gaussian_threshold,
+    group_shares,
+    n_group_periods,
+    n_periods,
+    solve_threshold,
+)
 from safecity.baseline.grid import Bins
 from safecity.baseline.replay import replay_live
-
 
 
 def calibrate(model, index: pd.DatetimeIndex, Y: np.ndarray, bins: Bins) -> None:
@@ -25,22 +30,37 @@ def calibrate(model, index: pd.DatetimeIndex, Y: np.ndarray, bins: Bins) -> None
     The replay runs on a private model of a sample of the sensors, fitted on
     the days before: ``model`` only receives the thresholds.
     """
+    start = calibration_start(model, bins)
+    if start is None:
+        solve_thresholds(model, None, np.array([], dtype=object))
+        return
+    sample = calibration_sample(model.random_state, Y.shape[0], model.max_calibration_sensors)
+    z = calibration_scores(model, index, Y, bins, sample, start)
+    solve_thresholds(model, z, model.sensor_ids_[sample])
+
+
+def calibration_start(model, bins: Bins) -> int | None:
+    """First bin of the calibration days (the last ``calibration_days``, at most half the days); None: none."""
     days = np.unique(bins.day)
     n_cal = min(int(model.calibration_days), len(days) // 2)
-    bins_per_day = model.slots_per_day_
-    group_rate = model.rate if model.group_rate is None else model.group_rate
-    model.threshold_ = gaussian_threshold(model.rate, bins_per_day)
-    model.group_threshold_ = {}
-    model.realised_rate_ = np.nan
-    model.group_realised_rate_ = {}
-    model.calibration_sensor_days_ = 0.0
-    model.calibrated_ = False
     if n_cal < 1:
-        return
-    start = np.searchsorted(bins.day, days[-n_cal])
-    rng = np.random.default_rng(model.random_state)
-    S = Y.shape[0]
-    sample = np.sort(rng.choice(S, size=min(S, model.max_calibration_sensors), replace=False))
+        return None
+    return int(np.searchsorted(bins.day, days[-n_cal]))
+
+
+def calibration_sample(random_state, n_sensors: int, max_sensors: int) -> np.ndarray:
+    """Rows (sorted) of the sensors the calibration replays: all of them, or a seeded draw of ``max_sensors``."""
+    rng = np.random.default_rng(random_state)
+    return np.sort(rng.choice(n_sensors, size=min(n_sensors, max_sensors), replace=False))
+
+
+def calibration_scores(model, index: pd.DatetimeIndex, Y: np.ndarray, bins: Bins, sample: np.ndarray,
+                       start: int) -> np.ndarray:
+    """Scores of the calibration days for ``sample`` rows of ``Y``, replayed live; known events are NaN.
+
+    Each row's scores depend on that sensor's values, the grid and the calendar
+    only: a cluster computes them where each sensor's rows are.
+    """
     sub = type(model)(**model.get_params())
     _setup_from(sub, model, sample)
     head = Bins(index[:start], bins.day_type[:start], bins.dow[:start], bins.slot[:start],
@@ -53,6 +73,21 @@ def calibrate(model, index: pd.DatetimeIndex, Y: np.ndarray, bins: Bins) -> None
     # Known events are not normal data: they are left out of the calibration days.
     for span, near in sub._event_mask(index[start:], rows):
         z[np.nonzero(near)[0][:, None], np.arange(span.start, span.stop)[None, :]] = np.nan
+    return z
+
+
+def solve_thresholds(model, z: np.ndarray | None, sample_ids: np.ndarray) -> None:
+    """``threshold_`` and the group thresholds from the calibration scores ``z`` of ``sample_ids`` (None: none)."""
+    bins_per_day = model.slots_per_day_
+    group_rate = model.rate if model.group_rate is None else model.group_rate
+    model.threshold_ = gaussian_threshold(model.rate, bins_per_day)
+    model.group_threshold_ = {}
+    model.realised_rate_ = np.nan
+    model.group_realised_rate_ = {}
+    model.calibration_sensor_days_ = 0.0
+    model.calibrated_ = False
+    if z is None:
+        return
     sensor_days = np.isfinite(z).sum() / bins_per_day
     if sensor_days <= 0:
         return
@@ -63,7 +98,7 @@ def calibrate(model, index: pd.DatetimeIndex, Y: np.ndarray, bins: Bins) -> None
     model.calibration_sensor_days_ = float(sensor_days)
     model.calibrated_ = True
     # Groups: each on its own sampled members.
-    pos = {s: i for i, s in enumerate(model.sensor_ids_[sample])}
+    pos = {s: i for i, s in enumerate(sample_ids)}
     for name, members in model._all_groups().items():
         idx = [pos[m] for m in members if m in pos]
         if len(idx) < model.min_group_sensors:

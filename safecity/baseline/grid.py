@@ -47,7 +47,8 @@ def to_matrix(X, metric: str | None, step: pd.Timedelta | None = None):
                               "sensor_id": obs["sensor_id"].astype(str).to_numpy(),
                               "value": obs["value"].to_numpy(float)})
         if frame.duplicated(["ts", "sensor_id"]).any():
-            frame = frame.groupby(["ts", "sensor_id"], as_index=False)["value"].sum()
+            # min_count: a bin whose rows are all missing stays missing, not a zero count.
+            frame = frame.groupby(["ts", "sensor_id"], as_index=False)["value"].sum(min_count=1)
         wide = frame.pivot(index="ts", columns="sensor_id", values="value")
         wide.index = pd.DatetimeIndex(wide.index).tz_localize("UTC") if wide.index.tz is None else wide.index
     if len(wide.index) == 0:

@@ -166,7 +166,9 @@ def fit_noise(d: np.ndarray, lev: np.ndarray, n_bins: int) -> np.ndarray:
     nn = np.maximum(n, 1)[:, None]
     bins = np.minimum(rank * n_bins // nn, n_bins - 1)
     within = rank - (bins * nn + n_bins - 1) // n_bins
-    width = int(np.ceil(n.max() / n_bins)) + 1
+    # The padding is set by the number of pairs, not by the rows' counts: a row's nanmean
+    # (its summation order) must not depend on which other sensors share the call.
+    width = int(np.ceil(n_pairs / n_bins)) + 1
     rows = np.broadcast_to(np.arange(S)[:, None], d.shape)
     dd = np.full((S, n_bins, width), np.nan, np.float32)
     ll = np.full((S, n_bins, width), np.nan, np.float32)

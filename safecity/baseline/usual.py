@@ -248,10 +248,25 @@ class UsualLevel(BaseEstimator):
         """
         self._validate_params()
         index, ids, Y, step = to_matrix(X, self.metric)
+        return self.fit_matrix(index, ids, Y, step, calendar=calendar, sensors=sensors)
+
+    def fit_matrix(self, index: pd.DatetimeIndex, ids: np.ndarray, Y: np.ndarray, step: pd.Timedelta, *,
+                   calendar: pd.DataFrame | None = None, sensors: pd.DataFrame | None = None,
+                   calibrate_thresholds: bool = True) -> "UsualLevel":
+        """``fit`` on a grid already made (``grid.to_matrix``: UTC bins, sensor ids, sensors x bins).
+
+        Every per-sensor array depends on that sensor's row, the grid and the
+        calendar only, so a cluster fits sensors apart on the same grid; the
+        thresholds are global, solved once on the calibration sample
+        (``calibrate_thresholds=False`` leaves them to the caller,
+        ``safecity.cluster.history``).
+        """
+        self._validate_params()
         self._setup(index, ids, step, calendar, sensors)
         bins = self._bins_for(index)
         self.day_types_ = tuple(int(t) for t in np.unique(bins.day_type))
-        calibrate(self, index, Y, bins)
+        if calibrate_thresholds:
+            calibrate(self, index, Y, bins)
         self._learn(index, Y, bins, self._event_mask(index, np.arange(len(ids))))
         return self
 

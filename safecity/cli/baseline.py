@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from safecity.cli.root import main
-from safecity.cli.options import _write_table_file, _read_table_file, _check_out, _city_options
+from safecity.cli.options import _write_table_file, _read_table_file, _check_out, _city_options, _scheduler_option
 
 
 @main.group()
@@ -42,9 +42,10 @@ def baseline() -> None:
               help="Score with the fitted model only (default: it learns each day after scoring it, as live).")
 @click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False), callback=_check_out,
               help="File to write, .csv or .json (or .parquet); default: CSV on standard output.")
+@_scheduler_option
 def baseline_flag(observations_path, train_until, rate, group_rate, ts_col, sensor_col, value_col, metric,
                   tz, country, subdiv, school_zone, calendar_paths, sensors_path, group_col, static,
-                  out_path) -> None:
+                  out_path, scheduler) -> None:
     """Fit the usual levels on the data before --train-until and write the flagged periods after it.
 
     One row per alarm period: sensor_id (empty for a group anomaly), group
@@ -56,7 +57,9 @@ def baseline_flag(observations_path, train_until, rate, group_rate, ts_col, sens
     calendar (known happenings then and there), sensors and attached (JSON
     lists: a group's departing sensors and the sensor alarms it explains).
     The threshold, its realised rate on the calibration days and counts go
-    to standard error.
+    to standard error. With --scheduler, the observations are read by the
+    cluster's workers, partitioned by sensor, and fitted and scored there
+    (safecity.cluster.history): the same table.
     """
     import pandas as pd
     from tqdm import tqdm
@@ -70,7 +73,6 @@ def baseline_flag(observations_path, train_until, rate, group_rate, ts_col, sens
     none = {"", "none", "no"}
     with tqdm(total=3, desc="baseline", unit="step", file=sys.stderr) as bar:
         bar.set_postfix_str("reading")
-        obs = _baseline_observations(observations_path, ts_col, sensor_col, value_col, metric)
         calendar = sensors = None
         if calendar_paths:
             from safecity.data.calendars import CalendarError, read_calendars
@@ -89,24 +91,29 @@ def baseline_flag(observations_path, train_until, rate, group_rate, ts_col, sens
         except ValueError:
             raise click.ClickException(f"--train-until: not a date or time: {train_until!r}") from None
         cut = cut.tz_localize(tz) if cut.tzinfo is None else cut
-        train, test = obs[obs["ts"] < cut], obs[obs["ts"] >= cut]
-        if train.empty:
-            raise click.ClickException(f"{observations_path}: no rows before --train-until {cut.isoformat()}")
-        bar.update()
-        bar.set_postfix_str("fitting")
         model = UsualLevel(tz=tz, rate=rate, group_rate=group_rate, group_col=group_col, metric=None,
                            country=None if str(country).lower() in none else country, subdiv=subdiv,
                            school_zone=None if str(school_zone).lower() in none else school_zone)
-        try:
-            model.fit(train, calendar=calendar, sensors=sensors)
+        if scheduler is not None:
+            model, periods = _flag_on_cluster(scheduler, model, observations_path, cut, (ts_col, sensor_col,
+                                              value_col, metric), calendar, sensors, static, bar)
+        else:
+            obs = _baseline_observations(observations_path, ts_col, sensor_col, value_col, metric)
+            train, test = obs[obs["ts"] < cut], obs[obs["ts"] >= cut]
+            if train.empty:
+                raise click.ClickException(f"{observations_path}: no rows before --train-until {cut.isoformat()}")
             bar.update()
-            bar.set_postfix_str("flagging")
-            if len(test):  # live: each day is scored, then learnt (partial_fit), as the live model runs
-                periods = alarm_periods(model, model.departures(test) if static else replay_live(model, test))
-            else:
-                periods = None
-        except ValueError as err:
-            raise click.ClickException(f"{observations_path}: {err}") from None
+            bar.set_postfix_str("fitting")
+            try:
+                model.fit(train, calendar=calendar, sensors=sensors)
+                bar.update()
+                bar.set_postfix_str("flagging")
+                if len(test):  # live: each day is scored, then learnt (partial_fit), as the live model runs
+                    periods = alarm_periods(model, model.departures(test) if static else replay_live(model, test))
+                else:
+                    periods = None
+            except ValueError as err:
+                raise click.ClickException(f"{observations_path}: {err}") from None
         bar.update()
     if periods is None:
         from safecity.baseline.periods import empty_periods
@@ -138,11 +145,45 @@ def baseline_flag(observations_path, train_until, rate, group_rate, ts_col, sens
         _write_table_file(table, out_path)
 
 
+def _flag_on_cluster(scheduler, model, path, cut, columns, calendar, sensors, static, bar):
+    """``baseline flag`` on a Dask cluster: the workers read the file, partitioned by sensor; (model, periods)."""
+    import dask.dataframe as dd
+
+    from safecity.cluster import history
+    from safecity.cluster.scheduler import connect
+
+    ts_col, sensor_col, value_col, metric = columns
+    suffix = Path(path).suffix.lower()
+    with history.numpy_workers(), connect(scheduler) as client:
+        try:
+            raw = dd.read_parquet(path) if suffix == ".parquet" else dd.read_csv(path, dtype={sensor_col: str, value_col: float})
+        except Exception as err:  # noqa: BLE001 - the reader's own message, with the file's name
+            raise click.ClickException(f"{path}: {err}") from None
+        obs = raw.map_partitions(_observations_frame, path, ts_col, sensor_col, value_col, metric, False,
+                                 meta={"ts": "datetime64[ns, UTC]", "sensor_id": object, "value": float})
+        bar.update()
+        bar.set_postfix_str("fitting on the cluster")
+        try:
+            fitted = history.fit(client, history.by_sensor(obs), model, train_until=cut, calendar=calendar,
+                                 sensors=sensors, score="static" if static else "replay")
+            bar.update()
+            bar.set_postfix_str("flagging")
+            periods = history.alarm_periods(client, fitted) if fitted.grid.test is not None else None
+        except ValueError as err:
+            raise click.ClickException(f"{path}: {err}") from None
+    return fitted.model, periods
+
+
 def _baseline_observations(path, ts_col, sensor_col, value_col, metric):
     """ts (UTC), sensor_id, value from a CSV or Parquet file; errors name the file and the column."""
+    raw = _read_table_file(path, (ts_col, sensor_col, value_col))
+    return _observations_frame(raw, path, ts_col, sensor_col, value_col, metric)
+
+
+def _observations_frame(raw, path, ts_col, sensor_col, value_col, metric, whole=True):
+    """ts (UTC), sensor_id, value from a table read (all of it, or a partition); errors name the file and column."""
     import pandas as pd
 
-    raw = _read_table_file(path, (ts_col, sensor_col, value_col))
     missing = [c for c in (ts_col, sensor_col, value_col) if c not in raw.columns]
     if missing:
         raise click.ClickException(
@@ -150,7 +191,7 @@ def _baseline_observations(path, ts_col, sensor_col, value_col, metric):
             f"{', '.join(map(str, raw.columns))}; name the columns with --ts-col, --sensor-col, --value-col)")
     if "metric" in raw.columns and metric is not None:
         raw = raw[raw["metric"] == metric]
-        if raw.empty:
+        if raw.empty and whole:
             raise click.ClickException(f"{path}: no rows with metric {metric!r}")
     elif "metric" in raw.columns and raw["metric"].nunique() > 1:
         metrics = ", ".join(map(str, raw["metric"].unique()[:5]))

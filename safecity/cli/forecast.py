@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from safecity.cli.root import main
-from safecity.cli.options import _write_table_file, _read_table_file, _check_duration, _check_out, _city_options, _forecast_data_options
+from safecity.cli.options import _write_table_file, _read_table_file, _check_duration, _check_out, _city_options, _forecast_data_options, _scheduler_option
 
 
 @main.group()
@@ -73,15 +73,17 @@ def _forecaster(horizon, tz, country, subdiv, school_zone, metric):
               help="Contiguous blocks of the test period; the model is refitted at each.")
 @click.option("--test-days", type=click.IntRange(1), default=183, show_default=True,
               help="Length of the test period: the last N days of the data.")
+@_scheduler_option
 def forecast_backtest(observations_path, calendar_paths, sensors_path, metric, horizon, tz, country,
-                      subdiv, school_zone, folds, test_days) -> None:
+                      subdiv, school_zone, folds, test_days, scheduler) -> None:
     """Rolling-origin backtest: forecaster vs seasonal naive vs time-of-week profile, as JSON.
 
     Keys: horizon, folds, origins, tz, test_start, test_end, n, methods (per
     method: mae, mape, wape, coverage_80, n), mae_ratio_to_seasonal_naive,
     coverage_80 (the forecaster's), event_days (days, n, methods), events
     (per calendar event: name, start, days, n, mae per method), seconds.
-    MAPE leaves out hours with a zero count.
+    MAPE leaves out hours with a zero count. With --scheduler the folds run
+    as parallel tasks on the cluster: the same metrics (seconds aside).
     """
     from tqdm import tqdm
 
@@ -89,10 +91,16 @@ def forecast_backtest(observations_path, calendar_paths, sensors_path, metric, h
 
     obs, calendar, sensors = _forecast_inputs(observations_path, calendar_paths, sensors_path, tz)
     estimator = _forecaster(horizon, tz, country, subdiv, school_zone, metric)
-    with tqdm(total=folds, desc="backtest", unit="fold", file=sys.stderr) as bar:
+    import contextlib
+
+    from safecity.cluster.scheduler import connect
+
+    with tqdm(total=folds, desc="backtest", unit="fold", file=sys.stderr) as bar, \
+            (connect(scheduler) if scheduler is not None else contextlib.nullcontext()) as client:
         try:
             result = backtest(obs, calendar, horizon=horizon, folds=folds, test_days=test_days,
-                              estimator=estimator, sensors=sensors, progress=lambda i: bar.update(1))
+                              estimator=estimator, sensors=sensors, progress=lambda i: bar.update(1),
+                              client=client)
         except ValueError as err:
             raise click.ClickException(f"{observations_path}: {err}") from None
     click.echo(json.dumps(result, indent=1))
