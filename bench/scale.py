@@ -297,7 +297,7 @@ def _write_history(folder: Path, n_sensors: int, days: int) -> Path:
     return path
 
 
-def _single(n_sensors: int, days: int) -> dict:
+def _baseline_single(n_sensors: int, days: int) -> dict:
     """One process, as bench/baseline.py runs it: the counts made in memory (wide, float32), fit, score.
 
     Not read from the Parquet file: pivoting 200 million long rows in one
@@ -326,7 +326,7 @@ def _single(n_sensors: int, days: int) -> dict:
             "alarm_bins": int((finite > model.threshold_).sum()), "max_abs_score": float(finite.max())}
 
 
-def _on_cluster(path: str, n_sensors: int, workers: int) -> dict:
+def _baseline_on_cluster(path: str, n_sensors: int, workers: int) -> dict:
     """local:N: each worker reads its sensor blocks from the Parquet file, fits and scores them."""
     import resource
     import time
@@ -374,8 +374,8 @@ def baseline_figures(args) -> dict:
         t0 = time.perf_counter()
         path = str(_fresh(_write_history, Path(folder), args.sensors, args.days))
         out = {"sensors": args.sensors, "days": args.days, "write_parquet_s": round(time.perf_counter() - t0, 1)}
-        out["single"] = _fresh(_single, args.sensors, args.days)
-        out["local_2"] = _fresh(_on_cluster, path, args.sensors, 2)
+        out["single"] = _fresh(_baseline_single, args.sensors, args.days)
+        out["local_2"] = _fresh(_baseline_on_cluster, path, args.sensors, 2)
     out["identical"] = all(out["single"][k] == out["local_2"][k] for k in ("threshold", "alarm_bins",
                                                                              "max_abs_score"))
     return out
