@@ -343,3 +343,18 @@ def test_cameras_on_a_cluster_feed_a_live_server_naming_their_worker(cluster, tm
             assert frames >= 1 and jpeg.startswith(b"\xff\xd8\xff")
         assert set(feed.health()["status"]) == {"ended"}
     assert len(Store(served).read("observations")) == sum(s["observations"] for s in summaries)
+
+
+def test_a_task_s_arguments_as_a_worker_logs_them_hold_no_credential():
+    """A worker logs a failed task's arguments with their repr: no stream password, no token."""
+    from safecity.cluster.cameras import RowsTo
+    from safecity.config.cameras import CameraConfig
+
+    camera = CameraConfig(id="cam-x", source="rtsp://admin:s3cret@10.0.0.7/live?token=abc123",
+                          fps=5, pixels_per_metre=20)
+    rows = RowsTo(server_url="http://ops:5006", token="TOKEN-0123456789")
+    logged = repr((camera, rows))
+    for secret in ("s3cret", "abc123", "TOKEN-0123456789"):
+        assert secret not in logged, logged
+    assert "10.0.0.7/live" in logged and "cam-x" in logged  # still says which camera
+    assert camera.source.endswith("token=abc123") and rows.token == "TOKEN-0123456789"  # values kept

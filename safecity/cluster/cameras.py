@@ -83,7 +83,7 @@ class RowsTo:
 
     data_dir: str | None = None
     server_url: str | None = None
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # a repr lands in logs
 
     def open(self):
         """The store the pipeline appends to, and the tile poster (``None`` for a store)."""

@@ -287,6 +287,11 @@ class CameraConfig(_Strict):
     detectors: list[Literal[CAMERA_KINDS]] = Field(default_factory=lambda: list(DEFAULT_CAMERA_KINDS))
     plugins: list[OnnxPlugin] = Field(default_factory=list)
 
+    def __repr_args__(self):
+        """The source without its credentials: a repr lands in logs (a Dask worker logs a failed task's arguments)."""
+        for name, value in super().__repr_args__():
+            yield name, redact(value) if name == "source" and isinstance(value, str) else value
+
     @field_validator("source")
     @classmethod
     def _source_exists(cls, source: str, info: ValidationInfo) -> str:
