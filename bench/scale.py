@@ -238,7 +238,7 @@ def storage_figures(args) -> dict:
             "sensor_id": [f"cam-{i % args.storage_cameras:04d}" for i in range(n_events)],
             "lon": 5.37 + rng.normal(0, 0.02, n_events), "lat": 43.3 + rng.normal(0, 0.02, n_events),
             "score": rng.uniform(0, 1, n_events), "source": "video",
-            "details": ['{"zone": "z1", "track_id": %d, "box": [10, 20, 60, 140]}' % i
+            "details": [f'{{"zone": "z1", "track_id": {i}, "box": [10, 20, 60, 140]}}'
                         for i in range(n_events)]})
         store2.append("events", events)
         size = sum(f.stat().st_size for f in (Path(tmp) / "cams" / "history" / "events").rglob("*.parquet"))
@@ -270,7 +270,7 @@ def _tile_bytes(frames: int = 100) -> float | None:
 
 # --- history and models -----------------------------------------------------------------------
 
-BLOCK_SENSORS = 1000  # sensors per partition (a worker holds one block's rows and model at a time)
+WRITE_SENSORS = 1000  # sensors per write (the file is sorted by sensor)
 
 
 def _write_history(folder: Path, n_sensors: int, days: int) -> Path:
@@ -286,8 +286,8 @@ def _write_history(folder: Path, n_sensors: int, days: int) -> Path:
     ts = wide.index.as_unit("ns")
     with pq.ParquetWriter(path, pa.schema([("ts", pa.timestamp("ns", tz="UTC")), ("sensor_id", pa.string()),
                                            ("value", pa.float64())])) as writer:
-        for lo in range(0, n_sensors, BLOCK_SENSORS):
-            cols = wide.columns[lo:lo + BLOCK_SENSORS]
+        for lo in range(0, n_sensors, WRITE_SENSORS):
+            cols = wide.columns[lo:lo + WRITE_SENSORS]
             block = wide[cols].to_numpy()
             keep = np.isfinite(block.T.ravel())
             table = pd.DataFrame({"ts": np.tile(ts, len(cols))[keep],
@@ -326,8 +326,9 @@ def _baseline_single(n_sensors: int, days: int) -> dict:
             "alarm_bins": int((finite > model.threshold_).sum()), "max_abs_score": float(finite.max())}
 
 
-def _baseline_on_cluster(path: str, n_sensors: int, workers: int) -> dict:
-    """local:N: each worker reads its sensor blocks from the Parquet file, fits and scores them."""
+def _baseline_on_cluster(path: str, n_sensors: int, workers: int, block: int) -> dict:
+    """local:N: each worker reads its sensor blocks (``block`` sensors each) from the Parquet file, fits
+    and scores them; a worker's memory after start-up is reported beside its peak."""
     import resource
     import time
 
@@ -337,16 +338,21 @@ def _baseline_on_cluster(path: str, n_sensors: int, workers: int) -> dict:
     from safecity.cluster import history
     from safecity.cluster.scheduler import connect
 
+    def peak_mb():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
     ids = [f"s-{i:05d}" for i in range(n_sensors)]
     with history.numpy_workers(), connect(f"local:{workers}", memory_limit=None) as client:
-        client.run(lambda: None)
+        client.run(lambda: __import__("safecity.cluster.history") and None)
+        started = client.run(peak_mb)
         t0 = time.perf_counter()
-        frame = history.read_sensor_blocks(path, history.sensor_blocks(ids, -(-n_sensors // BLOCK_SENSORS)))
+        frame = history.read_sensor_blocks(path, history.sensor_blocks(ids, -(-n_sensors // block)))
         fitted = history.fit(client, frame, UsualLevel(tz=TZ, country=None, school_zone=None))
         summary = history.score_summary(client, fitted)
         wall_s = time.perf_counter() - t0
-        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"wall_s": wall_s, "worker_peak_mb": sorted(peaks.values()), "threshold": fitted.model.threshold_,
+        peaks = client.run(peak_mb)
+    return {"wall_s": wall_s, "block_sensors": block, "worker_peak_mb": sorted(peaks.values()),
+            "worker_after_start_mb": sorted(started.values()), "threshold": fitted.model.threshold_,
             "alarm_bins": summary["alarm_bins"], "max_abs_score": summary["max_abs_score"]}
 
 
@@ -375,7 +381,12 @@ def baseline_figures(args) -> dict:
         path = str(_fresh(_write_history, Path(folder), args.sensors, args.days))
         out = {"sensors": args.sensors, "days": args.days, "write_parquet_s": round(time.perf_counter() - t0, 1)}
         out["single"] = _fresh(_baseline_single, args.sensors, args.days)
-        out["local_2"] = _fresh(_baseline_on_cluster, path, args.sensors, 2)
+        out["local_2"] = _fresh(_baseline_on_cluster, path, args.sensors, 2, args.block_sensors)
+        # The same file, fewer of its sensors: a worker's peak must not grow with the number of sensors.
+        out["local_2_fewer_sensors"] = {
+            n: {k: v for k, v in _fresh(_baseline_on_cluster, path, n, 2, args.block_sensors).items()
+                if k in ("wall_s", "worker_peak_mb")}
+            for n in map(int, args.memory_sensors.split(",")) if n < args.sensors}
     out["identical"] = all(out["single"][k] == out["local_2"][k] for k in ("threshold", "alarm_bins",
                                                                              "max_abs_score"))
     return out
@@ -392,6 +403,10 @@ def main(argv=None) -> None:
     parser.add_argument("--only", default=",".join(PARTS), help="Comma-separated parts to run.")
     parser.add_argument("--sensors", type=int, default=20_000)
     parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--block-sensors", type=int, default=500,
+                        help="Sensors per partition of the cluster's baseline (what a worker holds at a time).")
+    parser.add_argument("--memory-sensors", default="5000",
+                        help="Comma-separated smaller numbers of sensors the cluster's baseline also runs on.")
     parser.add_argument("--storage-sensors", type=int, default=2_000,
                         help="Sensors in the storage part's day of 1-minute counts.")
     parser.add_argument("--storage-cameras", type=int, default=50,

@@ -130,6 +130,13 @@ def test_baseline_on_two_workers_equals_one_process(client, data):
     assert sorted(seen) == sorted(long["sensor_id"].unique())  # each sensor once: no worker holds another's
     assert {w: sorted(ids) for w, ids in fitted.workers.items()} == on_workers
 
+    # What a worker keeps of its partitions is their scores: no per-sensor model arrays (bounded memory).
+    def kept_state(dask_worker):
+        return sorted({name for v in dask_worker.data.values() if isinstance(v, history.PartFit)
+                       for name in history.SENSOR_STATE if hasattr(v.model, name)})
+
+    assert client.run(kept_state) == {w: [] for w in on_workers}
+
 
 def test_static_scores_and_the_whole_grid_match_one_process(client, data):
     long, sensors, calendar = data
@@ -205,3 +212,15 @@ def test_cli_forecast_backtest_on_a_cluster_prints_the_same_metrics(cluster, one
         metrics.pop("seconds")
         got.append(metrics)
     assert got[0] == got[1] and got[0]["n"] == 2 * 2 * 24
+
+
+@pytest.mark.parametrize("t", [
+    np.repeat(np.arange(0, 600, 60) * 10**9 + 1_780_000_000 * 10**9, 3),  # whole seconds: a bitmap
+    np.array([5, 5, 3, 10**9 + 1], np.int64),  # sub-second times: hashed
+    np.array([-3 * 10**9, 10**9, 10**9], np.int64),  # before 1970
+    np.array([], np.int64),
+])
+def test_the_grid_s_distinct_times_are_numpy_s(t):
+    rng = np.random.default_rng(0)
+    shuffled = rng.permutation(t)
+    np.testing.assert_array_equal(history._distinct(shuffled), np.unique(t))
