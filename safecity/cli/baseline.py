@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from safecity.cli.root import main
-from safecity.cli.options import _write_table_file, _read_table_file, _check_out, _city_options, _scheduler_option
+from safecity.cli.options import _write_table_file, _read_table_file, _check_out, _city_options, _connected, _scheduler_option
 
 
 @main.group()
@@ -150,11 +150,10 @@ def _flag_on_cluster(scheduler, model, path, cut, columns, calendar, sensors, st
     import dask.dataframe as dd
 
     from safecity.cluster import history
-    from safecity.cluster.scheduler import connect
 
     ts_col, sensor_col, value_col, metric = columns
     suffix = Path(path).suffix.lower()
-    with history.numpy_workers(), connect(scheduler) as client:
+    with history.numpy_workers(), _connected(scheduler) as client:
         try:
             raw = dd.read_parquet(path) if suffix == ".parquet" else dd.read_csv(path, dtype={sensor_col: str, value_col: float})
         except Exception as err:  # noqa: BLE001 - the reader's own message, with the file's name

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from safecity.cli.root import main
-from safecity.cli.options import _write_table_file, _read_table_file, _check_duration, _check_out, _city_options, _forecast_data_options, _scheduler_option
+from safecity.cli.options import _write_table_file, _read_table_file, _check_duration, _check_out, _city_options, _forecast_data_options, _connected, _scheduler_option
 
 
 @main.group()
@@ -93,10 +93,9 @@ def forecast_backtest(observations_path, calendar_paths, sensors_path, metric, h
     estimator = _forecaster(horizon, tz, country, subdiv, school_zone, metric)
     import contextlib
 
-    from safecity.cluster.scheduler import connect
 
     with tqdm(total=folds, desc="backtest", unit="fold", file=sys.stderr) as bar, \
-            (connect(scheduler) if scheduler is not None else contextlib.nullcontext()) as client:
+            (_connected(scheduler) if scheduler is not None else contextlib.nullcontext()) as client:
         try:
             result = backtest(obs, calendar, horizon=horizon, folds=folds, test_days=test_days,
                               estimator=estimator, sensors=sensors, progress=lambda i: bar.update(1),

@@ -1,6 +1,7 @@
 """Options and file helpers shared by the commands."""
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 
@@ -155,9 +156,25 @@ def _check_scheduler(ctx, param, value):
         raise click.BadParameter(str(err)) from None
 
 
+@contextlib.contextmanager
+def _connected(scheduler, **kwargs):
+    """``cluster.scheduler.connect``, its refusal a one-line error naming the scheduler."""
+    from safecity.cluster.scheduler import connect
+
+    try:
+        context = connect(scheduler, **kwargs)
+        client = context.__enter__()
+    except ConnectionError as err:
+        raise click.ClickException(str(err)) from None
+    with contextlib.ExitStack() as stack:
+        stack.push(context)
+        yield client
+
+
 def _scheduler_option(f):
     """``--scheduler``: run on a Dask cluster instead of in this process (the default)."""
     return click.option(
-        "--scheduler", default=None, callback=_check_scheduler, metavar="tcp://HOST:PORT|local:N",
-        help="Run on a Dask cluster: the address of a running `dask scheduler`, or local:N for "
+        "--scheduler", default=None, callback=_check_scheduler, metavar="tcp://HOST:PORT|tls://HOST:PORT|local:N",
+        help="Run on a Dask cluster: the address of a running `dask scheduler` (tls:// between machines, "
+             "see docs/cluster.md), or local:N for "
              "N worker processes on this machine. Default: this process alone.")(f)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from safecity.cli.options import _check_out, _scheduler_option, _write_table_file
+from safecity.cli.options import _check_out, _connected, _scheduler_option, _write_table_file
 from safecity.cli.root import main
 
 
@@ -276,13 +276,12 @@ def video_run(config_path, data_dir, server_url, token_path, camera_ids, max_fra
         store = Store(data_dir)
     if scheduler is not None:
         from safecity.cluster.cameras import RowsTo, RunOptions, run_on_cluster
-        from safecity.cluster.scheduler import connect
 
         rows = RowsTo(server_url=server_url, token=token) if server_url is not None else \
             RowsTo(data_dir=str(Path(data_dir).resolve()))
         options = RunOptions(bin_s=bin_s, max_frames=max_frames, give_up_after_s=give_up_s,
                              loop=loop, realtime=realtime)
-        with connect(scheduler) as client:
+        with _connected(scheduler) as client:
             summaries = run_on_cluster(client, cameras, rows, options)
     else:
         summaries = run_cameras(cameras, store, tiles=tiles, bin_s=bin_s, max_frames=max_frames,
