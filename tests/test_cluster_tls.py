@@ -131,3 +131,19 @@ def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path):
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "tcp://127.0.0.1:9: no Dask scheduler answered" in result.stderr
+
+
+@pytest.mark.parametrize("value, message", [
+    ("dask-host:8786", "expected local:N (N worker processes on this machine) or tcp://HOST:PORT or tls://"),
+    ("local:0", "local:N needs at least one worker"),
+    ("http://dask-host:8786", "expected local:N"),
+])
+def test_a_bad_scheduler_is_refused_naming_the_accepted_forms(value, message, tmp_path):
+    from click.testing import CliRunner
+
+    from safecity.cli import main
+
+    counts = tmp_path / "counts.csv"
+    counts.write_text("ts,sensor_id,value\n2026-06-01T08:00:00Z,s1,3\n")
+    result = CliRunner().invoke(main, ["baseline", "flag", "--observations", str(counts), "--scheduler", value])
+    assert result.exit_code == 2 and message in result.output and repr(value) in result.output
