@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import pwd
 import secrets
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -297,3 +300,40 @@ def wait_for_line(stream, text: str) -> list[str]:
         if text in line:
             return log
     raise AssertionError(f"no line with {text!r} in:\n" + "".join(log))
+
+
+@contextlib.contextmanager
+def dask_cluster(folder: Path, workers: int = 1, tls: tuple[str, str, str] | None = None,
+                 env: dict | None = None) -> Iterator[tuple[str, list[subprocess.Popen]]]:
+    """A ``dask scheduler`` and ``workers`` one-thread ``dask worker`` processes, as a deployment starts
+    them (over TLS with ``tls`` = (CA, certificate, key)); (the scheduler's address, [scheduler, workers...])."""
+    dask = str(Path(sys.executable).parent / "dask")
+    options = [] if tls is None else ["--tls-ca-file", tls[0], "--tls-cert", tls[1], "--tls-key", tls[2]]
+    scheduler_file = folder / "scheduler.json"
+    procs = [subprocess.Popen([dask, "scheduler", "--protocol", "tls" if tls else "tcp", "--host", "127.0.0.1",
+                               "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file),
+                               *options], env=env, stdout=subprocess.DEVNULL,
+                              stderr=open(folder / "scheduler.log", "w"))]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists():
+            assert procs[0].poll() is None and time.monotonic() < deadline, \
+                (folder / "scheduler.log").read_text()
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for k in range(workers):
+            procs.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-dashboard",
+                                           "--host", "127.0.0.1", *options], env=env,
+                                          stdout=subprocess.DEVNULL,
+                                          stderr=open(folder / f"worker-{k}.log", "w")))
+        yield address, procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGCONT)  # a test may have frozen it
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()

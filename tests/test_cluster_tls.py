@@ -12,9 +12,9 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
+from servers import dask_cluster
 
 from safecity.cluster.scheduler import TLS_SETTINGS
 from safecity.data.store import Store
@@ -50,39 +50,18 @@ def _tls_env(certificates) -> dict:
 
 @pytest.fixture(scope="module")
 def tls_cluster(certificates, tmp_path_factory):
-    """A ``dask scheduler`` and one ``dask worker`` (one thread) speaking TLS only; the scheduler's address."""
-    folder = tmp_path_factory.mktemp("tls-cluster")
-    ca, cert, key = map(str, certificates)
-    tls = ["--tls-ca-file", ca, "--tls-cert", cert, "--tls-key", key]
-    dask = [os.path.join(os.path.dirname(sys.executable), "dask")]
-    scheduler_file = folder / "scheduler.json"
-    env = _tls_env(certificates)
-    procs = [subprocess.Popen(dask + ["scheduler", "--protocol", "tls", "--host", "127.0.0.1", "--port", "0",
-                                      "--no-dashboard", "--scheduler-file", str(scheduler_file), *tls],
-                              env=env, stdout=subprocess.DEVNULL, stderr=open(folder / "scheduler.log", "w"))]
-    try:
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            assert procs[0].poll() is None, (folder / "scheduler.log").read_text()
-            time.sleep(0.1)
-        address = json.loads(scheduler_file.read_text())["address"]
-        assert address.startswith("tls://")
-        procs.append(subprocess.Popen(dask + ["worker", address, "--nthreads", "1", "--no-dashboard",
-                                              "--host", "127.0.0.1", *tls],
-                                      env=env, stdout=subprocess.DEVNULL,
-                                      stderr=open(folder / "worker.log", "w")))
-        from distributed import Client
-        from distributed.security import Security
+    """A ``dask scheduler`` and one ``dask worker`` speaking TLS only; the scheduler's address."""
+    from distributed import Client
+    from distributed.security import Security
 
+    ca, cert, key = map(str, certificates)
+    with dask_cluster(tmp_path_factory.mktemp("tls-cluster"), 1, (ca, cert, key), _tls_env(certificates)) \
+            as (address, _):
+        assert address.startswith("tls://")
         security = Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
         with Client(address, security=security) as client:
             client.wait_for_workers(1, timeout=60)
         yield address
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
 
 
 @pytest.mark.timeout(240)

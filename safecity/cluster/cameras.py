@@ -42,6 +42,14 @@ whole; their values differ slightly from an uninterrupted run's (the people find
 learns the background again). Dask's own retries (``allowed_failures``) cannot run a
 camera twice: a pinned task whose worker left waits for that address, which never
 returns (a restarted worker has a new port); the coordinator cancels it.
+
+A worker cut off. A worker the scheduler lost sight of (a network cut, not a death)
+may still run its cameras while the coordinator starts them again elsewhere. Each
+attempt holds a lease: the coordinator names the camera's current attempt in a Dask
+``Variable`` before submitting it, and the task confirms it before every batch it
+writes (``Lease``). Another attempt named, or no answer from the scheduler for
+``RunOptions.fence_s``, and it stops before writing, and says why in the audit
+(``camera_stopped``, with its worker) when it can reach the store.
 """
 from __future__ import annotations
 
@@ -106,6 +114,10 @@ class RunOptions:
     give_up_after_s: float = DEFAULT_GIVE_UP_S
     loop: bool = False
     realtime: bool = False
+    #: A camera that cannot confirm with the scheduler for this long that it is still the camera's
+    #: current attempt stops before writing (a worker cut off from the cluster, whose cameras run again
+    #: elsewhere, must not write beside them).
+    fence_s: float = 15.0
 
 
 # =========================================================================== progress and resume
@@ -160,18 +172,53 @@ def resume_point(progress: Progress, bin_s: float, live: bool,
     return Resume(frames_from, closed, events, window_end)
 
 
+class LeaseLost(RuntimeError):
+    """This attempt no longer owns its camera: another attempt runs it, or the scheduler is out of reach."""
+
+
+class Lease:
+    """A camera attempt's right to write: the coordinator names the current attempt in a Dask ``Variable``.
+
+    ``confirm`` asks the scheduler before each batch. Another attempt named (the
+    coordinator restarted the camera elsewhere, having lost sight of this worker)
+    or no answer for ``fence_s`` (this worker is cut off) raises ``LeaseLost``:
+    the attempt stops before writing, so a cut-off worker never writes beside the
+    camera's new attempt.
+    """
+
+    def __init__(self, variable, attempt: int, fence_s: float, ask_s: float = 2.0):
+        self.variable, self.attempt, self.fence_s, self.ask_s = variable, attempt, fence_s, ask_s
+
+    def confirm(self) -> None:
+        start = time.monotonic()
+        while True:
+            try:  # callback_timeout: a scheduler that stopped answering must not hang the camera
+                owner = self.variable.get(timeout=self.ask_s, callback_timeout=self.ask_s + 1)
+            except (OSError, TimeoutError) as err:
+                if time.monotonic() - start >= self.fence_s:
+                    raise LeaseLost(f"cut off from the scheduler for {self.fence_s:g} s ({type(err).__name__}); "
+                                    "the camera runs again elsewhere") from None
+                time.sleep(min(0.5, self.fence_s / 10))
+                continue
+            if owner != self.attempt:
+                raise LeaseLost(f"superseded: attempt {owner} of this camera runs elsewhere")
+            return
+
+
 class Ledger:
     """The store a camera task appends to: rows already written are not sent again, a batch
     the dead worker stored is taken as stored, and each stored batch is recorded
-    (``publish(Progress)``) before the next one is made.
+    (``publish(Progress)``) before the next one is made. With a ``lease``, each batch is
+    written only once the attempt has confirmed it still owns the camera.
 
     Everything else (``state`` for the audit, ``posted``) is the wrapped store's.
     """
 
     def __init__(self, store, bin_s: float, resume: Resume | None = None,
                  publish: Callable[[Progress], None] | None = None, worker: str | None = None,
-                 progress: Progress | None = None):
-        self.store, self.bin_s, self.resume = store, bin_s, resume or Resume()
+                 progress: Progress | None = None, lease: Lease | None = None):
+        self.store, self.bin_s, self.resume, self.lease = store, bin_s, resume or Resume(), lease
+        self.lost: LeaseLost | None = None
         self.restarted = resume is not None
         self.publish, self.progress = publish, progress or Progress()
         self.progress.worker, self.progress.first_write_at = worker, None
@@ -188,6 +235,12 @@ class Ledger:
             df = df[df["ts"] > self.resume.events_until]
         if not len(df):
             return 0
+        if self.lease is not None:
+            try:
+                self.lease.confirm()
+            except LeaseLost as lost:
+                self.lost = lost
+                raise
         try:
             added = self.store.append(table, df)
         except (RefusedBatch, _conflict()) as err:
@@ -243,6 +296,10 @@ def _variable_name(run_id: str, camera_id: str) -> str:
     return f"safecity-cameras-{run_id}-{camera_id}"
 
 
+def _owner_name(run_id: str, camera_id: str) -> str:
+    return f"safecity-owner-{run_id}-{camera_id}"
+
+
 def _stop_name(run_id: str) -> str:
     return f"safecity-cameras-{run_id}-stop"
 
@@ -262,8 +319,9 @@ def camera_task(camera, rows: RowsTo, options: RunOptions, run_id: str, restarts
     live = options.realtime or source_kind(camera.source) in ("stream", "device")
     resume = resume_point(before, options.bin_s, live) if restarts else None
     store, poster = rows.open()
+    lease = Lease(Variable(_owner_name(run_id, camera.id)), restarts, options.fence_s)
     ledger = Ledger(store, options.bin_s, resume, lambda p: progress_var.set(asdict(p)),
-                    worker, before)
+                    worker, before, lease)
     state = getattr(store, "state", None)
     if state is not None:  # the store's health record: which worker runs the camera, from where
         state.audit("safecity-cluster", "camera_started", camera.id,
@@ -281,6 +339,9 @@ def camera_task(camera, rows: RowsTo, options: RunOptions, run_id: str, restarts
                              resume_at=None if resume is None else resume.frames_from)
     finally:
         stop.set()
+    if ledger.lost is not None and state is not None:  # the operators see why it stopped, and where
+        state.audit("safecity-cluster", "camera_stopped", camera.id,
+                    {"worker": worker, "restarts": restarts, "reason": str(ledger.lost)})
     summary.update(worker=worker, already_stored=ledger.already_stored,
                    first_write_at=ledger.progress.first_write_at,
                    resumed_at=None if resume is None or resume.frames_from is None
@@ -379,6 +440,8 @@ def run_on_cluster(client, cameras, rows: RowsTo, options: RunOptions = RunOptio
     running: dict[str, _Running] = {}
 
     def submit(camera, worker: str, restarts: int):
+        # Named before it starts: an earlier attempt still running (its worker cut off) stops writing.
+        Variable(_owner_name(run_id, camera.id), client=client).set(restarts)
         future = client.submit(camera_task, camera, rows, options, run_id, restarts,
                                key=f"camera-{camera.id}-{run_id}-{restarts}", workers=[worker],
                                allow_other_workers=False, pure=False)
@@ -428,6 +491,7 @@ def run_on_cluster(client, cameras, rows: RowsTo, options: RunOptions = RunOptio
     finally:
         for camera in cameras:
             Variable(_variable_name(run_id, camera.id), client=client).delete()
+            Variable(_owner_name(run_id, camera.id), client=client).delete()
     out = []
     for camera in cameras:
         run = running[camera.id]
