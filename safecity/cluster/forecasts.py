@@ -235,7 +235,11 @@ def fit(client, history, estimator: GatheringForecaster, *, calendar=None, senso
     partitions = history.to_delayed()
 
     # 1. Each partition's hourly counts; the global choice of reading rows as they are or summing them.
-    hours = client.compute([delayed(_hours_of)(p, metric, cut, None) for p in partitions])
+    # The partitions are dealt to the workers in turn (where they were read may be one worker).
+    workers = sorted(client.scheduler_info()["workers"]) or [None]
+    dealt = [workers[i % len(workers)] for i in range(len(partitions))]
+    hours = [client.compute(delayed(_hours_of)(p, metric, cut, None), workers=w)
+             for p, w in zip(partitions, dealt)]
     pin = _pinned(client, hours)
     facts = client.gather([client.submit(_hour_facts, h, **w) for h, w in zip(hours, pin)])
     every = np.concatenate([f["ids"] for f in facts])
@@ -244,7 +248,8 @@ def fit(client, history, estimator: GatheringForecaster, *, calendar=None, senso
     as_is = all(f["as_is"] for f in facts)
     if not as_is:  # a partition read as it is, where the whole is summed, is read again
         again = [i for i, f in enumerate(facts) if f["as_is"]]
-        redone = client.compute([delayed(_hours_of)(partitions[i], metric, cut, False) for i in again])
+        redone = [client.compute(delayed(_hours_of)(partitions[i], metric, cut, False), workers=dealt[i])
+                  for i in again]
         for i, h, w in zip(again, redone, _pinned(client, redone)):
             hours[i], pin[i] = h, w
         facts = client.gather([client.submit(_hour_facts, h, **w) for h, w in zip(hours, pin)])
