@@ -123,14 +123,28 @@ def test_the_forecaster_fitted_on_two_workers_forecasts_exactly_what_one_process
 
 
 def test_each_worker_holds_only_its_own_sensors(client, data):
+    """The backtest's layout: one block of sensors sent to each worker; its rows, fitted share and
+    forecasts stay there, and what the workers hold is read from their memory."""
     obs, sensors, calendar = data
-    fitted = forecasts.fit(client, _frame(obs, npartitions=2), _estimator(), calendar=calendar, sensors=sensors)
+    frame = forecasts.scatter_by_sensor(client, obs, "people_count")
+    fitted = forecasts.fit(client, frame, _estimator(), calendar=calendar, sensors=sensors)
 
     def held(dask_worker):
-        return sorted(s for v in dask_worker.data.values() if isinstance(v, forecasts.PartModel) for s in v.ids)
+        rows = {s for v in dask_worker.data.values() if isinstance(v, pd.DataFrame) for s in v["sensor_id"]}
+        fitted = sorted(s for v in dask_worker.data.values() if isinstance(v, forecasts.PartModel) for s in v.ids)
+        return sorted(rows), fitted
 
     on_workers = client.run(held)
-    assert len(on_workers) == 2 and all(on_workers.values())
-    seen = [s for ids in on_workers.values() for s in ids]
+    assert len(on_workers) == 2 and all(f for _, f in on_workers.values())
+    for rows, fitted_ids in on_workers.values():
+        assert rows == fitted_ids  # a worker's rows are those of the sensors it fitted
+    seen = [s for _, ids in on_workers.values() for s in ids]
     assert sorted(seen) == sorted(obs["sensor_id"].unique())  # each sensor once: no worker holds another's
-    assert {w: sorted(ids) for w, ids in fitted.workers.items()} == on_workers
+    assert {w: sorted(ids) for w, ids in fitted.workers.items()} == {w: f for w, (_, f) in on_workers.items()}
+
+    # Forecasting keeps to the same workers, and gives what the whole model gives.
+    X = forecast_hours(START + pd.Timedelta(days=DAYS - 1), "24h")
+    got = forecasts.predict(client, fitted, frame, [X])[0]
+    assert client.run(held) == on_workers
+    pd.testing.assert_frame_equal(got, forecasts.to_model(client, fitted).predict(X, observations=obs),
+                                  check_exact=True)

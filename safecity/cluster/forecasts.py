@@ -194,6 +194,21 @@ def _held_by(part) -> tuple[str | None, np.ndarray]:
     return part.worker, part.ids
 
 
+def scatter_by_sensor(client, observations: pd.DataFrame, metric: str):
+    """A history in this process's memory as a Dask dataframe of one block of sensors per worker (sorted
+    ids), each sent to the worker ``fit`` deals it to: a worker never receives another block's rows."""
+    import dask.dataframe as dd
+
+    from safecity.cluster.history import sensor_blocks
+
+    workers = sorted(client.scheduler_info()["workers"])
+    rows = _observations(observations, metric)[["ts", "sensor_id", "value"]]
+    blocks = sensor_blocks(rows["sensor_id"].unique(), max(1, len(workers)))
+    scattered = [client.scatter(rows[rows["sensor_id"].isin(b)], workers=[workers[i % len(workers)]] if workers
+                                else None) for i, b in enumerate(blocks)]
+    return dd.from_delayed(scattered, meta=rows.iloc[:0], verify_meta=False)
+
+
 # --------------------------------------------------------------------------- the whole, here
 
 

@@ -168,17 +168,11 @@ def _baseline_tables(est, past: pd.DataFrame, recent: pd.DataFrame, origins: pd.
 
 def _cluster_folds(client, est, observations: pd.DataFrame, calendar, sensors, fold_origins, horizon: str,
                    progress) -> list:
-    """The folds on a cluster: the forecaster on the observations partitioned by sensor, one partition
-    per worker (each worker holds its sensors' rows only), fitted and forecasting there; the baselines here."""
-    import dask.dataframe as dd
+    """The folds on a cluster: the forecaster on the observations cut into one block of sensors per worker,
+    fitted and forecasting there (``safecity.cluster.forecasts``); the baselines here."""
+    from safecity.cluster import forecasts
 
-    from safecity.cluster import forecasts, history
-
-    n = max(1, len(client.scheduler_info()["workers"]))
-    rows = observations[observations["metric"] == est.metric]
-    rows = pd.DataFrame({"ts": pd.to_datetime(rows["ts"], utc=True), "sensor_id": rows["sensor_id"].astype(str),
-                         "value": rows["value"].to_numpy(float)})
-    frame = client.persist(history.by_sensor(dd.from_pandas(rows, npartitions=n), npartitions=n))
+    frame = forecasts.scatter_by_sensor(client, observations, est.metric)
     ts_obs = pd.to_datetime(observations["ts"], utc=True)
     results = []
     for i, origins in enumerate(fold_origins):
