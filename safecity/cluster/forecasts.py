@@ -219,7 +219,9 @@ class ClusterForecaster:
     ``model`` is the ``GatheringForecaster`` one process fits, without
     ``profile_`` and ``history_`` (per sensor, on the workers: ``to_model``
     gathers them). ``parts`` are futures of each partition's ``PartModel``,
-    ``pin`` where they are; ``workers`` maps a worker to the sensors it holds.
+    ``pin`` where they are; ``workers`` maps a worker to the sensors it holds;
+    ``as_is``: whether the rows were read as they are (whole hours, one row per
+    sensor and hour) rather than summed per hour.
     """
 
     model: GatheringForecaster
