@@ -82,8 +82,9 @@ def forecast_backtest(observations_path, calendar_paths, sensors_path, metric, h
     method: mae, mape, wape, coverage_80, n), mae_ratio_to_seasonal_naive,
     coverage_80 (the forecaster's), event_days (days, n, methods), events
     (per calendar event: name, start, days, n, mae per method), seconds.
-    MAPE leaves out hours with a zero count. With --scheduler the folds run
-    as parallel tasks on the cluster: the same metrics (seconds aside).
+    MAPE leaves out hours with a zero count. With --scheduler the forecaster
+    is fitted and forecasts on the cluster, each worker holding its sensors'
+    rows only: the same metrics (seconds aside).
     """
     from tqdm import tqdm
 

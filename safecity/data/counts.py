@@ -17,12 +17,16 @@ OBSERVATION_COLUMNS = ("ts", "sensor_id", "metric", "value")
 
 
 
-def hourly_counts(observations: pd.DataFrame, metric: str = "people_count") -> pd.DataFrame:
+def hourly_counts(observations: pd.DataFrame, metric: str = "people_count", *,
+                  as_is: bool | None = None) -> pd.DataFrame:
     """One metric as a wide frame: a complete hourly UTC index by sensor, NaN where not observed.
 
     Sub-hourly bins are summed into their hour; an hour with fewer bins than
     the sensor usually has per hour is incomplete and left missing, so a
-    half-reported hour never reads as a quiet one.
+    half-reported hour never reads as a quiet one. Rows that are all whole
+    hours, one per sensor and hour, are read as they are (``as_is``; None:
+    decided from these rows, ``hourly_as_is``): a part of a history read on
+    its own is given the whole's decision, to be shaped as the whole is.
     """
     check_columns(observations, "observations", OBSERVATION_COLUMNS)
     obs = observations[observations["metric"] == metric]
@@ -32,7 +36,9 @@ def hourly_counts(observations: pd.DataFrame, metric: str = "people_count") -> p
     hour = ts.floor("h")
     sid = obs["sensor_id"].astype(str).to_numpy()
     frame = pd.DataFrame({"ts": hour, "sensor_id": sid, "value": obs["value"].to_numpy(float)})
-    if (hour == ts).all() and not frame.duplicated(["ts", "sensor_id"]).any():
+    if as_is is None:
+        as_is = bool((hour == ts).all()) and not frame.duplicated(["ts", "sensor_id"]).any()
+    if as_is:
         wide = frame.pivot(index="ts", columns="sensor_id", values="value")
     else:
         g = frame.groupby(["ts", "sensor_id"])["value"].agg(["sum", "count"])
@@ -43,6 +49,15 @@ def hourly_counts(observations: pd.DataFrame, metric: str = "people_count") -> p
     wide.columns = wide.columns.astype(str)
     wide.columns.name = "sensor_id"
     return wide.sort_index(axis=1)
+
+
+
+def hourly_as_is(observations: pd.DataFrame, metric: str = "people_count") -> bool:
+    """Whether ``hourly_counts`` reads these rows as they are: whole hours, one row per sensor and hour."""
+    obs = observations[observations["metric"] == metric]
+    ts = pd.DatetimeIndex(pd.to_datetime(obs["ts"], utc=True))
+    return bool((ts.floor("h") == ts).all()) and \
+        not pd.DataFrame({"ts": ts, "sensor_id": obs["sensor_id"].astype(str).to_numpy()}).duplicated().any()
 
 
 

@@ -44,9 +44,11 @@ def backtest(observations: pd.DataFrame, calendar: pd.DataFrame | None = None, h
     counts within [q10, q90]); ``n``. The same on the local days touched by
     an ``event`` of the calendar (``event_days``), and per event (``events``).
 
-    With a Dask ``client`` the folds run as parallel tasks (each refits on
-    the data before its first origin, as here): the same metrics, as the
-    models are seeded and without early stopping.
+    With a Dask ``client`` the forecaster of each fold is fitted and forecasts
+    on the cluster, on the observations partitioned by sensor
+    (``safecity.cluster.forecasts``: each worker holds its sensors' rows
+    only): the same metrics, the fitted model being identical. The two
+    baselines run here.
     """
     est = GatheringForecaster() if estimator is None else clone(estimator)
     est.set_params(horizon=horizon)  # the horizon under test is the model's
@@ -77,14 +79,8 @@ def backtest(observations: pd.DataFrame, calendar: pd.DataFrame | None = None, h
             results.append(_fold(est, observations, calendar, sensors, block, horizon))
             if progress is not None:
                 progress(i + 1)
-    else:  # each fold a task; the data sent once to every worker
-        shared = client.scatter([observations, calendar, sensors], broadcast=True)
-        futures = client.map(_fold, [est] * len(blocks), *([f] * len(blocks) for f in shared), fold_origins,
-                             [horizon] * len(blocks), pure=False)
-        results = client.gather(futures)
-        if progress is not None:
-            for i in range(len(results)):
-                progress(i + 1)
+    else:
+        results = _cluster_folds(client, est, observations, calendar, sensors, fold_origins, horizon, progress)
     for fold_tables, fold_fit_s, fold_predict_s in results:
         for m in methods:
             tables[m] += fold_tables[m]
@@ -135,27 +131,64 @@ def backtest(observations: pd.DataFrame, calendar: pd.DataFrame | None = None, h
 
 def _fold(est, observations: pd.DataFrame, calendar, sensors, origins: pd.DatetimeIndex, horizon: str):
     """One fold: fit on the data before its first origin, forecast from each origin; (tables, fit s, predict s)."""
-    tz = est.tz
     ts_obs = pd.to_datetime(observations["ts"], utc=True)
     fold_start = origins[0]
     past = observations[ts_obs < fold_start]
     t0 = _time.perf_counter()
     model = clone(est).fit(past, calendar=calendar, sensors=sensors)
-    profile = TimeOfWeekProfile(tz=tz, metric=est.metric).fit(past)
     fit_s = _time.perf_counter() - t0
-    recent = observations[(ts_obs >= fold_start - pd.Timedelta(days=WEEK_LAGS[-1] + 2))
-                          & (ts_obs < origins[-1])]
-    naive = SeasonalNaive(tz=tz, metric=est.metric).fit(past)
-    tables: dict[str, list[pd.DataFrame]] = {"forecaster": [], "seasonal_naive": [], "time_of_week_profile": []}
+    recent = _recent(observations, ts_obs, origins)
+    tables: dict[str, list[pd.DataFrame]] = {"forecaster": []}
     predict_s = 0.0
     for origin in origins:
         t0 = _time.perf_counter()
-        hours = forecast_hours(origin, horizon)
-        tables["forecaster"].append(model.predict(hours, observations=recent))
+        tables["forecaster"].append(model.predict(forecast_hours(origin, horizon), observations=recent))
         predict_s += _time.perf_counter() - t0
+    tables.update(_baseline_tables(est, past, recent, origins, horizon))
+    return tables, fit_s, predict_s
+
+
+def _recent(observations: pd.DataFrame, ts_obs: pd.Series, origins: pd.DatetimeIndex) -> pd.DataFrame:
+    """The rows the fold's forecasts read: from the lags of its first origin to its last origin."""
+    return observations[(ts_obs >= origins[0] - pd.Timedelta(days=WEEK_LAGS[-1] + 2)) & (ts_obs < origins[-1])]
+
+
+def _baseline_tables(est, past: pd.DataFrame, recent: pd.DataFrame, origins: pd.DatetimeIndex,
+                     horizon: str) -> dict[str, list[pd.DataFrame]]:
+    """The two baselines' forecasts from each origin, fitted on ``past``."""
+    naive = SeasonalNaive(tz=est.tz, metric=est.metric).fit(past)
+    profile = TimeOfWeekProfile(tz=est.tz, metric=est.metric).fit(past)
+    tables: dict[str, list[pd.DataFrame]] = {"seasonal_naive": [], "time_of_week_profile": []}
+    for origin in origins:
+        hours = forecast_hours(origin, horizon)
         tables["seasonal_naive"].append(naive.predict(hours, observations=recent))
         tables["time_of_week_profile"].append(profile.predict(hours))
-    return tables, fit_s, predict_s
+    return tables
+
+
+def _cluster_folds(client, est, observations: pd.DataFrame, calendar, sensors, fold_origins, horizon: str,
+                   progress) -> list:
+    """The folds on a cluster: the forecaster on the observations cut into one block of sensors per worker,
+    fitted and forecasting there (``safecity.cluster.forecasts``); the baselines here."""
+    from safecity.cluster import forecasts
+
+    frame = forecasts.scatter_by_sensor(client, observations, est.metric)
+    ts_obs = pd.to_datetime(observations["ts"], utc=True)
+    results = []
+    for i, origins in enumerate(fold_origins):
+        t0 = _time.perf_counter()
+        fitted = forecasts.fit(client, frame, est, calendar=calendar, sensors=sensors, until=origins[0])
+        fit_s = _time.perf_counter() - t0
+        t0 = _time.perf_counter()
+        tables = {"forecaster": forecasts.predict(client, fitted, frame,
+                                                  [forecast_hours(o, horizon) for o in origins])}
+        predict_s = _time.perf_counter() - t0
+        tables.update(_baseline_tables(est, observations[ts_obs < origins[0]], _recent(observations, ts_obs, origins),
+                                       origins, horizon))
+        results.append((tables, fit_s, predict_s))
+        if progress is not None:
+            progress(i + 1)
+    return results
 
 
 def _event_rows(calendar: pd.DataFrame | None, tz: str) -> pd.DataFrame:

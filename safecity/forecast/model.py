@@ -54,6 +54,7 @@ that "the same hour one week before" stays right across a change of clocks.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -77,6 +78,81 @@ MIN_EVENT_ROWS = 30
 #: The event model is small: a few dozen event hours must not be memorised.
 EVENT_MODEL = {"min_samples_leaf": 5, "max_leaf_nodes": 8, "max_iter": 100}
 
+
+
+NO_LEVEL = ("observations: no hour has a count one to four weeks before; "
+            "at least eight days of history are needed")
+
+
+@dataclass
+class Split:
+    """The hours the fit calibrates on (from ``calibration_start``) and learns from (from ``train_start``)."""
+
+    calibration_start: pd.Timestamp
+    train_start: pd.Timestamp | None
+
+
+@dataclass
+class FitRows:
+    """Design rows of sampled sensor-hours, with the count, the weekly level, the hour (ns UTC), the event flag."""
+
+    X: np.ndarray
+    count: np.ndarray
+    level: np.ndarray
+    hour: np.ndarray
+    near_event: np.ndarray
+    names: list[str]
+
+
+@dataclass
+class SensorHours:
+    """Some sensors' hours as the fit reads them: counts ``Y`` (hours x sensors), context, weekly level,
+    and the candidate points (observed, with a level) in time-major order, with their event flags."""
+
+    grid: pd.DatetimeIndex
+    Y: np.ndarray
+    ctx: dict
+    base: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    near_event: np.ndarray
+
+    def span(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """The first and last candidate hours (None: no candidate)."""
+        if not len(self.rows):
+            return None
+        return self.grid[self.rows.min()], self.grid[self.rows.max()]
+
+    def kinds(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
+        """Per candidate point: is it a training hour, a calibration hour."""
+        t = self.grid[self.rows]
+        is_cal = t >= split.calibration_start
+        is_train = ~is_cal
+        if split.train_start is not None:
+            is_train &= t >= split.train_start
+        return np.asarray(is_train), np.asarray(is_cal)
+
+    def rows_at(self, index: np.ndarray, day_lags) -> FitRows:
+        """The design rows of the candidate points at ``index``."""
+        r, c = self.rows[index], self.cols[index]
+        X, names = design(self.Y, self.ctx, self.base, r, c, day_lags)
+        return FitRows(X, self.Y[r, c], self.base[r, c], self.grid.asi8[r], self.near_event[index], names)
+
+
+@dataclass
+class ForecastPoints:
+    """The sensor-hours a forecast is made for (``rows``, ``cols`` of ``grid`` x ``sensor_ids``), their
+    design rows (None: no point), log levels and event flags; ``asked`` is the ``X`` of ``predict``."""
+
+    asked: pd.DataFrame
+    origin: pd.Timestamp
+    grid: pd.DatetimeIndex
+    sensor_ids: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    X: np.ndarray | None
+    log_base: np.ndarray
+    near_event: np.ndarray
 
 
 class GatheringForecaster(BaseEstimator):
@@ -184,56 +260,101 @@ class GatheringForecaster(BaseEstimator):
         ``sensors`` is any table with sensor_id, lon, lat (the sensors table,
         or the zones of ``aggregate_zones``); without it every event concerns
         every sensor. ``y`` is unused: the counts are the target.
+
+        The steps are those a cluster takes block of sensors by block
+        (``safecity.cluster.forecasts``): ``start_fit`` (hours, sensors,
+        calendar), ``sensor_hours`` (a block's levels and candidate points),
+        ``split`` and ``draw`` (the sample, over all sensors), ``SensorHours.rows``
+        (the design rows drawn) and ``fit_rows`` (boosters and intervals).
         """
         self._validate_params()
-        horizon = pd.Timedelta(self.horizon)
         wide = hourly_counts(X, self.metric)
         if wide.shape[1] == 0 or wide.notna().sum().sum() == 0:
             raise ValueError(f"observations: no '{self.metric}' values to learn from")
-        self.end_ = wide.index[-1] + HOUR
-        keep_days = (self.history_days or 10**5) + self.calibration_days + WEEK_LAGS[-1] + 1
-        wide = wide[wide.index >= self.end_ - pd.Timedelta(days=keep_days)]
+        end = wide.index[-1] + HOUR
+        wide = wide[wide.index >= self.window_start(end)]
         wide = wide.loc[:, wide.notna().any()]
-        self.day_lags_ = tuple(d for d in range(1, 7) if pd.Timedelta(days=d) >= horizon)
-        self.sensor_ids_ = wide.columns.to_numpy(dtype=object)
+        self.start_fit(end, wide.index, wide.columns.to_numpy(dtype=object), calendar, sensors)
+        Y = wide.to_numpy(float)
+        hours = self.sensor_hours(Y, wide.index, self.sensor_lonlat_)
+        span = hours.span()
+        if span is None:
+            raise ValueError(NO_LEVEL)
+        split = self.split(*span)
+        is_train, is_cal = hours.kinds(split)
+        near_event = hours.near_event
+        # Event hours are rare and decisive: all are kept, the other hours sampled.
+        ordinary_train, ordinary_cal = np.nonzero(is_train & ~near_event)[0], np.nonzero(is_cal & ~near_event)[0]
+        drawn_train, drawn_cal = self.draw(len(ordinary_train), len(ordinary_cal))
+        train = np.union1d(ordinary_train[drawn_train], np.nonzero(is_train & near_event)[0])
+        calib = np.union1d(ordinary_cal[drawn_cal], np.nonzero(is_cal & near_event)[0])
+        self.fit_rows(hours.rows_at(train, self.day_lags_), hours.rows_at(calib, self.day_lags_))
+        self.profile_ = weekly_profile(Y, wide.index, self.tz)
+        self.history_ = wide[wide.index >= self.history_start()]
+        return self
+
+    def window_start(self, end: pd.Timestamp) -> pd.Timestamp:
+        """The first hour a fit ending at ``end`` reads: history, calibration days and the lags before them."""
+        keep_days = (self.history_days or 10**5) + self.calibration_days + WEEK_LAGS[-1] + 1
+        return end - pd.Timedelta(days=keep_days)
+
+    def history_start(self) -> pd.Timestamp:
+        """The first hour of ``history_``: the lags of a forecast from ``end_``."""
+        return self.end_ - pd.Timedelta(days=WEEK_LAGS[-1] + 1)
+
+    def start_fit(self, end: pd.Timestamp, grid: pd.DatetimeIndex, sensor_ids: np.ndarray,
+                  calendar: pd.DataFrame | None, sensors: pd.DataFrame | None) -> None:
+        """What the whole fit shares: the hours (``grid``), the sensors (sorted ids), their positions, the calendar."""
+        self.end_ = end
+        self.day_lags_ = tuple(d for d in range(1, 7) if pd.Timedelta(days=d) >= pd.Timedelta(self.horizon))
+        self.sensor_ids_ = np.asarray(sensor_ids, dtype=object)
         self.sensor_lonlat_ = sensor_positions(sensors, self.sensor_ids_)
-        grid = wide.index
         self.calendar_ = with_holidays(calendar, grid[0] - pd.Timedelta(days=35),
                                         self.end_ + pd.Timedelta(days=HOLIDAYS_AHEAD_DAYS), self.tz,
                                         self.country, self.subdiv, self.school_zone)
-        Y = wide.to_numpy(float)
-        ctx = self._context(grid, self.calendar_, self.sensor_lonlat_)
+
+    def sensor_hours(self, Y: np.ndarray, grid: pd.DatetimeIndex, lonlat: np.ndarray) -> SensorHours:
+        """Some sensors' counts (hours x sensors on ``grid``) with their levels, context and candidate points.
+
+        Nothing here mixes sensors: a block of sensors gives the columns the
+        whole city would.
+        """
+        ctx = self._context(grid, self.calendar_, lonlat)
         base = self._level(Y, ctx)
-
-        # Candidate rows: observed, with a level; the last calibration days are held out.
+        # Candidate points: observed, with a level.
         rows, cols = np.nonzero(np.isfinite(Y) & np.isfinite(base))
-        if len(rows) == 0:
-            raise ValueError("observations: no hour has a count one to four weeks before; "
-                             "at least eight days of history are needed")
-        t = grid[rows]
-        span_days = (t.max() - t.min()) / pd.Timedelta(days=1)
-        cal_days = min(float(self.calibration_days), max(1.0, span_days / 4))
-        is_cal = t >= self.end_ - pd.Timedelta(days=cal_days)
-        is_train = ~is_cal
-        if self.history_days:
-            is_train &= t >= self.end_ - pd.Timedelta(days=cal_days + self.history_days)
-        # Event hours are rare and decisive: all are kept, the other hours sampled.
         near_event = np.zeros(len(rows), bool) if ctx["ev_n"] is None else ctx["ev_n"][rows, cols] > 0
-        rng = np.random.default_rng(self.random_state)
-        train = np.union1d(_sample(np.nonzero(is_train & ~near_event)[0], self.max_samples, rng),
-                           np.nonzero(is_train & near_event)[0])
-        calib = np.union1d(_sample(np.nonzero(is_cal & ~near_event)[0], self.max_samples, rng),
-                           np.nonzero(is_cal & near_event)[0])
+        return SensorHours(grid, Y, ctx, base, rows, cols, near_event)
 
-        X, names = self._design(Y, ctx, base, rows[train], cols[train])
+    def split(self, first: pd.Timestamp, last: pd.Timestamp) -> Split:
+        """Calibration and training hours, from the first and last candidate hours of all sensors."""
+        span_days = (last - first) / pd.Timedelta(days=1)
+        cal_days = min(float(self.calibration_days), max(1.0, span_days / 4))
+        train_start = self.end_ - pd.Timedelta(days=cal_days + self.history_days) if self.history_days else None
+        return Split(self.end_ - pd.Timedelta(days=cal_days), train_start)
+
+    def draw(self, n_train: int, n_calibration: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions, among the ordinary (no event) candidate points of the training and of the
+        calibration hours in time-major order (hour, then sensor in sorted id order), of those kept."""
+        rng = np.random.default_rng(self.random_state)
+        train = _sample(np.arange(n_train), self.max_samples, rng)
+        return train, _sample(np.arange(n_calibration), self.max_samples, rng)
+
+    def fit_rows(self, train: FitRows, calib: FitRows) -> None:
+        """Fit the two models on the training rows and calibrate the intervals on the calibration rows.
+
+        Both in time-major order (hour, then sensor in sorted id order), as the
+        sample of one process: the boosters' sums depend on the rows' order.
+        """
+        X, names = train.X, train.names
         self.feature_names_ = names
         self.n_features_in_ = len(names)
         # A feature never observed in fit (the 28-day lag of a 3-week history) is
         # set to 0 in fit and predict alike: the model cannot learn what it never saw.
         self.unseen_features_ = np.isnan(X).all(axis=0)
         X[:, self.unseen_features_] = 0.0
-        target = np.log1p(Y[rows[train], cols[train]]) - np.log1p(base[rows[train], cols[train]])
-        on_event = near_event[train]
+        target = np.log1p(train.count) - np.log1p(train.level)
+        on_event = train.near_event
 
         # Stage 1, the usual hour: learnt from hours without an event nearby, so
         # that on an event hour it says what the hour would have been without it.
@@ -255,7 +376,7 @@ class GatheringForecaster(BaseEstimator):
             # usual hour too. A feature missing on every event hour is left out.
             self.event_columns_ = [i for i in range(len(names)) if not np.isnan(Xe[:, i]).all()]
             uplift = self.event_columns_
-            days = np.asarray(grid[rows[train][on_event]].tz_convert(self.tz).normalize().asi8)
+            days = np.asarray(pd.to_datetime(train.hour[on_event], utc=True).tz_convert(self.tz).normalize().asi8)
             if len(np.unique(days)) >= 2:
                 from sklearn.model_selection import GroupKFold, cross_val_predict
 
@@ -264,12 +385,14 @@ class GatheringForecaster(BaseEstimator):
                                         groups=days, cv=GroupKFold(n_splits=k))
                 self.event_model_ = self._booster(**EVENT_MODEL).fit(Xe[:, uplift], excess)
                 event_errors = excess - oof
-                event_levels = np.log1p(base[rows[train], cols[train]][on_event]) + usual_e + oof
+                event_levels = np.log1p(train.level[on_event]) + usual_e + oof
 
-        Xc, _ = self._design(Y, ctx, base, rows[calib], cols[calib])
-        level = self._log_forecast(Xc, np.log1p(base[rows[calib], cols[calib]]), near_event[calib])
-        residual = np.log1p(Y[rows[calib], cols[calib]]) - level
-        cal_event = near_event[calib]
+        Xc = calib.X
+        if self.unseen_features_.any():
+            Xc[:, self.unseen_features_] = 0.0
+        level = self._log_forecast(Xc, np.log1p(calib.level), calib.near_event)
+        residual = np.log1p(calib.count) - level
+        cal_event = calib.near_event
         self.residual_edges_, self.residual_table_ = fit_residuals(
             level[~cal_event], residual[~cal_event], self.n_bins)
         if self.event_model_ is not None:
@@ -279,14 +402,8 @@ class GatheringForecaster(BaseEstimator):
         else:
             self.event_residual_edges_, self.event_residual_table_ = \
                 self.residual_edges_, self.residual_table_
-        self.n_train_, self.n_calibration_ = len(train), len(calib)
+        self.n_train_, self.n_calibration_ = len(X), len(Xc)
         self.n_event_rows_ = int(on_event.sum())
-
-        how = hour_of_week(grid, self.tz)
-        self.profile_ = pd.DataFrame(Y, index=how).groupby(level=0).median() \
-            .reindex(range(168)).to_numpy()
-        self.history_ = wide[wide.index >= self.end_ - pd.Timedelta(days=WEEK_LAGS[-1] + 1)]
-        return self
 
     # ------------------------------------------------------------------ predict
 
@@ -303,6 +420,12 @@ class GatheringForecaster(BaseEstimator):
         """
         check_is_fitted(self, "model_")
         quantiles = check_quantiles(quantiles)
+        return self.forecast_at(self.forecast_points(X, observations=observations, calendar=calendar), quantiles)
+
+    def forecast_points(self, X: pd.DataFrame, *, observations: pd.DataFrame | None = None,
+                        calendar: pd.DataFrame | None = None) -> ForecastPoints:
+        """The sensor-hours ``predict`` forecasts, with their design rows (see ``predict``)."""
+        check_is_fitted(self, "model_")
         asked = X  # the design matrix takes the name X below
         origin, span = asked_hours(asked)
         if span > pd.Timedelta(self.horizon):
@@ -328,17 +451,42 @@ class GatheringForecaster(BaseEstimator):
         base = np.where(np.isfinite(base), base, profile)
         rows, cols = np.nonzero(np.isfinite(base[first:]) & active[None, :])
         rows = rows + first
-        if len(rows) == 0:
-            return empty_forecast(quantiles)
-        X, _ = self._design(Y, ctx, base, rows, cols)
+        X = None
+        if len(rows):
+            X, _ = self._design(Y, ctx, base, rows, cols)
         near_event = np.zeros(len(rows), bool) if ctx["ev_n"] is None else ctx["ev_n"][rows, cols] > 0
-        level = self._log_forecast(X, np.log1p(base[rows, cols]), near_event)
+        return ForecastPoints(asked, origin, grid, sensor_ids, rows, cols, X, np.log1p(base[rows, cols]),
+                              near_event)
+
+    def seen_columns(self, points: ForecastPoints) -> tuple[np.ndarray, np.ndarray]:
+        """Which columns each model reads are observed (not all NaN) at these points: several blocks of
+        sensors forecast one hour together when their models fill the same columns (``forecast_at``)."""
+        usual = self._columns(self.feature_names_, EVENT_FEATURES, keep=False)
+        if points.X is None:
+            return np.zeros(len(usual), bool), np.zeros(len(self.event_columns_), bool)
+        near = points.X[points.near_event][:, self.event_columns_]
+        return ~np.isnan(points.X[:, usual]).all(axis=0), ~np.isnan(near).all(axis=0)
+
+    def forecast_at(self, points: ForecastPoints, quantiles=QUANTILES,
+                    empty: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+        """The forecast table of ``points``.
+
+        Each model sets a column it reads that is missing at all the points to
+        0 (as in fit); ``empty`` (usual model's, event model's) says which are
+        missing at all points of a forecast made in several blocks of sensors.
+        """
+        quantiles = check_quantiles(quantiles)
+        if points.X is None:
+            return empty_forecast(quantiles)
+        level = self._log_forecast(points.X, points.log_base, points.near_event, empty)
+        near_event = points.near_event
         r = residual_quantiles(self.residual_edges_, self.residual_table_, level, quantiles)
         if near_event.any():
             r[near_event] = residual_quantiles(self.event_residual_edges_, self.event_residual_table_,
                                                 level[near_event], quantiles)
         values = np.expm1(level[:, None] + r)
-        return keep_asked(forecast_table(grid, rows, sensor_ids, cols, self.metric, origin, quantiles, values), asked)
+        return keep_asked(forecast_table(points.grid, points.rows, points.sensor_ids, points.cols, self.metric,
+                                         points.origin, quantiles, values), points.asked)
 
     # ------------------------------------------------------------------ model
 
@@ -358,12 +506,15 @@ class GatheringForecaster(BaseEstimator):
     def _columns(names: list[str], which: Sequence[str], keep: bool = True) -> list[int]:
         return [i for i, n in enumerate(names) if (n in which) == keep]
 
-    def _log_forecast(self, X: np.ndarray, log_base: np.ndarray, near_event: np.ndarray) -> np.ndarray:
+    def _log_forecast(self, X: np.ndarray, log_base: np.ndarray, near_event: np.ndarray,
+                      empty: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """log1p of the median forecast: the usual hour, plus the event's excess near an event."""
         names = self.feature_names_
-        level = log_base + self.model_.predict(X[:, self._columns(names, EVENT_FEATURES, keep=False)])
+        usual = X[:, self._columns(names, EVENT_FEATURES, keep=False)]
+        level = log_base + _predict(self.model_, usual, None if empty is None else empty[0])
         if self.event_model_ is not None and near_event.any():
-            level[near_event] += self.event_model_.predict(X[near_event][:, self.event_columns_])
+            level[near_event] += _predict(self.event_model_, X[near_event][:, self.event_columns_],
+                                          None if empty is None else empty[1])
         return level
 
     # ------------------------------------------------------------------ features
@@ -385,6 +536,23 @@ class GatheringForecaster(BaseEstimator):
             if s in known:
                 out[:, j] = self.profile_[how, known[s]]
         return out
+
+
+
+def _predict(model, X: np.ndarray, empty: np.ndarray | None) -> np.ndarray:
+    """``model.predict(X)``; with ``empty``, those columns are the ones set to 0 (``_fill_empty_columns``)."""
+    if empty is None:
+        return model.predict(X)
+    X = np.array(X, dtype=float)
+    X[:, empty] = 0.0
+    return model[-1].predict(X)
+
+
+
+def weekly_profile(Y: np.ndarray, grid: pd.DatetimeIndex, tz: str) -> np.ndarray:
+    """Each sensor's median count per local hour of the week (168 x sensors): the level a sensor falls back on."""
+    how = hour_of_week(grid, tz)
+    return pd.DataFrame(Y, index=how).groupby(level=0).median().reindex(range(168)).to_numpy()
 
 
 
