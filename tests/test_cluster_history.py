@@ -224,3 +224,36 @@ def test_the_grid_s_distinct_times_are_numpy_s(t):
     rng = np.random.default_rng(0)
     shuffled = rng.permutation(t)
     np.testing.assert_array_equal(history._distinct(shuffled), np.unique(t))
+
+
+def test_sensor_blocks_read_from_parquet_are_exactly_their_sensors_rows(tmp_path):
+    """Row groups pruned by their sensor_id statistics (a file sorted by sensor), or scanned (ids spread
+    over every row group), over one file or a folder of files: each block gets exactly its sensors' rows."""
+    rng = np.random.default_rng(1)
+    ts = pd.date_range("2026-03-02", periods=48, freq="h", tz="UTC")
+    ids = [f"s-{i:03d}" for i in range(40)]
+    long = pd.DataFrame({"ts": np.tile(ts, len(ids)), "sensor_id": np.repeat(ids, len(ts)),
+                         "value": rng.poisson(20, len(ts) * len(ids)).astype(float)})
+    sorted_file = tmp_path / "sorted.parquet"
+    long.to_parquet(sorted_file, index=False, row_group_size=len(ts) * 3)  # 3 sensors a row group
+    spread_file = tmp_path / "spread.parquet"
+    long.sample(frac=1, random_state=0).to_parquet(spread_file, index=False, row_group_size=500)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    long[long["sensor_id"] < "s-020"].to_parquet(folder / "a.parquet", index=False, row_group_size=48)
+    long[long["sensor_id"] >= "s-020"].to_parquet(folder / "b.parquet", index=False, row_group_size=48)
+
+    def expected(block):
+        rows = long[long["sensor_id"].isin(block)]
+        return rows.sort_values(["sensor_id", "ts"]).reset_index(drop=True)
+
+    blocks = history.sensor_blocks(ids + ["s-999-absent"], 6)
+    for path in (sorted_file, spread_file, folder):
+        frame = history.read_sensor_blocks(path, blocks)
+        assert frame.npartitions == len(blocks)
+        for k, block in enumerate(blocks):
+            got = frame.partitions[k].compute(scheduler="sync")
+            assert isinstance(got["sensor_id"].dtype, pd.CategoricalDtype)
+            got = got.astype({"sensor_id": str}).sort_values(["sensor_id", "ts"]).reset_index(drop=True)
+            pd.testing.assert_frame_equal(got, expected(block), check_dtype=False)
+    assert history._read_block([], str(sorted_file)).empty
