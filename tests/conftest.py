@@ -184,6 +184,25 @@ def wait_settled(page, expression: str, quiet_ms: int = 1000, timeout: int = 60_
         arg=quiet_ms, timeout=timeout, polling=250)
 
 
+@pytest.fixture(scope="module")
+def cluster():
+    """A real Dask ``LocalCluster`` for a test module (starting one costs seconds): two single-threaded
+    worker processes, as ``--scheduler local:2`` makes."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    """A Dask client of the module's ``cluster``."""
+    from distributed import Client
+
+    with Client(cluster) as c:
+        yield c
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
     """The URL (with its password) of a real PostgreSQL server started for this test session.

@@ -21,22 +21,6 @@ DAYS = 45
 N_SENSORS = 9
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def client(cluster):
-    from distributed import Client
-
-    with Client(cluster) as c:
-        yield c
-
-
 @pytest.fixture(autouse=True)
 def one_thread():
     """One process computes with one thread, as a worker does."""

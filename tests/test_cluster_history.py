@@ -27,23 +27,6 @@ CUT = START + pd.Timedelta(days=28)
 N_SENSORS = 30
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """One cluster for the module (starting one costs seconds): two single-threaded worker processes."""
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def client(cluster):
-    from distributed import Client
-
-    with Client(cluster) as c:
-        yield c
-
-
 @pytest.fixture
 def one_thread():
     """One process computes with one thread, as a worker does (Dask sets OMP_NUM_THREADS=1 in its workers):
