@@ -185,6 +185,42 @@ def count_eval(frames_dir, counts_path, n_train, heads_path, perspective_path) -
     click.echo(json.dumps(result, indent=1))
 
 
+@main.group("events")
+def events_group() -> None:
+    """The lawful event detectors measured on labelled real clips."""
+
+
+@events_group.command("eval")
+@click.option("--clips", "clips_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of clips: video files, or sub-folders of frames.")
+@click.option("--labels", "labels_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="CSV: a 'file' column and one 0/1 column per event kind to score "
+                   "(empty: that clip is not scored for that kind).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Cameras YAML: a clip runs with the camera of its name (file name or stem), or the "
+                   "only camera of a one-camera file. Without it: a new camera's defaults.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Frame rate of frame folders (default 10); video files keep their own.")
+def events_eval(clips_dir, labels_path, config_path, fps) -> None:
+    """Run the whole camera pipeline on every labelled clip and score each kind clip by clip.
+
+    A clip labelled 1 must raise the kind at least once, a clip labelled 0 must
+    not. The last line of standard output is one JSON object: kinds (tp, fp,
+    fn, tn, precision, recall with Wilson 95 % intervals, false alarms per hour
+    of the clips labelled 0), clips, hours, fps and each clip's events;
+    progress goes to standard error.
+    """
+    from safecity.evaluation.real_clips import LabelsError, evaluate
+
+    cameras = _video_cameras(config_path, []) if config_path else None
+    try:
+        result = evaluate(clips_dir, labels_path, cameras, fps=fps,
+                          progress=lambda m: click.echo(m, err=True))
+    except (LabelsError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(json.dumps(result))
+
+
 # --------------------------------------------------------------------------- video pipeline
 
 

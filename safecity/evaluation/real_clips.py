@@ -1,0 +1,206 @@
+"""How well the event rules do on real footage: clip-level verdicts against a labels file.
+
+A clip labelled 1 for a kind must raise that kind at least once; a clip
+labelled 0 must not, and every event of that kind on it is a false alarm
+(counted per hour of such footage). Each clip runs through the whole
+``CameraPipeline``, as a camera would: the defaults a new camera gets
+(the whole frame one zone, the person scale learned from the clip), or the
+settings of a cameras YAML. ``safecity events eval`` is the command.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from safecity.config.event_kinds import CAMERA_KINDS
+from safecity.data.frames import IMAGE_SUFFIXES
+from safecity.evaluation.stats import poisson_interval, wilson_interval
+from safecity.video.pipeline import CameraPipeline
+
+#: What a clips folder's video files end with (a sub-folder of images is a clip too).
+VIDEO_SUFFIXES = (".avi", ".mp4", ".m4v", ".mkv", ".mov", ".mpg", ".mpeg", ".webm")
+
+
+class LabelsError(ValueError):
+    """A labels file that cannot be scored: the message names the file, row and field."""
+
+
+@dataclass
+class ClipRun:
+    """What the pipeline raised on one clip: its events (dicts), frames, seconds of footage
+    and seconds of processing."""
+
+    file: str
+    events: list[dict] = field(default_factory=list)
+    frames: int = 0
+    seconds: float = 0.0
+    wall_s: float = 0.0
+
+    def raised(self, kind: str) -> int:
+        return sum(1 for e in self.events if e["kind"] == kind)
+
+
+def find_clips(folder: str | os.PathLike) -> dict[str, Path]:
+    """The clips in ``folder``: each video file, and each sub-folder holding images, by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder of clips")
+    clips = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+            clips[path.name] = path
+        elif path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
+            clips[path.name] = path
+    return clips
+
+
+def read_labels(path: str | os.PathLike, clips: dict[str, Path] | None = None) -> pd.DataFrame:
+    """The labels: a ``file`` column and one 0/1 column per scored kind (empty: not scored).
+
+    Returns ``file`` and the kind columns as nullable integers; other columns
+    are dropped. Fails naming the file, row and column of a bad cell, a
+    duplicated file, or (given ``clips``) a file that is not in the clips folder.
+    """
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise LabelsError(f"{path}: cannot read the labels ({err})") from None
+    if "file" not in table.columns:
+        raise LabelsError(f"{path}: no 'file' column (columns: {', '.join(table.columns)})")
+    kinds = [c for c in table.columns if c in CAMERA_KINDS]
+    if not kinds:
+        raise LabelsError(f"{path}: no column names an event kind to score; kinds: {', '.join(CAMERA_KINDS)}")
+    out = pd.DataFrame({"file": table["file"].str.strip()})
+    for i, name in enumerate(out["file"]):
+        if not name:
+            raise LabelsError(f"{path}: row {i + 2}: the 'file' cell is empty")
+    dup = out["file"][out["file"].duplicated()]
+    if len(dup):
+        raise LabelsError(f"{path}: row {dup.index[0] + 2}: file {dup.iloc[0]!r} is listed twice")
+    for kind in kinds:
+        cells = table[kind].str.strip()
+        bad = ~cells.isin(["", "0", "1"])
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise LabelsError(f"{path}: row {i + 2}, column {kind!r}: {cells.iloc[i]!r} is not 0, 1 or empty")
+        out[kind] = pd.array([None if c == "" else int(c) for c in cells], dtype="Int64")
+    if clips is not None:
+        missing = [f for f in out["file"] if f not in clips]
+        if missing:
+            row = int(out.index[out["file"] == missing[0]][0]) + 2
+            raise LabelsError(f"{path}: row {row}: no clip {missing[0]!r} in the clips folder"
+                              + (f" ({len(missing)} missing in all)" if len(missing) > 1 else ""))
+    return out
+
+
+def camera_for(clip: Path, cameras: list | None):
+    """The camera settings a clip runs with: the configured camera named as the clip (its file
+    name or stem), the only camera of a one-camera configuration, or a new camera's defaults."""
+    if not cameras:
+        return {"camera_id": clip.stem}
+    by_id = {c.id: c for c in cameras}
+    if clip.name in by_id or clip.stem in by_id:
+        return by_id.get(clip.name) or by_id[clip.stem]
+    if len(cameras) == 1:
+        return cameras[0]
+    raise LabelsError(f"{clip.name}: no camera with id {clip.stem!r} in the configuration, "
+                      f"which has {len(cameras)} cameras")
+
+
+def run_clip(clip: Path, camera=None, kinds=None, fps: float | None = None, **pipeline) -> ClipRun:
+    """Every event the whole pipeline raises on one clip, as a camera watching it would.
+    ``kinds``: only the rules of these kinds (default: those the camera enables).
+    ``fps``: the rate of a frame folder (a file keeps its own)."""
+    camera = camera if camera is not None else {"camera_id": clip.stem}
+    if isinstance(camera, dict) and fps is not None:
+        camera = {**camera, "fps": fps}
+    pipe = CameraPipeline(camera, camera_id=clip.stem, **pipeline)
+    if kinds is not None:
+        pipe.rules = [r for r in pipe.rules if r.kind in kinds]
+    run = ClipRun(clip.name)
+    started = time.perf_counter()
+    source = pipe.frames(str(clip))
+    first = last = None
+    for frame in source:
+        result = pipe.process(frame)
+        run.events.extend(result.events)
+        run.frames += 1
+        first = first if first is not None else frame.ts
+        last = frame.ts
+    source.close()
+    run.wall_s = time.perf_counter() - started
+    if run.frames:
+        frame_s = 1.0 / (source.fps or pipe.fps) if getattr(source, "fps", None) else 1.0 / pipe.fps
+        run.seconds = (last - first).total_seconds() + frame_s
+    return run
+
+
+def score(labels: pd.DataFrame, runs: dict[str, ClipRun]) -> dict:
+    """Clip-level confusion counts per kind, precision, recall (with Wilson 95 % intervals) and
+    false alarms per hour: the events of that kind on the clips labelled 0, over their hours."""
+    kinds = [c for c in labels.columns if c != "file"]
+    out = {}
+    for kind in kinds:
+        scored = labels[labels[kind].notna()]
+        tp = fp = fn = tn = 0
+        alarms, hours = 0, 0.0
+        for name, truth in zip(scored["file"], scored[kind]):
+            run = runs[name]
+            n = run.raised(kind)
+            if truth == 1:
+                tp, fn = tp + (n > 0), fn + (n == 0)
+            else:
+                fp, tn = fp + (n > 0), tn + (n == 0)
+                alarms += n
+                hours += run.seconds / 3600
+        precision = tp / (tp + fp) if tp + fp else None
+        recall = tp / (tp + fn) if tp + fn else None
+        out[kind] = {"tp": tp, "fp": fp, "fn": fn, "tn": tn,
+                     "precision": _round(precision), "recall": _round(recall),
+                     "precision_95": _interval(tp, tp + fp), "recall_95": _interval(tp, tp + fn),
+                     "false_alarms": alarms,
+                     "false_alarms_per_hour": _round(alarms / hours) if hours else None,
+                     "false_alarms_per_hour_95": ([round(b / hours, 4) for b in poisson_interval(alarms)]
+                                                  if hours else None),
+                     "normal_hours": round(hours, 4)}
+    return out
+
+
+def evaluate(clips_dir, labels_path, cameras=None, fps: float | None = None, progress=None) -> dict:
+    """Run every labelled clip of ``clips_dir`` and score it against ``labels_path``: the
+    ``safecity events eval`` result (kinds, clips, hours, fps, and each clip's events)."""
+    clips = find_clips(clips_dir)
+    labels = read_labels(labels_path, clips)
+    kinds = [c for c in labels.columns if c != "file"]
+    runs = {}
+    for i, name in enumerate(labels["file"], 1):
+        run = run_clip(clips[name], camera_for(clips[name], cameras), fps=fps)
+        runs[name] = run
+        if progress is not None:
+            raised = {k: run.raised(k) for k in kinds if run.raised(k)}
+            progress(f"[{i}/{len(labels)}] {name}: {run.frames} frames, "
+                     f"{run.frames / max(run.wall_s, 1e-9):.0f} fps, events {raised or 'none'}")
+    frames = sum(r.frames for r in runs.values())
+    wall = sum(r.wall_s for r in runs.values())
+    return {"kinds": score(labels, runs), "clips": len(runs),
+            "hours": round(sum(r.seconds for r in runs.values()) / 3600, 4),
+            "fps": round(frames / wall, 1) if wall else None,
+            "events": {name: [{"kind": e["kind"], "frame": e["frame"], "time_s": e["time_s"]}
+                              for e in run.events] for name, run in runs.items()}}
+
+
+def _round(x):
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
+
+
+def _interval(k: int, n: int):
+    if not n:
+        return None
+    lo, hi = wilson_interval(k, n)
+    return [round(float(lo), 4), round(float(hi), 4)]
