@@ -116,6 +116,52 @@ for seeds, note in [((0, 1), " (seeds tuned on)"), ((10, 11, 12), " (held-out se
 per_kind
 
 # %% [markdown]
+# ## Event detectors on real footage
+#
+# `safecity events eval` runs the whole pipeline on each labelled real clip and
+# scores it clip by clip ([the real-footage page](../docs/real-footage.md); labels in
+# `safecity/evaluation/real_footage/`, whose `split` column set the dev rows that
+# settings were chosen on apart). On every run: four short clips of UP-Fall's test
+# split (two falls, two people picking something up), a check computed here from
+# very few clips. With `RUN_LONG`: every real set's test split, and each kind's
+# false alarms per camera-hour on all that real normal footage together (exact
+# Poisson intervals; a rate of 0 still has an upper bound set by the hours watched).
+
+# %%
+from safecity.evaluation.real_clips import LABELS_DIR, evaluate, evaluate_footage
+
+upfall = read_if_present(cat, "upfall_cam1_videos")  # one row per clip (header only)
+if upfall is not None:
+    data_root = Path(upfall["path"].iloc[0]).parents[2]  # .../data/video/upfall_cam1/clip.mp4
+    labels = pd.read_csv(LABELS_DIR / "upfall_cam1.csv", dtype=str, keep_default_na=False)
+    short = labels[labels["file"].isin(["Activity1_Trial2Cam1.mp4", "Activity2_Trial2Cam1.mp4",
+                                        "Activity9_Trial2Cam1.mp4", "Activity9_Trial3Cam1.mp4"])]
+    with tempfile.TemporaryDirectory() as tmp:
+        short[["file", "person_on_ground"]].to_csv(Path(tmp) / "labels.csv", index=False)
+        k = evaluate(data_root / "video/upfall_cam1", Path(tmp) / "labels.csv")["kinds"]["person_on_ground"]
+    add("real footage", "person_on_ground recall (4 short UP-Fall test clips)", k["recall"],
+        *wilson_interval(k["tp"], k["tp"] + k["fn"]), data="UP-Fall cam 1, trials 2-3",
+        how="safecity events eval --clips .../upfall_cam1 --labels <these 4 rows>")
+    add("real footage", "person_on_ground precision (4 short UP-Fall test clips)", k["precision"],
+        *wilson_interval(k["tp"], k["tp"] + k["fp"]), data="UP-Fall cam 1, trials 2-3",
+        how="safecity events eval --clips .../upfall_cam1 --labels <these 4 rows>")
+    how = "python bench/real_footage.py --split test"
+    if RUN_LONG:
+        pooled = evaluate_footage(data_root, split="test")["pooled"]
+        for kind, k in pooled["kinds"].items():
+            if k["tp"] + k["fn"]:
+                add("real footage", f"{kind} recall (test split)", k["recall"], *k["recall_95"], data="real clips",
+                    status=BY_COMMAND, how=how)
+                add("real footage", f"{kind} precision (test split)", k["precision"],
+                    *(k["precision_95"] or (np.nan, np.nan)), data="real clips", status=BY_COMMAND, how=how)
+            add("real footage", f"{kind} false alarms per camera-hour, all real normal footage (test split)",
+                k["false_alarms_per_hour"], *k["false_alarms_per_hour_95"],
+                data=f"{k['normal_hours'] * 60:.1f} min, {k['false_alarms']} false alarms", status=BY_COMMAND, how=how)
+    else:
+        add("real footage", "precision, recall and false alarms per camera-hour of every kind", "",
+            data="real clips", status=NOT_RUN, how=how)
+
+# %% [markdown]
 # ## False alarms per camera-hour of the video anomaly detector
 #
 # `safecity.evaluation.tuning.alarm_metrics` on the tuning dashboard's labelled synthetic clips,

@@ -43,6 +43,8 @@ REAL = {
     "mall_heads": ("video/mall/heads.csv", ["frame_file", "x", "y"], 36_655),
     "pets2009_video": ("video/pets2009_s2l1/vtest.avi",
                        ["path", "fps", "n_frames", "width", "height", "codec"], 1),
+    "upfall_cam1_videos": ("video/upfall_cam1", ["path", "fps", "n_frames", "width", "height", "codec"], 33),
+    "aboda_video": ("video/aboda/video4.avi", ["path", "fps", "n_frames", "width", "height", "codec"], 1),
     "pets2009_detections": ("video/pets2009_s2l1/mot15_public_det.txt",
                             ["frame", "x", "y", "w", "h", "score"], 4_359),
 }

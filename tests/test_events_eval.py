@@ -9,11 +9,21 @@ from __future__ import annotations
 import json
 
 import cv2
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from safecity.cli import main
-from safecity.evaluation.real_clips import LabelsError, find_clips, read_labels, run_clip
+from safecity.evaluation.real_clips import (
+    FOOTAGE,
+    LABELS_DIR,
+    LabelsError,
+    find_clips,
+    footage_labels,
+    pool,
+    read_labels,
+    run_clip,
+)
 from safecity.sim.clips import render_clip
 
 
@@ -115,3 +125,28 @@ def test_clips_are_video_files_and_folders_of_frames(clips):
     run = run_clip(found["fire"], fps=10, kinds=["fire"])
     assert run.frames == 200 and run.seconds == pytest.approx(20.0)
     assert {e["kind"] for e in run.events} == {"fire"}
+
+
+def test_pooled_sets_sum_counts_and_hours_before_the_rates():
+    a = {"clips": 2, "hours": 0.5, "kinds": {"fire": {"tp": 1, "fp": 0, "fn": 1, "tn": 1, "false_alarms": 0,
+                                                       "normal_hours": 0.25}}}
+    b = {"clips": 3, "hours": 1.5, "kinds": {"fire": {"tp": 0, "fp": 1, "fn": 0, "tn": 1, "false_alarms": 3,
+                                                       "normal_hours": 1.25}}}
+    fire = pool({"a": a, "b": b})["kinds"]["fire"]
+    assert (fire["tp"], fire["fp"], fire["fn"], fire["tn"]) == (1, 1, 1, 2)
+    assert fire["precision"] == fire["recall"] == 0.5
+    assert fire["false_alarms_per_hour"] == 2.0  # 3 alarms over 1.5 h, not the mean of 0 and 2.4
+    lo, hi = fire["false_alarms_per_hour_95"]
+    assert lo < 2.0 < hi
+
+
+def test_every_real_set_has_labels_with_a_dev_and_test_split(tmp_path):
+    for name, (_, labels, _) in FOOTAGE.items():
+        table = read_labels(LABELS_DIR / labels)
+        assert set(table.columns) >= {"file", "fire", "person_on_ground", "abandoned_object"}, name
+        test = pd.read_csv(footage_labels(name, "test", tmp_path))
+        assert len(test) and set(test["split"]) == {"test"}, name
+    dev = pd.read_csv(footage_labels("upfall_cam1", "dev", tmp_path))
+    assert set(dev["trial"]) == {1} and len(dev) == 11
+    with pytest.raises(ValueError, match="split"):
+        footage_labels("aboda", "train")

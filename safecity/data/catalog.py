@@ -379,9 +379,15 @@ def read_mall_heads(csv_path: str | os.PathLike) -> pd.DataFrame:
 
 
 def read_video_info(video_path: str | os.PathLike) -> pd.DataFrame:
-    """One row describing a video file, from its container header (no frame is decoded)."""
+    """One row describing a video file, from its container header (no frame is decoded); a
+    folder gives one row per video file in it, in name order."""
     import cv2
 
+    if Path(video_path).is_dir():
+        files = sorted(p for p in Path(video_path).iterdir() if p.suffix.lower() in (".avi", ".mp4"))
+        if not files:
+            raise FileNotFoundError(f"{video_path}: no .avi or .mp4 file in this folder")
+        return pd.concat([read_video_info(f) for f in files], ignore_index=True)
     capture = cv2.VideoCapture(str(video_path))
     if not capture.isOpened():
         raise ValueError(f"OpenCV cannot open the video {video_path}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,19 @@ from safecity.config.event_kinds import CAMERA_KINDS
 from safecity.data.frames import IMAGE_SUFFIXES
 from safecity.evaluation.stats import poisson_interval, wilson_interval
 from safecity.video.pipeline import CameraPipeline
+
+#: The labelled real footage (``../shared/data``'s README): set name -> (clips folder under the
+#: data root, labels file beside this module, frame rate of a frame folder or None).
+FOOTAGE = {
+    "upfall_cam1": ("video/upfall_cam1", "upfall_cam1.csv", None),
+    "aboda": ("video/aboda", "aboda.csv", None),
+    "pets2009_s2l1": ("video/pets2009_s2l1", "pets2009_s2l1.csv", None),
+    "mall": ("video/mall", "mall.csv", 2.0),  # Mall's frames were taken under 2 a second
+    "ucsd_ped2_train": ("video/ucsd_ped2/training/frames", "ucsd_ped2_train.csv", 10.0),
+}
+
+#: Where the labels of ``FOOTAGE`` are (each has a ``split`` column: dev rows tune, test rows report).
+LABELS_DIR = Path(__file__).with_name("real_footage")
 
 #: What a clips folder's video files end with (a sub-folder of images is a clip too).
 VIDEO_SUFFIXES = (".avi", ".mp4", ".m4v", ".mkv", ".mov", ".mpg", ".mpeg", ".webm")
@@ -135,9 +149,10 @@ def run_clip(clip: Path, camera=None, kinds=None, fps: float | None = None, **pi
         last = frame.ts
     source.close()
     run.wall_s = time.perf_counter() - started
-    if run.frames:
-        frame_s = 1.0 / (source.fps or pipe.fps) if getattr(source, "fps", None) else 1.0 / pipe.fps
-        run.seconds = (last - first).total_seconds() + frame_s
+    if run.frames > 1:  # the span of the frames' times, plus one frame's share
+        run.seconds = (last - first).total_seconds() * run.frames / (run.frames - 1)
+    elif run.frames:
+        run.seconds = 1.0 / pipe.fps
     return run
 
 
@@ -159,16 +174,8 @@ def score(labels: pd.DataFrame, runs: dict[str, ClipRun]) -> dict:
                 fp, tn = fp + (n > 0), tn + (n == 0)
                 alarms += n
                 hours += run.seconds / 3600
-        precision = tp / (tp + fp) if tp + fp else None
-        recall = tp / (tp + fn) if tp + fn else None
-        out[kind] = {"tp": tp, "fp": fp, "fn": fn, "tn": tn,
-                     "precision": _round(precision), "recall": _round(recall),
-                     "precision_95": _interval(tp, tp + fp), "recall_95": _interval(tp, tp + fn),
-                     "false_alarms": alarms,
-                     "false_alarms_per_hour": _round(alarms / hours) if hours else None,
-                     "false_alarms_per_hour_95": ([round(b / hours, 4) for b in poisson_interval(alarms)]
-                                                  if hours else None),
-                     "normal_hours": round(hours, 4)}
+        out[kind] = _rates({"tp": tp, "fp": fp, "fn": fn, "tn": tn, "false_alarms": alarms,
+                            "normal_hours": hours})
     return out
 
 
@@ -193,6 +200,64 @@ def evaluate(clips_dir, labels_path, cameras=None, fps: float | None = None, pro
             "fps": round(frames / wall, 1) if wall else None,
             "events": {name: [{"kind": e["kind"], "frame": e["frame"], "time_s": e["time_s"]}
                               for e in run.events] for name, run in runs.items()}}
+
+
+def pool(results: dict[str, dict]) -> dict:
+    """Several footage sets' ``evaluate`` results as one: per kind, the confusion counts and the
+    false alarms and normal hours summed, then precision, recall and the false-alarm rate of the
+    whole, with their intervals (false alarms per camera-hour on all the normal footage)."""
+    kinds = {}
+    for result in results.values():
+        for kind, k in result["kinds"].items():
+            total = kinds.setdefault(kind, dict.fromkeys(("tp", "fp", "fn", "tn", "false_alarms"), 0)
+                                     | {"normal_hours": 0.0})
+            for key in ("tp", "fp", "fn", "tn", "false_alarms", "normal_hours"):
+                total[key] += k[key]
+    out = {kind: _rates(t) for kind, t in kinds.items()}
+    return {"kinds": out, "sets": list(results), "clips": sum(r["clips"] for r in results.values()),
+            "hours": round(sum(r["hours"] for r in results.values()), 4)}
+
+
+def footage_labels(name: str, split: str = "all", folder: str | os.PathLike | None = None) -> Path:
+    """The labels file of a ``FOOTAGE`` set, restricted to the rows of ``split`` ('dev', 'test'
+    or 'all'); a restricted copy is written to ``folder`` (default: a temporary folder)."""
+    path = LABELS_DIR / FOOTAGE[name][1]
+    if split == "all":
+        return path
+    if split not in ("dev", "test"):
+        raise ValueError(f"split must be 'dev', 'test' or 'all', got {split!r}")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="safecity-labels-"))
+    out = folder / f"{name}-{split}.csv"
+    table[table["split"] == split].to_csv(out, index=False)
+    return out
+
+
+def evaluate_footage(data_root: str | os.PathLike, names=None, split: str = "all", progress=None) -> dict:
+    """``evaluate`` on each labelled real set found under ``data_root`` (all of ``FOOTAGE`` or
+    ``names``; a set with no row in ``split`` is left out), and all of them pooled: {set: result,
+    ..., "pooled": pool(...)}. A set whose folder is absent raises FileNotFoundError naming it."""
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names or FOOTAGE:
+            clips, _, fps = FOOTAGE[name]
+            labels = footage_labels(name, split, tmp)
+            if split != "all" and len(pd.read_csv(labels)) == 0:
+                continue
+            results[name] = evaluate(Path(data_root) / clips, labels, fps=fps, progress=progress)
+    return {**results, "pooled": pool(results)}
+
+
+def _rates(counts: dict) -> dict:
+    """Confusion counts, false alarms and normal hours -> the same with precision and recall
+    (Wilson 95 % intervals) and false alarms per hour (exact Poisson 95 % interval)."""
+    tp, fp, fn, alarms, hours = (counts[k] for k in ("tp", "fp", "fn", "false_alarms", "normal_hours"))
+    return {**counts, "normal_hours": round(hours, 4),
+            "precision": _round(tp / (tp + fp)) if tp + fp else None,
+            "recall": _round(tp / (tp + fn)) if tp + fn else None,
+            "precision_95": _interval(tp, tp + fp), "recall_95": _interval(tp, tp + fn),
+            "false_alarms_per_hour": _round(alarms / hours) if hours else None,
+            "false_alarms_per_hour_95": [round(b / hours, 4) for b in poisson_interval(alarms)] if hours else None}
 
 
 def _round(x):
