@@ -1,4 +1,4 @@
-"""A new static object with nobody standing by it for its limit."""
+"""A new static object whose owner has walked away from it for its limit."""
 from __future__ import annotations
 
 import math
@@ -11,20 +11,34 @@ from safecity.video.events.common import (
     Objects,
     Paths,
     event,
+    median,
     metres_per_pixel,
 )
 
 
 class AbandonedObjectRule(EventRule):
-    """A new static object with nobody standing by it for ``limit_s``.
+    """A new static object whose owner has left it for ``limit_s``.
 
     Objects come from the tracker (``cls == 'object'``). An object counts as
     static when its feet point stays within ``still_px`` of where it was
-    first seen for ``min_static_s``; it is attended while a person stands
-    (slower than ``still_m_s``) within ``owner_radius_m``: its owner, or
-    whoever waits beside it. People walking past do not attend it, or a busy
-    street would hide every bag. The person nearest the object when it
-    appeared is reported as its likely owner (an anonymous track id).
+    first seen for ``min_static_s``. Its owner is found by back-tracing: the
+    person whose feet were within ``owner_reach`` of their own heights of
+    the object's when it appeared (now, or in the last seconds of paths),
+    the one who brought it. The object is abandoned once that owner has been
+    seen more than ``away`` of their heights from it; the clock runs from
+    then, and the alarm comes after ``limit_s`` of it. The owner coming back
+    within ``away`` stops the clock, and so does anyone standing (slower
+    than ``still_m_s``) within ``owner_radius_m``: whoever waits beside a bag
+    attends it, while people walking past do not.
+
+    Without an owner seen leaving there is no alarm. On real footage most
+    static "objects" are not bags: the legs of someone sitting, a chair
+    moved, a patch of a lighting change. The first have an owner who never
+    walks away (the seated person fades into the background where they sit),
+    the others no owner at all (nobody brought them), so neither is called
+    abandoned. A bag left in pieces (a background model often cuts one
+    object into several blobs) is one alarm: an object within ``same_place``
+    owner heights of a place already alarmed on does not raise another.
 
     A background model soon learns a bag that does not move, and the tracker
     then loses it, exactly when it matters. So once static, the object's
@@ -38,7 +52,8 @@ class AbandonedObjectRule(EventRule):
 
     def __init__(self, scene: dict, limit_s: float | None = None, owner_radius_m: float = 1.5,
                  still_m_s: float = 0.4, still_px: float = 6.0, min_static_s: float = 1.0,
-                 min_match: float = 0.6):
+                 min_match: float = 0.6, owner_reach: float = 1.0, away: float = 1.5,
+                 same_place: float = 0.75, trace_s: float = 2.0):
         self.scene = scene
         self.limit_s = float(limit_s if limit_s is not None else scene.get("abandon_limit_s", 30.0))
         self.owner_radius_m = owner_radius_m
@@ -46,8 +61,12 @@ class AbandonedObjectRule(EventRule):
         self.still_px = still_px
         self.min_static_s = min_static_s
         self.min_match = min_match
-        self.objects_ = {}   # track_id -> dict(first_s, x, y, box, patch, alone_since, fired, owner)
-        self.paths_ = Paths(keep_s=2.0)
+        self.owner_reach = owner_reach
+        self.away = away
+        self.same_place = same_place
+        self.objects_ = {}   # track_id -> dict(first_s, x, y, box, patch, owner, owner_at, away_since, fired)
+        self.alarmed_ = []   # (x, y, reach_px) of the places alarmed on
+        self.paths_ = Paths(keep_s=trace_s)
 
     @classmethod
     def from_config(cls, camera) -> AbandonedObjectRule:
@@ -66,9 +85,10 @@ class AbandonedObjectRule(EventRule):
             obj = self.objects_.get(tid)
             if obj is None or math.hypot(fx - obj["x"], fy - obj["y"]) > self.still_px:
                 self.objects_[tid] = {"first_s": time_s, "x": fx, "y": fy, "box": (x, y, w, h),
-                                      "patch": None, "alone_since": None, "fired": False,
-                                      "owner": _nearest(people, fx, fy)}
-            elif obj["patch"] is None and image is not None and time_s - obj["first_s"] >= self.min_static_s:
+                                      "patch": None, "away_since": None, "fired": False,
+                                      "owner": self._owner(fx, fy), "owner_at": None}
+            elif (obj["patch"] is None and obj["owner"] is not None and image is not None
+                  and time_s - obj["first_s"] >= self.min_static_s):
                 obj["box"], obj["patch"] = (x, y, w, h), _patch(image, (x, y, w, h))
                 obj["patch_std"] = _std(obj["patch"]) if obj["patch"] is not None else 0.0
         for tid in list(self.objects_):
@@ -78,25 +98,62 @@ class AbandonedObjectRule(EventRule):
             return []
         mpp = metres_per_pixel(people.h)
         standing = np.array([self._standing(t) for t in people.ids.tolist()], bool)
+        where = {t: k for k, t in enumerate(people.ids.tolist())}
         found = []
         for tid, obj in self.objects_.items():
+            if obj["owner"] is None or time_s - obj["first_s"] < self.min_static_s:
+                continue  # nobody brought it (kept, so that a passer-by is not taken for its owner)
+            owner_h = self._follow_owner(obj, people, where)
             dist_m = np.hypot(people.fx - obj["x"], people.fy - obj["y"]) * mpp
             attended = bool(((dist_m <= self.owner_radius_m) & standing).any())
-            if attended or time_s - obj["first_s"] < self.min_static_s:
-                obj["alone_since"] = None
+            if attended or not self._owner_away(obj):
+                obj["away_since"] = None
                 continue
-            if obj["alone_since"] is None:
-                obj["alone_since"] = time_s
-            alone = time_s - obj["alone_since"]
+            if obj["away_since"] is None:
+                obj["away_since"] = time_s
+            alone = time_s - obj["away_since"]
             if not obj["fired"] and alone >= self.limit_s:
                 obj["fired"] = True
-                ids = [tid] + ([obj["owner"]] if obj["owner"] is not None else [])
+                if self._alarmed_here(obj["x"], obj["y"]):
+                    continue  # another piece of an object already alarmed on
+                self.alarmed_.append((obj["x"], obj["y"], self.same_place * owner_h))
                 found.append(event(self.kind, frame_index, time_s, min(1.0, alone / (2 * self.limit_s)) + 0.5,
-                                    None, ids, time_s - obj["first_s"], unattended_s=round(alone, 2),
-                                    limit_s=self.limit_s,
-                                    position_px=[round(float(obj["x"]), 1), round(float(obj["y"]), 1)],
-                                    tracked=tid in seen))
+                                   None, [tid, obj["owner"]], time_s - obj["first_s"],
+                                   unattended_s=round(alone, 2), limit_s=self.limit_s,
+                                   position_px=[round(float(obj["x"]), 1), round(float(obj["y"]), 1)],
+                                   tracked=tid in seen))
         return found
+
+    def _owner(self, fx: float, fy: float):
+        """Back-tracing: the person whose feet were nearest the object's (in their own heights,
+        within ``owner_reach``) in the last ``trace_s`` seconds, or None."""
+        best, best_d = None, self.owner_reach
+        for tid, rows in self.paths_.rows.items():
+            for _, px, py, _, ph in rows:
+                d = math.hypot(px - fx, py - fy) / max(ph, 1.0)
+                if d <= best_d:
+                    best, best_d = tid, d
+        return best
+
+    def _follow_owner(self, obj: dict, people: Objects, where: dict) -> float:
+        """Note where the owner is (or was last seen); return their height in pixels."""
+        k = where.get(obj["owner"])
+        if k is not None:
+            rows = self.paths_.rows.get(obj["owner"])
+            h = median([r[4] for r in rows]) if rows else float(people.h[k])
+            obj["owner_at"] = (float(people.fx[k]), float(people.fy[k]), h)
+        return obj["owner_at"][2] if obj["owner_at"] else 60.0
+
+    def _owner_away(self, obj: dict) -> bool:
+        """The owner was last seen more than ``away`` of their heights from the object: walking
+        off, or gone out of view from there (one lost beside it has not left)."""
+        if obj["owner_at"] is None:
+            return False
+        ox, oy, h = obj["owner_at"]
+        return math.hypot(ox - obj["x"], oy - obj["y"]) > self.away * max(h, 1.0)
+
+    def _alarmed_here(self, x: float, y: float) -> bool:
+        return any(math.hypot(x - ax, y - ay) <= r for ax, ay, r in self.alarmed_)
 
     def _standing(self, track_id) -> bool:
         speed = self.paths_.speed(track_id, 1.0)
@@ -131,9 +188,3 @@ def _patch(image: np.ndarray, box, pad: int = 2):
 
 def _std(patch: np.ndarray) -> float:
     return float(cv2.meanStdDev(patch)[1][0, 0])
-
-
-def _nearest(people: Objects, fx: float, fy: float):
-    if not len(people):
-        return None
-    return int(people.ids[int(np.argmin(np.hypot(people.fx - fx, people.fy - fy)))])
