@@ -53,7 +53,8 @@ class AbandonedObjectRule(EventRule):
     def __init__(self, scene: dict, limit_s: float | None = None, owner_radius_m: float = 1.5,
                  still_m_s: float = 0.4, still_px: float = 6.0, min_static_s: float = 1.0,
                  min_match: float = 0.6, owner_reach: float = 1.0, away: float = 1.5,
-                 same_place: float = 0.75, trace_s: float = 2.0):
+                 same_place: float = 0.75, trace_s: float = 2.0, scene_s: float = 60.0,
+                 scene_scale: float = 0.25, scene_every: int = 5):
         self.scene = scene
         self.limit_s = float(limit_s if limit_s is not None else scene.get("abandon_limit_s", 30.0))
         self.owner_radius_m = owner_radius_m
@@ -66,6 +67,12 @@ class AbandonedObjectRule(EventRule):
         self.same_place = same_place
         self.objects_ = {}   # track_id -> dict(first_s, x, y, box, patch, owner, owner_at, away_since, fired)
         self.alarmed_ = []   # (x, y, reach_px) of the places alarmed on
+        self.scene_s = scene_s
+        self.scene_scale = scene_scale
+        self.scene_every = scene_every
+        self.empty_ = None   # the slow background: the street without what came lately (grey, small)
+        self._empty_t = None
+        self._frames = 0
         self.paths_ = Paths(keep_s=trace_s)
 
     @classmethod
@@ -73,6 +80,7 @@ class AbandonedObjectRule(EventRule):
         return cls(camera.scene(), limit_s=camera.abandon_limit_s)
 
     def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
+        self._learn_empty(time_s, image, foreground)
         everything = Objects.of(detections)
         people = everything.people()
         self.paths_.add(time_s, people)
@@ -91,6 +99,8 @@ class AbandonedObjectRule(EventRule):
                   and time_s - obj["first_s"] >= self.min_static_s):
                 obj["box"], obj["patch"] = (x, y, w, h), _patch(image, (x, y, w, h))
                 obj["patch_std"] = _std(obj["patch"]) if obj["patch"] is not None else 0.0
+                if obj["patch"] is not None and not self._new_here(image, obj["box"]):
+                    obj["owner"] = None  # the street as it was, lit differently: nothing was left
         for tid in list(self.objects_):
             if tid not in seen and not self._still_there(self.objects_[tid], image, people):
                 del self.objects_[tid]
@@ -123,6 +133,51 @@ class AbandonedObjectRule(EventRule):
                                    position_px=[round(float(obj["x"]), 1), round(float(obj["y"]), 1)],
                                    tracked=tid in seen))
         return found
+
+    def _learn_empty(self, time_s: float, image, foreground) -> None:
+        """Every ``scene_every`` frames, blend the frame's background pixels (not foreground)
+        into a small grey image that follows the street over ``scene_s`` seconds: a
+        second, slow background that does not learn a bag in the clip's first minute, as the
+        people finder's model does in seconds (the classic dual-background method)."""
+        self._frames += 1
+        if image is None or (self.empty_ is not None and self._frames % self.scene_every):
+            return
+        small = self._small(image)
+        if self.empty_ is None:
+            self.empty_, self._empty_t = small, time_s
+            return
+        rate = min(1.0, max(time_s - self._empty_t, 0.0) / self.scene_s)
+        self._empty_t = time_s
+        mask = None
+        if foreground is not None:
+            mask = cv2.resize(foreground, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_NEAREST)
+            mask = cv2.bitwise_not(mask)
+        cv2.accumulateWeighted(small, self.empty_, rate, mask)
+
+    def _small(self, image: np.ndarray) -> np.ndarray:
+        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        h, w = grey.shape[:2]
+        size = (max(1, round(w * self.scene_scale)), max(1, round(h * self.scene_scale)))
+        return cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+    def _new_here(self, image: np.ndarray, box) -> bool:
+        """Does the frame differ, in ``box``, from the slow background? Not when the patch
+        matches it as well as an object still there matches itself (``min_match``): a change
+        of light over the same texture. Flat patches compare by mean grey level."""
+        if self.empty_ is None:
+            return True
+        s = self.scene_scale
+        x, y, w, h = box
+        x0, y0 = max(int(x * s) - 1, 0), max(int(y * s) - 1, 0)
+        x1 = min(int(math.ceil((x + w) * s)) + 1, self.empty_.shape[1])
+        y1 = min(int(math.ceil((y + h) * s)) + 1, self.empty_.shape[0])
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return True
+        now = self._small(image)[y0:y1, x0:x1]
+        before = self.empty_[y0:y1, x0:x1]
+        if _std(now) < 2 or _std(before) < 2:
+            return abs(float(now.mean()) - float(before.mean())) > 20
+        return float(cv2.matchTemplate(now, before, cv2.TM_CCOEFF_NORMED)[0, 0]) < self.min_match
 
     def _owner(self, fx: float, fy: float):
         """Back-tracing: the person whose feet were nearest the object's (in their own heights,
