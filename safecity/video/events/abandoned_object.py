@@ -40,6 +40,15 @@ class AbandonedObjectRule(EventRule):
     object into several blobs) is one alarm: an object within ``same_place``
     owner heights of a place already alarmed on does not raise another.
 
+    A static object must also be new: different from the street as it was.
+    The rule keeps a second, slow background of its own (grey, at
+    ``scene_scale`` of the frame, updated every ``scene_every`` frames
+    where the people finder sees no foreground, following the street over
+    ``scene_s`` seconds), which does not learn a bag in seconds as the
+    finder's model does. An object whose patch matches that background
+    (normalised correlation ``min_match`` or more) is the same street lit
+    differently (a flicker on a glass wall, a cloud) and is not watched.
+
     A background model soon learns a bag that does not move, and the tracker
     then loses it, exactly when it matters. So once static, the object's
     look (a grey patch) is kept, and while the tracker no longer reports it
@@ -94,7 +103,7 @@ class AbandonedObjectRule(EventRule):
             if obj is None or math.hypot(fx - obj["x"], fy - obj["y"]) > self.still_px:
                 self.objects_[tid] = {"first_s": time_s, "x": fx, "y": fy, "box": (x, y, w, h),
                                       "patch": None, "away_since": None, "fired": False,
-                                      "owner": self._owner(fx, fy), "owner_at": None}
+                                      "owner": self._owner(fx, fy, people), "owner_at": None}
             elif (obj["patch"] is None and obj["owner"] is not None and image is not None
                   and time_s - obj["first_s"] >= self.min_static_s):
                 obj["box"], obj["patch"] = (x, y, w, h), _patch(image, (x, y, w, h))
@@ -169,8 +178,8 @@ class AbandonedObjectRule(EventRule):
         s = self.scene_scale
         x, y, w, h = box
         x0, y0 = max(int(x * s) - 1, 0), max(int(y * s) - 1, 0)
-        x1 = min(int(math.ceil((x + w) * s)) + 1, self.empty_.shape[1])
-        y1 = min(int(math.ceil((y + h) * s)) + 1, self.empty_.shape[0])
+        x1 = min(math.ceil((x + w) * s) + 1, self.empty_.shape[1])
+        y1 = min(math.ceil((y + h) * s) + 1, self.empty_.shape[0])
         if x1 - x0 < 2 or y1 - y0 < 2:
             return True
         now = self._small(image)[y0:y1, x0:x1]
@@ -179,9 +188,14 @@ class AbandonedObjectRule(EventRule):
             return abs(float(now.mean()) - float(before.mean())) > 20
         return float(cv2.matchTemplate(now, before, cv2.TM_CCOEFF_NORMED)[0, 0]) < self.min_match
 
-    def _owner(self, fx: float, fy: float):
-        """Back-tracing: the person whose feet were nearest the object's (in their own heights,
-        within ``owner_reach``) in the last ``trace_s`` seconds, or None."""
+    def _owner(self, fx: float, fy: float, people: Objects):
+        """Back-tracing: the person whose feet are nearest the object's (in their own heights,
+        within ``owner_reach``) now, else in the last ``trace_s`` seconds, or None."""
+        if len(people):
+            d = np.hypot(people.fx - fx, people.fy - fy) / np.maximum(people.h, 1.0)
+            k = int(np.argmin(d))
+            if d[k] <= self.owner_reach:
+                return int(people.ids[k])
         best, best_d = None, self.owner_reach
         for tid, rows in self.paths_.rows.items():
             for _, px, py, _, ph in rows:
@@ -230,7 +244,7 @@ class AbandonedObjectRule(EventRule):
 
 def _patch(image: np.ndarray, box, pad: int = 2):
     """The grey pixels of ``box`` (and ``pad`` around), as float32; only that crop is converted."""
-    x, y, w, h = (int(round(v)) for v in box)
+    x, y, w, h = (round(v) for v in box)
     x0, y0 = max(x - pad, 0), max(y - pad, 0)
     x1, y1 = min(x + w + pad, image.shape[1]), min(y + h + pad, image.shape[0])
     if x1 - x0 < 3 or y1 - y0 < 3:
