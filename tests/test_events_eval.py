@@ -141,8 +141,8 @@ def test_pooled_sets_sum_counts_and_hours_before_the_rates():
 
 
 def test_every_real_set_has_labels_with_a_dev_and_test_split(tmp_path):
-    for name, (_, labels, _) in FOOTAGE.items():
-        table = read_labels(LABELS_DIR / labels)
+    for name, footage in FOOTAGE.items():
+        table = read_labels(LABELS_DIR / footage.labels)
         assert set(table.columns) >= {"file", "fire", "person_on_ground", "abandoned_object"}, name
         test = pd.read_csv(footage_labels(name, "test", tmp_path))
         assert len(test) and set(test["split"]) == {"test"}, name

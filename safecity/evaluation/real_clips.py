@@ -23,14 +23,28 @@ from safecity.data.frames import IMAGE_SUFFIXES
 from safecity.evaluation.stats import poisson_interval, wilson_interval
 from safecity.video.pipeline import CameraPipeline
 
-#: The labelled real footage (``../shared/data``'s README): set name -> (clips folder under the
-#: data root, labels file beside this module, frame rate of a frame folder or None).
+
+@dataclass(frozen=True)
+class Footage:
+    """One labelled real set (``../shared/data``'s README): its clips folder under the data root,
+    its labels file beside this module, the frame rate of its frame folders (None: video files
+    keep their own), and camera settings it runs with beyond a new camera's defaults."""
+
+    clips: str
+    labels: str
+    fps: float | None = None
+    camera: dict = field(default_factory=dict)
+
+
+#: ABODA's clip ends 16 s after the owner has left the view (frame 690 of 1,169 at 29.97 fps), so
+#: a new camera's 30 s limit for an object left alone could never alarm in it: it runs with 10 s,
+#: the operator's policy for this camera, chosen from the clip's length, not from any result.
 FOOTAGE = {
-    "upfall_cam1": ("video/upfall_cam1", "upfall_cam1.csv", None),
-    "aboda": ("video/aboda", "aboda.csv", None),
-    "pets2009_s2l1": ("video/pets2009_s2l1", "pets2009_s2l1.csv", None),
-    "mall": ("video/mall", "mall.csv", 2.0),  # Mall's frames were taken under 2 a second
-    "ucsd_ped2_train": ("video/ucsd_ped2/training/frames", "ucsd_ped2_train.csv", 10.0),
+    "upfall_cam1": Footage("video/upfall_cam1", "upfall_cam1.csv"),
+    "aboda": Footage("video/aboda", "aboda.csv", camera={"abandon_limit_s": 10.0}),
+    "pets2009_s2l1": Footage("video/pets2009_s2l1", "pets2009_s2l1.csv"),
+    "mall": Footage("video/mall", "mall.csv", fps=2.0),  # Mall's frames were taken under 2 a second
+    "ucsd_ped2_train": Footage("video/ucsd_ped2/training/frames", "ucsd_ped2_train.csv", fps=10.0),
 }
 
 #: Where the labels of ``FOOTAGE`` are (each has a ``split`` column: dev rows tune, test rows report).
@@ -113,11 +127,12 @@ def read_labels(path: str | os.PathLike, clips: dict[str, Path] | None = None) -
     return out
 
 
-def camera_for(clip: Path, cameras: list | None):
+def camera_for(clip: Path, cameras: list | None, settings: dict | None = None):
     """The camera settings a clip runs with: the configured camera named as the clip (its file
-    name or stem), the only camera of a one-camera configuration, or a new camera's defaults."""
+    name or stem), the only camera of a one-camera configuration, or a new camera's defaults
+    (with ``settings`` on top)."""
     if not cameras:
-        return {"camera_id": clip.stem}
+        return {"camera_id": clip.stem, **(settings or {})}
     by_id = {c.id: c for c in cameras}
     if clip.name in by_id or clip.stem in by_id:
         return by_id.get(clip.name) or by_id[clip.stem]
@@ -179,15 +194,17 @@ def score(labels: pd.DataFrame, runs: dict[str, ClipRun]) -> dict:
     return out
 
 
-def evaluate(clips_dir, labels_path, cameras=None, fps: float | None = None, progress=None) -> dict:
+def evaluate(clips_dir, labels_path, cameras=None, fps: float | None = None, progress=None,
+             settings: dict | None = None) -> dict:
     """Run every labelled clip of ``clips_dir`` and score it against ``labels_path``: the
-    ``safecity events eval`` result (kinds, clips, hours, fps, and each clip's events)."""
+    ``safecity events eval`` result (kinds, clips, hours, fps, and each clip's events).
+    ``settings``: scene settings on top of a new camera's defaults (without ``cameras``)."""
     clips = find_clips(clips_dir)
     labels = read_labels(labels_path, clips)
     kinds = [c for c in labels.columns if c != "file"]
     runs = {}
     for i, name in enumerate(labels["file"], 1):
-        run = run_clip(clips[name], camera_for(clips[name], cameras), fps=fps)
+        run = run_clip(clips[name], camera_for(clips[name], cameras, settings), fps=fps)
         runs[name] = run
         if progress is not None:
             raised = {k: run.raised(k) for k in kinds if run.raised(k)}
@@ -221,7 +238,7 @@ def pool(results: dict[str, dict]) -> dict:
 def footage_labels(name: str, split: str = "all", folder: str | os.PathLike | None = None) -> Path:
     """The labels file of a ``FOOTAGE`` set, restricted to the rows of ``split`` ('dev', 'test'
     or 'all'); a restricted copy is written to ``folder`` (default: a temporary folder)."""
-    path = LABELS_DIR / FOOTAGE[name][1]
+    path = LABELS_DIR / FOOTAGE[name].labels
     if split == "all":
         return path
     if split not in ("dev", "test"):
@@ -240,11 +257,12 @@ def evaluate_footage(data_root: str | os.PathLike, names=None, split: str = "all
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names or FOOTAGE:
-            clips, _, fps = FOOTAGE[name]
+            footage = FOOTAGE[name]
             labels = footage_labels(name, split, tmp)
             if split != "all" and len(pd.read_csv(labels)) == 0:
                 continue
-            results[name] = evaluate(Path(data_root) / clips, labels, fps=fps, progress=progress)
+            results[name] = evaluate(Path(data_root) / footage.clips, labels, fps=footage.fps, progress=progress,
+                                     settings=footage.camera)
     return {**results, "pooled": pool(results)}
 
 
