@@ -69,7 +69,7 @@ class FireRule(EventRule):
         self.min_growth = min_growth
         self.steady_fire_s = steady_fire_s
         self.fps_ = float(scene.get("fps") or 10.0)
-        self.switches_ = deque(maxlen=max(3, int(round(window_s * self.fps_))))
+        self.switches_ = deque(maxlen=max(3, round(window_s * self.fps_)))
         self.masks_ = deque(maxlen=self.switches_.maxlen)
         self.hot_ = deque(maxlen=self.switches_.maxlen)   # yellow-white pixels of each frame
         self.last_mask_ = None
@@ -119,7 +119,7 @@ class FireRule(EventRule):
             self.presence_ = np.zeros(mask.shape, np.int16)
             self.switches_.clear()
             self.hot_.clear()
-            side = max(1, int(round(5 * unit))) | 1  # the 5 px closing of a 480 px frame, odd
+            side = max(1, round(5 * unit)) | 1  # the 5 px closing of a 480 px frame, odd
             self.kernel_ = np.ones((side, side), np.uint8)
             return []
         if len(self.switches_) == self.switches_.maxlen:  # a running count over the window
@@ -163,7 +163,7 @@ class FireRule(EventRule):
         x, y, w, h = (int(stats[k, c] / scale) for c in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP,
                                                           cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
         return [event(self.kind, frame_index, time_s, min(1.0, area / (4 * min_area)), None, [],
-                       held, area_px=int(round(area / (unit * unit))), growth=round(growth, 2),
+                       held, area_px=round(area / (unit * unit)), growth=round(growth, 2),
                        variation=round(variation, 3), core=round(core, 3), box_px=[x, y, w, h])]
 
     def _evidence(self, blob: np.ndarray, stat) -> tuple[float, float]:
