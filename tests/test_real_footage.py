@@ -113,4 +113,23 @@ def test_normal_footage_raises_none_of_the_zone_and_crowd_kinds(clip, fps):
     assert raised == [], f"{clip}: {raised}"
 
 
+def test_normal_footage_crowd_counts_a_body_cut_into_tiles_once():
+    """What UP-Fall showed: a walker cut into a grid of boxes that move alike is one body; two
+    people whose boxes touch but who walk apart are two."""
+    from safecity.video.events.common import Objects
+    from safecity.video.events.crowd_movement import CrowdMovementRule
+
+    rule = CrowdMovementRule({"fps": 10})
+    # a 3 x 2 grid of 40 x 60 px tiles, all moving left at about 1.2 m/s; then two people side by
+    # side, touching, one walking left and one right
+    x = np.array([100, 140, 180, 100, 140, 180, 400, 440], float)
+    y = np.array([100, 100, 100, 160, 160, 160, 100, 100], float)
+    w, h = np.full(8, 40.0), np.full(8, 60.0)
+    people = Objects(np.arange(8), x, y, w, h, np.ones(8, bool), np.zeros(8, bool))
+    vel = np.array([[-1.2, 0.0], [-1.25, 0.05], [-1.15, 0.0], [-1.2, -0.05], [-1.3, 0.0], [-1.2, 0.0],
+                    [-1.2, 0.0], [1.2, 0.0]])
+    bodies = rule._bodies(people, vel)
+    assert sorted(len(b) for b in bodies) == [1, 1, 6]
+
+
 # --------------------------------------------------------------------- end of the fire block
