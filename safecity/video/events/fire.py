@@ -39,8 +39,12 @@ class FireRule(EventRule):
 
     The alarm needs a candidate held for ``min_duration_s`` that has grown
     to ``min_growth`` times its first area (a fire starting), or held for
-    ``steady_fire_s`` (a fire already burning when the camera starts). The
-    growth is reported as evidence. The colours are judged on the frame
+    ``steady_fire_s``. A frame that looks steady or core-less neither raises
+    nor ends an episode (flames have such frames). Growth is weak evidence
+    alone: any flickering blob grows while the window fills after it
+    appears; the two checks above are what reject lights and reflections.
+    A fire already burning in the first frame is mostly taken for paint
+    (only its flickering fringe counts). The evidence is reported. The colours are judged on the frame
     scaled to ``work_width`` pixels wide.
     """
 
@@ -51,7 +55,7 @@ class FireRule(EventRule):
                  min_area_px: int = 150,
                  min_duration_s: float = 1.0, paint_s: float = 10.0, paint_share: float = 0.8,
                  work_width: int = 240, min_variation: float = 0.08, core_green: int = 180,
-                 min_core: float = 0.1, min_growth: float = 1.5, steady_fire_s: float = 10.0):
+                 min_core: float = 0.1, min_growth: float = 1.5, steady_fire_s: float = 5.0):
         self.scene = scene
         self.paint_s = paint_s
         self.paint_share = paint_share
@@ -151,10 +155,13 @@ class FireRule(EventRule):
             return self._quiet(area > 0)
         k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
         variation, core = self._evidence(labels == k, stats[k])
-        if variation < self.min_variation or core < self.min_core:
-            return self._quiet(True)  # a steady light or a reflection: not a fire
+        steady_or_reflection = variation < self.min_variation or core < self.min_core
         if self.since_ is None:
+            if steady_or_reflection:
+                return []  # not a fire (yet): the episode starts with the first frame that looks one
             self.since_, self.first_area_ = time_s, area
+        elif steady_or_reflection:
+            return []  # a frame of a flame can look steady: it neither raises nor ends the episode
         held, growth = time_s - self.since_, area / max(self.first_area_, 1)
         if self.active_ or held < self.min_duration_s or (growth < self.min_growth
                                                            and held < self.steady_fire_s):
