@@ -1,4 +1,5 @@
-"""Flames from the pixels: fire colours that flicker in place and persist."""
+"""Flames from the pixels: fire colours that flicker in place, grow and persist; steady lights
+and reflections are told apart."""
 from __future__ import annotations
 
 from collections import deque
@@ -23,10 +24,28 @@ class FireRule(EventRule):
     been flame-coloured for most of some ``paint_s`` (a yellow hatched area,
     a sign; from the first frame on) flickers whenever people walk over it,
     so it is left out for good.
-    Flickering pixels are grouped into blobs; an alarm needs
-    a blob of ``min_area_px`` (at 480 px wide) for ``min_duration_s``. The
-    growth of the blob is reported as evidence. The colours are judged on
-    the frame scaled to ``work_width`` pixels wide.
+    Flickering pixels are grouped into blobs; a blob of ``min_area_px`` (at
+    480 px wide) is a candidate when, over the window,
+
+    * its flame-coloured pixel count changes from frame to frame (by a median
+      of at least ``min_variation`` of its mean): flames' tongues come and
+      go, while a steady light (a lamp, a lit sign; switching on is a single
+      step) only toggles pixels near the colour threshold at random, a nearly
+      constant count;
+    * at least ``min_core`` of it has been yellow-white (green >= ``core_green``
+      beside the bright red): a flame has a hot core; a reflection (a lamp
+      on a wet floor or a window, a sunset on glass) and a light seen through
+      tinted glass are orange or red only.
+
+    The alarm needs a candidate held for ``min_duration_s`` that has grown
+    to ``min_growth`` times its first area (a fire starting), or held for
+    ``steady_fire_s``. A frame that looks steady or core-less neither raises
+    nor ends an episode (flames have such frames). Growth is weak evidence
+    alone: any flickering blob grows while the window fills after it
+    appears; the two checks above are what reject lights and reflections.
+    A fire already burning in the first frame is mostly taken for paint
+    (only its flickering fringe counts). The evidence is reported. The colours are judged on the frame
+    scaled to ``work_width`` pixels wide.
     """
 
     kind = "fire"
@@ -35,7 +54,8 @@ class FireRule(EventRule):
                  window_s: float = 2.0, min_switches: int = 3, min_presence: float = 0.3,
                  min_area_px: int = 150,
                  min_duration_s: float = 1.0, paint_s: float = 10.0, paint_share: float = 0.8,
-                 work_width: int = 240):
+                 work_width: int = 240, min_variation: float = 0.08, core_green: int = 180,
+                 min_core: float = 0.1, min_growth: float = 1.5, steady_fire_s: float = 5.0):
         self.scene = scene
         self.paint_s = paint_s
         self.paint_share = paint_share
@@ -47,9 +67,15 @@ class FireRule(EventRule):
         self.min_area_px = min_area_px
         self.min_duration_s = min_duration_s
         self.work_width = work_width
+        self.min_variation = min_variation
+        self.core_green = core_green
+        self.min_core = min_core
+        self.min_growth = min_growth
+        self.steady_fire_s = steady_fire_s
         self.fps_ = float(scene.get("fps") or 10.0)
-        self.switches_ = deque(maxlen=max(3, int(round(window_s * self.fps_))))
+        self.switches_ = deque(maxlen=max(3, round(window_s * self.fps_)))
         self.masks_ = deque(maxlen=self.switches_.maxlen)
+        self.hot_ = deque(maxlen=self.switches_.maxlen)   # yellow-white pixels of each frame
         self.last_mask_ = None
         self.count_ = None
         self.since_ = None
@@ -59,6 +85,10 @@ class FireRule(EventRule):
     def flame_mask(self, image: np.ndarray) -> np.ndarray:
         """Boolean mask of flame-coloured pixels (of a BGR image)."""
         return self._flame(image).view(bool)
+
+    def _hot(self, image: np.ndarray, flame: np.ndarray) -> np.ndarray:
+        """Of the flame-coloured pixels (0/1 ``uint8``), those yellow-white: a flame's hot core."""
+        return cv2.compare(cv2.extractChannel(image, 1), float(self.core_green), cv2.CMP_GE) & flame
 
     def _flame(self, image: np.ndarray) -> np.ndarray:
         """Flame-coloured pixels as a 0/1 ``uint8`` mask, with OpenCV's per-channel operations
@@ -83,7 +113,8 @@ class FireRule(EventRule):
         unit = scale * image.shape[1] / 480.0   # working pixels per pixel of a 480 px wide frame
         small = image if scale == 1 else cv2.resize(image, None, fx=scale, fy=scale,
                                                     interpolation=cv2.INTER_AREA)
-        mask = self._flame(small).view(bool)
+        flame = self._flame(small)
+        mask = flame.view(bool)
         if self.last_mask_ is None or self.last_mask_.shape != mask.shape:
             self.last_mask_, self.count_ = mask, np.zeros(mask.shape, np.int16)
             self.paint_ = mask.astype(np.float32)
@@ -91,7 +122,8 @@ class FireRule(EventRule):
             self.masks_.clear()
             self.presence_ = np.zeros(mask.shape, np.int16)
             self.switches_.clear()
-            side = max(1, int(round(5 * unit))) | 1  # the 5 px closing of a 480 px frame, odd
+            self.hot_.clear()
+            side = max(1, round(5 * unit)) | 1  # the 5 px closing of a 480 px frame, odd
             self.kernel_ = np.ones((side, side), np.uint8)
             return []
         if len(self.switches_) == self.switches_.maxlen:  # a running count over the window
@@ -99,6 +131,7 @@ class FireRule(EventRule):
         if len(self.masks_) == self.masks_.maxlen:
             self.presence_ -= self.masks_[0]
         self.masks_.append(mask.view(np.uint8))
+        self.hot_.append(self._hot(small, flame))
         self.presence_ += self.masks_[-1]
         switch = (mask != self.last_mask_).view(np.uint8)
         self.switches_.append(switch)
@@ -116,22 +149,44 @@ class FireRule(EventRule):
             # a closing grows a set at most kernel-size times: no blob can reach the minimum
             return self._quiet(candidates > 0)
         flicker = cv2.morphologyEx(flicker, cv2.MORPH_CLOSE, self.kernel_)
-        n, _, stats, _ = cv2.connectedComponentsWithStats(flicker)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(flicker)
         area = int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
         if area < min_area:
             return self._quiet(area > 0)
+        k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        variation, core = self._evidence(labels == k, stats[k])
+        steady_or_reflection = variation < self.min_variation or core < self.min_core
         if self.since_ is None:
+            if steady_or_reflection:
+                return []  # not a fire (yet): the episode starts with the first frame that looks one
             self.since_, self.first_area_ = time_s, area
-        held = time_s - self.since_
-        if self.active_ or held < self.min_duration_s:
+        elif steady_or_reflection:
+            return []  # a frame of a flame can look steady: it neither raises nor ends the episode
+        held, growth = time_s - self.since_, area / max(self.first_area_, 1)
+        if self.active_ or held < self.min_duration_s or (growth < self.min_growth
+                                                           and held < self.steady_fire_s):
             return []
         self.active_ = True
-        k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
         x, y, w, h = (int(stats[k, c] / scale) for c in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP,
                                                           cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
         return [event(self.kind, frame_index, time_s, min(1.0, area / (4 * min_area)), None, [],
-                       held, area_px=int(round(area / (unit * unit))),
-                       growth=round(area / max(self.first_area_, 1), 2), box_px=[x, y, w, h])]
+                       held, area_px=round(area / (unit * unit)), growth=round(growth, 2),
+                       variation=round(variation, 3), core=round(core, 3), box_px=[x, y, w, h])]
+
+    def _evidence(self, blob: np.ndarray, stat) -> tuple[float, float]:
+        """Over the window, the median change of the blob's flame-coloured pixel count from one frame
+        to the next (a share of its mean count),
+        and the share of the blob that was yellow-white at least once."""
+        x, y, w, h = (int(stat[c]) for c in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP,
+                                             cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
+        inside = blob[y:y + h, x:x + w]
+        counts = np.array([np.count_nonzero(m[y:y + h, x:x + w][inside]) for m in self.masks_], float)
+        hot = np.zeros(inside.shape, bool)
+        for m in self.hot_:
+            hot |= m[y:y + h, x:x + w].view(bool)
+        # the typical change from one frame to the next: a light switched on is one step, not many
+        variation = float(np.median(np.abs(np.diff(counts))) / counts.mean()) if counts.mean() > 0 else 0.0
+        return variation, float(np.count_nonzero(hot & inside) / max(np.count_nonzero(inside), 1))
 
     def _quiet(self, flickering: bool) -> list:
         """No blob big enough: the episode ends once nothing flickers any more."""
