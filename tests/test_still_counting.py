@@ -21,7 +21,7 @@ from safecity.video.still_counting import StillCounter, head_density, read_shang
 SHANGHAITECH_B = "video/shanghaitech_b/train_data"
 
 #: Small and quick: a test fits it on 40 photos in seconds.
-QUICK = {"width": 512, "cell": 16, "max_iter": 100}
+QUICK = {"width": 512, "cell": 16, "max_iter": 80}
 
 
 # =========================================================================== real data
@@ -55,7 +55,7 @@ def test_counter_fitted_on_40_photos_beats_the_mean_on_20_others(shanghaitech):
 
 def test_cross_validation_keeps_the_held_out_fold_out_of_the_choice(shanghaitech):
     photos = shanghaitech.subset(range(30))
-    grid = ({"max_iter": 50}, {"max_iter": 100})
+    grid = ({"max_iter": 30}, {"max_iter": 60})
     seen = []
     out = still_counting.cross_validate(photos, folds=3, grid=grid, counter=StillCounter(**QUICK),
                                         progress=seen.append)
@@ -92,7 +92,7 @@ def synthetic():
 @pytest.fixture(scope="module")
 def fitted(synthetic):
     images, points = synthetic
-    return StillCounter(width=256, cell=16, max_iter=100).fit(images[:18], points[:18])
+    return StillCounter(width=256, cell=16, max_iter=60, cell_fraction=1.0).fit(images[:18], points[:18])
 
 
 def test_synthetic_heads_are_counted_on_held_out_photos(synthetic, fitted):
@@ -165,7 +165,8 @@ def _folder(tmp, rng, n=8) -> str:
 def test_cli_prints_one_json_line_with_the_errors_and_the_baseline(tmp_path):
     rng = np.random.default_rng(1)
     train, test = _folder(tmp_path / "train", rng), _folder(tmp_path / "test", rng, 4)
-    result = CliRunner().invoke(main, ["count", "eval-images", "--train", train, "--test", test])
+    result = CliRunner().invoke(main, ["count", "eval-images", "--train", train, "--test", test,
+                                       "--width", "256", "--max-iter", "30"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -177,7 +178,8 @@ def test_cli_prints_one_json_line_with_the_errors_and_the_baseline(tmp_path):
 
 def test_cli_cross_validation_reports_every_fold(tmp_path):
     train = _folder(tmp_path / "train", np.random.default_rng(2), 8)
-    result = CliRunner().invoke(main, ["count", "eval-images", "--train", train, "--folds", "2"])
+    result = CliRunner().invoke(main, ["count", "eval-images", "--train", train, "--folds", "2",
+                                       "--width", "256", "--max-iter", "30"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["n_images"] == 8 and len(out["folds"]) == 2
