@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import shared_data
 from scipy.io import savemat
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from conftest import shared_data
 from safecity.cli import main
 from safecity.video import still_counting
 from safecity.video.counting import CountingDataError
@@ -54,17 +54,17 @@ def test_counter_fitted_on_40_photos_beats_the_mean_on_20_others(shanghaitech):
 
 
 def test_cross_validation_keeps_the_held_out_fold_out_of_the_choice(shanghaitech):
-    photos = shanghaitech.subset(range(30))
-    grid = ({"max_iter": 30}, {"max_iter": 60})
+    photos = shanghaitech.subset(range(24))
+    grid = ({"max_iter": 20}, {"max_iter": 40})
     seen = []
-    out = still_counting.cross_validate(photos, folds=3, grid=grid, counter=StillCounter(**QUICK),
+    out = still_counting.cross_validate(photos, folds=3, grid=grid, counter=StillCounter(width=256, cell=8),
                                         progress=seen.append)
     assert [f["fold"] for f in seen] == [1, 2, 3] and out["folds"] == seen
-    assert sum(f["n_test"] for f in seen) == 30
+    assert sum(f["n_test"] for f in seen) == 24
     for f in seen:
         assert f["chosen"] in grid and len(f["validation_mae"]) == 2
         assert f["chosen"] == grid[int(np.argmin(f["validation_mae"]))]
-    assert out["n_images"] == 30 and out["mae"] < out["baseline_mae"]
+    assert out["n_images"] == 24 and out["mae"] < out["baseline_mae"]
 
 
 # =========================================================================== synthetic photos

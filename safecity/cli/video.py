@@ -207,7 +207,12 @@ def count_eval_images(train_dir, test_dir, folds, limit, width, max_iter) -> Non
     Progress on standard error.
     """
     from safecity.video.counting import CountingDataError
-    from safecity.video.still_counting import StillCounter, cross_validate, evaluate, read_shanghaitech
+    from safecity.video.still_counting import (
+        StillCounter,
+        cross_validate,
+        evaluate,
+        read_shanghaitech,
+    )
 
     if (test_dir is None) == (folds is None):
         raise click.UsageError("give either --test DIR or --folds K")

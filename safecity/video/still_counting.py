@@ -89,11 +89,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def read_head_points(path: str | os.PathLike) -> np.ndarray:
     """The ``(n, 2)`` head points ``x, y`` of a ShanghaiTech ``GT_IMG_N.mat`` file."""
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     path = Path(path)
     try:
         mat = loadmat(str(path))
-    except Exception as err:  # scipy raises several types for a non-.mat file
+    except (MatReadError, OSError, ValueError, TypeError, NotImplementedError) as err:
         raise CountingDataError(f"{path}: not a readable MATLAB .mat file ({err})") from None
     try:
         points = mat["image_info"][0, 0][0, 0]["location"]
@@ -157,7 +158,7 @@ def _lbp_codes(g: np.ndarray) -> np.ndarray:
 def working_image(image: np.ndarray, width: int, cell: int) -> np.ndarray:
     """``image`` resized to ``width`` (aspect kept, height a whole number of cells)."""
     h, w = image.shape[:2]
-    height = max(cell, int(round(h * width / w / cell)) * cell)
+    height = max(cell, round(h * width / w / cell) * cell)
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
@@ -403,7 +404,7 @@ def _select(rows: _Rows, base: StillCounter, grid: Sequence[dict], train: np.nda
     """The grid candidate with the lowest MAE on a validation part of ``train`` (never the test fold)."""
     rng = np.random.default_rng(seed)
     shuffled = rng.permutation(train)
-    n_val = max(1, int(round(validation * len(train))))
+    n_val = max(1, round(validation * len(train)))
     val, fit = shuffled[:n_val], shuffled[n_val:]
     truth = rows.images.counts[val]
     scores = []
