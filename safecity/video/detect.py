@@ -95,14 +95,19 @@ class BackgroundModel:
             self.model_ = self._make()
         small = self.working(image)
         if self.normalise:
-            m = cv2.mean(small)
-            level = (m[0] + m[1] + m[2]) / 3
+            # The gain is the median, over a coarse grid, of reference / frame: a person filling
+            # a third of a near camera's view moves the frame's mean, not that median (scaling
+            # the whole frame by its mean turned all the background into foreground).
+            grid = cv2.resize(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small,
+                              (max(1, small.shape[1] // 4), max(1, small.shape[0] // 4)),
+                              interpolation=cv2.INTER_AREA).astype(np.float32) + 1.0
             # The reference follows slowly (as slowly as the model learns), so day turning to
             # night is learned, while a change over seconds is compensated.
-            ref = getattr(self, "level_", level)
-            self.level_ = ref + (level - ref) / self.history
-            if level > 1:
-                small = cv2.convertScaleAbs(small, alpha=self.level_ / level)
+            ref = getattr(self, "reference_", grid)
+            self.reference_ = ref + (grid - ref) / self.history
+            gain = float(np.median(self.reference_ / grid))
+            if abs(gain - 1.0) > 1e-3:
+                small = cv2.convertScaleAbs(small, alpha=gain)
         raw = self.model_.apply(small)
         _, mask = cv2.threshold(raw, 200, 255, cv2.THRESH_BINARY)  # shadows are 127
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._open)

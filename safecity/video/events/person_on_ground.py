@@ -1,4 +1,4 @@
-"""A fall: a box turns wide and low where a person stood, then stays still."""
+"""A fall: a person standing at a spot goes down quickly into a long, low shape that stays there."""
 from __future__ import annotations
 
 import math
@@ -14,22 +14,30 @@ from safecity.video.events.common import (
 
 
 class PersonOnGroundRule(EventRule):
-    """A fall: a box turns wide and low where a person stood, then stays still for ``still_s``.
+    """A fall: a person stood at a spot, then within ``fall_window_s`` a long, low shape lies
+    there and stays still for ``still_s``.
 
     A box is "down" when its width exceeds ``min_aspect`` times its height
-    (an upright person is about 0.4). ``require_upright`` asks for an
-    upright person to have stood at that spot (feet within ``reach`` of
-    their heights) in the last ``fall_window_s``: that is what tells a fall
-    from a bench or a parked scooter. The spot, not the track id, is what
-    links the two, because a tracker often gives the body on the ground a
-    new id (and may call it an object: ``classes`` takes both).
+    (an upright person is about 0.4). With ``require_upright`` (the default)
+    a down box only counts where an upright person stood (feet within
+    ``reach`` of their heights) in the last ``fall_window_s``, and only if it
+    has that person's proportions lying down: no taller than
+    ``max_height_ratio`` of their standing height (a seated person keeps about
+    half of it, and a box of aspect near 1) and at least ``min_length_ratio``
+    of it long (a body's length; shorter is a fragment of someone, a bag, a
+    background patch). That is what tells a fall from a bench, someone
+    sitting, a parked scooter or the pieces of a person walking behind. The
+    spot, not the track id, links the two, because a tracker often gives the
+    body on the ground a new id (and may call it an object: ``classes`` takes
+    both).
     """
 
     kind = "person_on_ground"
 
     def __init__(self, scene: dict, min_aspect: float = 1.3, still_s: float = 2.0,
                  still_m_s: float = 0.3, require_upright: bool = True, fall_window_s: float = 5.0,
-                 reach: float = 1.0, classes=("person", "object")):
+                 reach: float = 1.0, classes=("person", "object"), max_height_ratio: float = 0.6,
+                 min_length_ratio: float = 0.0):
         self.scene = scene
         self.min_aspect = min_aspect
         self.still_s = still_s
@@ -38,8 +46,10 @@ class PersonOnGroundRule(EventRule):
         self.fall_window_s = fall_window_s
         self.reach = reach
         self.classes = classes
+        self.max_height_ratio = max_height_ratio
+        self.min_length_ratio = min_length_ratio
         self.upright_ = deque()   # (time_s, track_id, feet x, feet y, box_h) of upright people
-        self.down_ = {}           # track_id -> [since_s, cx, cy, fired, upright track id]
+        self.down_ = {}           # track_id -> [since_s, cx, cy, fired, the upright person seen there]
         self.episodes_ = Episodes(gap_s=fall_window_s)
 
     def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
@@ -61,9 +71,9 @@ class PersonOnGroundRule(EventRule):
             if w < self.min_aspect * h:
                 self.down_.pop(tid, None)
                 continue
-            stood = self._stood_here(x + w / 2, y + h, tid)
             down = self.down_.get(tid)
             if down is None:
+                stood = self._stood_here(x + w / 2, y + h, w, h)
                 if self.require_upright and stood is None:
                     continue
                 self.down_[tid] = [time_s, x + w / 2, y + h / 2, False, stood]
@@ -77,15 +87,22 @@ class PersonOnGroundRule(EventRule):
                 down[3] = True
                 if not self.episodes_.add(tid, time_s, x + w / 2, y + h, w):
                     continue
-                ids = [tid] + ([down[4]] if down[4] is not None and down[4] != tid else [])
+                stood = down[4]
+                ids = [tid] + ([stood[1]] if stood is not None and stood[1] != tid else [])
                 aspect = w / max(h, 1.0)
+                extra = {} if stood is None else {"stood_h": round(stood[4], 1), "stood_s": round(stood[0], 3)}
                 found.append(event(self.kind, frame_index, time_s, min(1.0, aspect / 3), None,
-                                    ids, lying, aspect=round(aspect, 2), fell_s=round(down[0], 3)))
+                                    ids, lying, aspect=round(aspect, 2), fell_s=round(down[0], 3),
+                                    box=[round(v, 1) for v in (x, y, w, h)], **extra))
         return found
 
-    def _stood_here(self, fx, fy, track_id):
-        """The id of an upright person recently standing where this low box lies, or None."""
-        for t, tid, ux, uy, uh in reversed(self.upright_):
-            if abs(fx - ux) <= self.reach * uh and abs(fy - uy) <= 0.5 * uh:
-                return tid
+    def _stood_here(self, fx, fy, w, h):
+        """The upright person (time_s, track_id, feet x, feet y, box_h) recently standing where
+        this low box lies, whose body it could be lying down (low and long enough for their
+        height), or None."""
+        for stood in reversed(self.upright_):
+            t, tid, ux, uy, uh = stood
+            if abs(fx - ux) <= self.reach * uh and abs(fy - uy) <= 0.5 * uh \
+                    and h <= self.max_height_ratio * uh and w >= self.min_length_ratio * uh:
+                return stood
         return None
