@@ -4,6 +4,9 @@ from __future__ import annotations
 import math
 from collections import deque
 
+import cv2
+import numpy as np
+
 from safecity.video.events.common import (
     PERSON_HEIGHT_M,
     Episodes,
@@ -36,8 +39,9 @@ class PersonOnGroundRule(EventRule):
 
     def __init__(self, scene: dict, min_aspect: float = 1.3, still_s: float = 2.0,
                  still_m_s: float = 0.3, require_upright: bool = True, fall_window_s: float = 5.0,
-                 reach: float = 1.0, classes=("person", "object"), max_height_ratio: float = 0.6,
-                 min_length_ratio: float = 0.0):
+                 reach: float = 1.0, classes=("person", "object"), max_height_ratio: float | None = None,
+                 min_length_ratio: float = 0.5, use_foreground: bool = True, blob_step: int = 4,
+                 min_length_px: float = 24.0):
         self.scene = scene
         self.min_aspect = min_aspect
         self.still_s = still_s
@@ -48,6 +52,11 @@ class PersonOnGroundRule(EventRule):
         self.classes = classes
         self.max_height_ratio = max_height_ratio
         self.min_length_ratio = min_length_ratio
+        self.use_foreground = use_foreground
+        self.blob_step = blob_step
+        self.min_length_px = min_length_px
+        self.blobs_ = []          # (key, cx, cy, w) of last frame's long foreground blobs
+        self.next_blob_ = 0
         self.upright_ = deque()   # (time_s, track_id, feet x, feet y, box_h) of upright people
         self.down_ = {}           # track_id -> [since_s, cx, cy, fired, the upright person seen there]
         self.episodes_ = Episodes(gap_s=fall_window_s)
@@ -62,13 +71,15 @@ class PersonOnGroundRule(EventRule):
         found = []
         rows = objects.take((objects.person & ("person" in self.classes))
                             | (objects.object & ("object" in self.classes)))
-        for tid, x, y, w, h, person in zip(rows.ids.tolist(), rows.x.tolist(), rows.y.tolist(),
-                                            rows.w.tolist(), rows.h.tolist(), rows.person.tolist()):
+        candidates = list(zip(rows.ids.tolist(), rows.x.tolist(), rows.y.tolist(),
+                              rows.w.tolist(), rows.h.tolist(), rows.person.tolist()))
+        candidates += [(key, x, y, w, h, False) for key, (x, y, w, h) in self._long_blobs(foreground)]
+        for tid, x, y, w, h, person in candidates:
             if person and h > 1.5 * w:
                 self.upright_.append((time_s, tid, x + w / 2, y + h, h))
                 self.down_.pop(tid, None)
                 continue
-            if w < self.min_aspect * h:
+            if w < self.min_aspect * h or w < self.min_length_px:
                 self.down_.pop(tid, None)
                 continue
             down = self.down_.get(tid)
@@ -96,6 +107,33 @@ class PersonOnGroundRule(EventRule):
                                     box=[round(v, 1) for v in (x, y, w, h)], **extra))
         return found
 
+    def _long_blobs(self, foreground) -> list[tuple[int, tuple]]:
+        """The long, low foreground blobs (x, y, w, h), each keyed by a negative id that stays
+        while the blob stays put. The people finder cuts a wide blob into person-wide boxes
+        (people side by side), so a body lying across the view is only whole in the mask."""
+        if foreground is None or not self.use_foreground:
+            return []
+        step = self.blob_step
+        small = np.ascontiguousarray(foreground[::step, ::step] > 0, np.uint8)
+        _, _, stats, _ = cv2.connectedComponentsWithStats(small, connectivity=8)
+        found, previous, self.blobs_ = [], self.blobs_, []
+        for x, y, w, h, area in stats[1:].tolist():
+            if w < self.min_aspect * h or w * step < self.min_length_px or area < 0.3 * w * h:
+                continue
+            box = (x * step, y * step, w * step, h * step)
+            cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+            key = next((k for k, px, py, pw in previous
+                        if abs(cx - px) <= 0.25 * pw and abs(cy - py) <= 0.25 * pw), None)
+            if key is None:
+                self.next_blob_ -= 1
+                key = self.next_blob_
+            self.blobs_.append((key, cx, cy, box[2]))
+            found.append((key, box))
+        kept = {k for k, _ in found}
+        for key in [k for k in self.down_ if k < 0 and k not in kept]:
+            del self.down_[key]  # that blob is gone (it moved, or the person got up)
+        return found
+
     def _stood_here(self, fx, fy, w, h):
         """The upright person (time_s, track_id, feet x, feet y, box_h) recently standing where
         this low box lies, whose body it could be lying down (low and long enough for their
@@ -103,6 +141,7 @@ class PersonOnGroundRule(EventRule):
         for stood in reversed(self.upright_):
             t, tid, ux, uy, uh = stood
             if abs(fx - ux) <= self.reach * uh and abs(fy - uy) <= 0.5 * uh \
-                    and h <= self.max_height_ratio * uh and w >= self.min_length_ratio * uh:
+                    and (self.max_height_ratio is None or h <= self.max_height_ratio * uh) \
+                    and w >= self.min_length_ratio * uh:
                 return stood
         return None
