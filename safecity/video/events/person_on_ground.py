@@ -21,18 +21,20 @@ class PersonOnGroundRule(EventRule):
     there and stays still for ``still_s``.
 
     A box is "down" when its width exceeds ``min_aspect`` times its height
-    (an upright person is about 0.4). With ``require_upright`` (the default)
-    a down box only counts where an upright person stood (feet within
-    ``reach`` of their heights) in the last ``fall_window_s``, and only if it
-    has that person's proportions lying down: no taller than
-    ``max_height_ratio`` of their standing height (a seated person keeps about
-    half of it, and a box of aspect near 1) and at least ``min_length_ratio``
-    of it long (a body's length; shorter is a fragment of someone, a bag, a
-    background patch). That is what tells a fall from a bench, someone
-    sitting, a parked scooter or the pieces of a person walking behind. The
-    spot, not the track id, links the two, because a tracker often gives the
-    body on the ground a new id (and may call it an object: ``classes`` takes
-    both).
+    (an upright person is about 0.4) and it is at least ``min_length_px``
+    long. Down boxes are the tracked boxes and, given the foreground mask
+    (``use_foreground``), its long low blobs: the people finder cuts a wide
+    blob into person-wide boxes, so a body lying across the view is whole
+    only in the mask. With ``require_upright`` (the default) a down box only
+    counts where an upright person stood (feet within ``reach`` of their
+    heights) in the last ``fall_window_s``, and only if it is at least
+    ``min_length_ratio`` of that person's standing height long (lying, a body
+    keeps its length; shorter is a fragment of someone walking behind, a bag,
+    a flicker of the background) and, if ``max_height_ratio`` is set, no
+    taller than that share of it. That is what tells a fall from a bench, a
+    parked scooter or the pieces of people walking by. The spot, not the
+    track id, links the two, because a tracker often gives the body on the
+    ground a new id (and may call it an object: ``classes`` takes both).
     """
 
     kind = "person_on_ground"
@@ -139,7 +141,7 @@ class PersonOnGroundRule(EventRule):
         this low box lies, whose body it could be lying down (low and long enough for their
         height), or None."""
         for stood in reversed(self.upright_):
-            t, tid, ux, uy, uh = stood
+            _, _, ux, uy, uh = stood
             if abs(fx - ux) <= self.reach * uh and abs(fy - uy) <= 0.5 * uh \
                     and (self.max_height_ratio is None or h <= self.max_height_ratio * uh) \
                     and w >= self.min_length_ratio * uh:
