@@ -53,6 +53,9 @@ class BackgroundModel:
     (``normalise``): a camera's auto-exposure or a passing cloud shifts the
     whole image by a few grey levels over seconds, which MOG2 would report
     as foreground all over a smooth facade.
+    ``robust_gain`` takes the gain as the median of reference / frame on a
+    coarse grid instead of the ratio of means: a person near the camera
+    moves the frame's mean, and scaling by it floods the mask (UP-Fall).
     ``background_ratio`` sets how long a new still object stays foreground:
     about ``-ln(background_ratio) * history`` frames, so 0.5 and 500 keep a
     bag or a fallen person visible for some 35 s at 10 fps (an abandoned
@@ -64,9 +67,10 @@ class BackgroundModel:
 
     def __init__(self, scale: float = 0.5, history: int = 500, var_threshold: float = 16.0,
                  background_ratio: float = 0.5, open_px: int = 3, close_px: int = 5,
-                 normalise: bool = True):
+                 normalise: bool = True, robust_gain: bool = False):
         self.scale = scale
         self.normalise = normalise
+        self.robust_gain = robust_gain
         self.history = history
         self.var_threshold = var_threshold
         self.background_ratio = background_ratio
@@ -94,20 +98,27 @@ class BackgroundModel:
         if self.model_ is None:
             self.model_ = self._make()
         small = self.working(image)
-        if self.normalise:
+        if self.normalise and self.robust_gain:
             # The gain is the median, over a coarse grid, of reference / frame: a person filling
             # a third of a near camera's view moves the frame's mean, not that median (scaling
-            # the whole frame by its mean turned all the background into foreground).
+            # the whole frame by its mean turns all the background into foreground).
             grid = cv2.resize(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small,
                               (max(1, small.shape[1] // 4), max(1, small.shape[0] // 4)),
                               interpolation=cv2.INTER_AREA).astype(np.float32) + 1.0
-            # The reference follows slowly (as slowly as the model learns), so day turning to
-            # night is learned, while a change over seconds is compensated.
             ref = getattr(self, "reference_", grid)
             self.reference_ = ref + (grid - ref) / self.history
             gain = float(np.median(self.reference_ / grid))
             if abs(gain - 1.0) > 1e-3:
                 small = cv2.convertScaleAbs(small, alpha=gain)
+        elif self.normalise:
+            m = cv2.mean(small)
+            level = (m[0] + m[1] + m[2]) / 3
+            # The reference follows slowly (as slowly as the model learns), so day turning to
+            # night is learned, while a change over seconds is compensated.
+            ref = getattr(self, "level_", level)
+            self.level_ = ref + (level - ref) / self.history
+            if level > 1:
+                small = cv2.convertScaleAbs(small, alpha=self.level_ / level)
         raw = self.model_.apply(small)
         _, mask = cv2.threshold(raw, 200, 255, cv2.THRESH_BINARY)  # shadows are 127
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._open)
