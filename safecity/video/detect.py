@@ -53,9 +53,10 @@ class BackgroundModel:
     (``normalise``): a camera's auto-exposure or a passing cloud shifts the
     whole image by a few grey levels over seconds, which MOG2 would report
     as foreground all over a smooth facade.
-    ``robust_gain`` takes the gain as the median of reference / frame on a
-    coarse grid instead of the ratio of means: a person near the camera
-    moves the frame's mean, and scaling by it floods the mask (UP-Fall).
+    The gain is measured on the cells of a coarse grid that were background
+    in the last mask (``background_gain``; off: every cell, the ratio of
+    means): a person near the camera moves the frame's mean, and scaling by
+    it flooded the mask (UP-Fall).
     ``background_ratio`` sets how long a new still object stays foreground:
     about ``-ln(background_ratio) * history`` frames, so 0.5 and 500 keep a
     bag or a fallen person visible for some 35 s at 10 fps (an abandoned
@@ -67,16 +68,18 @@ class BackgroundModel:
 
     def __init__(self, scale: float = 0.5, history: int = 500, var_threshold: float = 16.0,
                  background_ratio: float = 0.5, open_px: int = 3, close_px: int = 5,
-                 normalise: bool = True, robust_gain: bool = False):
+                 normalise: bool = True, background_gain: bool = True):
         self.scale = scale
         self.normalise = normalise
-        self.robust_gain = robust_gain
+        self.background_gain = background_gain
         self.history = history
         self.var_threshold = var_threshold
         self.background_ratio = background_ratio
         self.open_px = open_px
         self.close_px = close_px
         self.model_ = None
+        self.mask_ = None
+        self.reference_ = None
 
     def _make(self):
         model = cv2.createBackgroundSubtractorMOG2(self.history, self.var_threshold, True)
@@ -98,31 +101,39 @@ class BackgroundModel:
         if self.model_ is None:
             self.model_ = self._make()
         small = self.working(image)
-        if self.normalise and self.robust_gain:
-            # The gain is the median, over a coarse grid, of reference / frame: a person filling
-            # a third of a near camera's view moves the frame's mean, not that median (scaling
-            # the whole frame by its mean turns all the background into foreground).
-            grid = cv2.resize(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small,
-                              (max(1, small.shape[1] // 4), max(1, small.shape[0] // 4)),
-                              interpolation=cv2.INTER_AREA).astype(np.float32) + 1.0
-            ref = getattr(self, "reference_", grid)
-            self.reference_ = ref + (grid - ref) / self.history
-            gain = float(np.median(self.reference_ / grid))
-            if abs(gain - 1.0) > 1e-3:
-                small = cv2.convertScaleAbs(small, alpha=gain)
-        elif self.normalise:
-            m = cv2.mean(small)
-            level = (m[0] + m[1] + m[2]) / 3
-            # The reference follows slowly (as slowly as the model learns), so day turning to
-            # night is learned, while a change over seconds is compensated.
-            ref = getattr(self, "level_", level)
-            self.level_ = ref + (level - ref) / self.history
-            if level > 1:
-                small = cv2.convertScaleAbs(small, alpha=self.level_ / level)
+        if self.normalise:
+            small = self._steady_gain(small)
         raw = self.model_.apply(small)
         _, mask = cv2.threshold(raw, 200, 255, cv2.THRESH_BINARY)  # shadows are 127
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._open)
-        return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._close)
+        self.mask_ = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._close)
+        return self.mask_
+
+    def _steady_gain(self, small: np.ndarray) -> np.ndarray:
+        """The frame scaled so its background keeps the brightness of a slow reference.
+
+        The gain is reference / frame, summed over the cells of a coarse grid that were
+        background in the last mask: a person near the camera (a third of its view) moves the
+        whole frame's mean, and scaling by that turned all the background into foreground
+        (UP-Fall). Summed over every cell it is the ratio of the means. When the last mask left
+        under a fifth of the cells as background, every cell is used.
+        """
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+        size = (max(1, grey.shape[1] // 4), max(1, grey.shape[0] // 4))
+        grid = cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+        # The reference follows slowly (as slowly as the model learns), so day turning to
+        # night is learned, while a change over seconds is compensated.
+        ref = grid if self.reference_ is None else self.reference_
+        self.reference_ = ref + (grid - ref) / self.history
+        cells = np.ones(grid.shape, bool)
+        if self.mask_ is not None and self.background_gain:
+            background = cv2.resize(self.mask_, size, interpolation=cv2.INTER_AREA) == 0
+            if background.sum() >= 0.2 * background.size:
+                cells = background
+        level = float(grid[cells].sum())
+        if level <= cells.sum():  # a black frame
+            return small
+        return cv2.convertScaleAbs(small, alpha=float(self.reference_[cells].sum()) / level)
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         small = self.apply_small(image)
