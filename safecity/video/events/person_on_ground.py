@@ -43,7 +43,8 @@ class PersonOnGroundRule(EventRule):
                  still_m_s: float = 0.3, require_upright: bool = True, fall_window_s: float = 5.0,
                  reach: float = 1.0, classes=("person", "object"), max_height_ratio: float | None = None,
                  min_length_ratio: float = 0.5, use_foreground: bool = True, blob_step: int = 4,
-                 min_length_px: float = 24.0):
+                 min_length_px: float = 24.0, mask_upright: bool = True, max_cover: float = 0.5,
+                 run_ratio: float = 0.4):
         self.scene = scene
         self.min_aspect = min_aspect
         self.still_s = still_s
@@ -57,6 +58,10 @@ class PersonOnGroundRule(EventRule):
         self.use_foreground = use_foreground
         self.blob_step = blob_step
         self.min_length_px = min_length_px
+        self.mask_upright = mask_upright
+        self.max_cover = max_cover
+        self.run_ratio = run_ratio
+        self.tall_ = []           # (x, y, w, h) of last frame's tall foreground blobs
         self.blobs_ = []          # (key, cx, cy, w) of last frame's long foreground blobs
         self.next_blob_ = 0
         self.upright_ = deque()   # (time_s, track_id, feet x, feet y, box_h) of upright people
@@ -76,9 +81,12 @@ class PersonOnGroundRule(EventRule):
         candidates = list(zip(rows.ids.tolist(), rows.x.tolist(), rows.y.tolist(),
                               rows.w.tolist(), rows.h.tolist(), rows.person.tolist()))
         candidates += [(key, x, y, w, h, False) for key, (x, y, w, h) in self._long_blobs(foreground)]
+        for x, y, w, h in self.tall_:
+            self.upright_.append((time_s, None, x + w / 2, y + h, h))
         for tid, x, y, w, h, person in candidates:
             if person and h > 1.5 * w:
-                self.upright_.append((time_s, tid, x + w / 2, y + h, h))
+                if tid >= 0 and (foreground is None or not self.mask_upright):
+                    self.upright_.append((time_s, tid, x + w / 2, y + h, h))
                 self.down_.pop(tid, None)
                 continue
             if w < self.min_aspect * h or w < self.min_length_px:
@@ -101,7 +109,7 @@ class PersonOnGroundRule(EventRule):
                 if not self.episodes_.add(tid, time_s, x + w / 2, y + h, w):
                     continue
                 stood = down[4]
-                ids = [tid] + ([stood[1]] if stood is not None and stood[1] != tid else [])
+                ids = [tid] + ([stood[1]] if stood is not None and stood[1] not in (None, tid) else [])
                 aspect = w / max(h, 1.0)
                 extra = {} if stood is None else {"stood_h": round(stood[4], 1), "stood_s": round(stood[0], 3)}
                 found.append(event(self.kind, frame_index, time_s, min(1.0, aspect / 3), None,
@@ -111,16 +119,34 @@ class PersonOnGroundRule(EventRule):
 
     def _long_blobs(self, foreground) -> list[tuple[int, tuple]]:
         """The long, low foreground blobs (x, y, w, h), each keyed by a negative id that stays
-        while the blob stays put. The people finder cuts a wide blob into person-wide boxes
-        (people side by side), so a body lying across the view is only whole in the mask."""
+        while the blob stays put, and (in ``tall_``) the tall ones, standing people.
+
+        The people finder cuts a wide blob into person-wide boxes (people side by side), so
+        a body lying across the view is only whole in the mask. Low blobs are looked for in
+        the mask's horizontal runs at least ``run_ratio`` of the tallest person seen lately
+        long: a body on the floor keeps its length, while the ghost of where a near person
+        stood, joined to the body, is a narrow column those runs leave out."""
         if foreground is None or not self.use_foreground:
             return []
         step = self.blob_step
         small = np.ascontiguousarray(foreground[::step, ::step] > 0, np.uint8)
+        self.tall_ = []
+        if self.mask_upright:
+            _, _, stats, _ = cv2.connectedComponentsWithStats(small, connectivity=8)
+            for x, y, w, h, area in stats[1:].tolist():
+                # a tall blob is a standing person's silhouette (the finder may cut a near
+                # person into pieces, each shorter than they stand)
+                if h > 1.5 * w and h * step >= self.min_length_px and area >= 0.3 * w * h:
+                    self.tall_.append((x * step, y * step, w * step, h * step))
+        tallest = max((u[4] for u in self.upright_), default=0.0)
+        run = max(self.min_length_px, self.run_ratio * tallest) / step
+        if run >= 2:
+            small = cv2.morphologyEx(small, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (round(run), 1)))
         _, _, stats, _ = cv2.connectedComponentsWithStats(small, connectivity=8)
         found, previous, self.blobs_ = [], self.blobs_, []
         for x, y, w, h, area in stats[1:].tolist():
-            if w < self.min_aspect * h or w * step < self.min_length_px or area < 0.3 * w * h:
+            if w < self.min_aspect * h or w * step < self.min_length_px or area < 0.3 * w * h \
+                    or w * h > self.max_cover * small.size:
                 continue
             box = (x * step, y * step, w * step, h * step)
             cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
@@ -137,13 +163,15 @@ class PersonOnGroundRule(EventRule):
         return found
 
     def _stood_here(self, fx, fy, w, h):
-        """The upright person (time_s, track_id, feet x, feet y, box_h) recently standing where
-        this low box lies, whose body it could be lying down (low and long enough for their
-        height), or None."""
-        for stood in reversed(self.upright_):
-            _, _, ux, uy, uh = stood
-            if abs(fx - ux) <= self.reach * uh and abs(fy - uy) <= 0.5 * uh \
-                    and (self.max_height_ratio is None or h <= self.max_height_ratio * uh) \
-                    and w >= self.min_length_ratio * uh:
-                return stood
+        """The tallest upright person (time_s, track_id, feet x, feet y, box_h) recently standing
+        where this low box lies, if the box is low and long enough to be their body lying
+        down, or None. The tallest, because a near person is often seen in pieces."""
+        near = [stood for stood in self.upright_
+                if abs(fx - stood[2]) <= self.reach * stood[4] and abs(fy - stood[3]) <= 0.5 * stood[4]]
+        if not near:
+            return None
+        stood = max(near, key=lambda s: s[4])
+        uh = stood[4]
+        if (self.max_height_ratio is None or h <= self.max_height_ratio * uh) and w >= self.min_length_ratio * uh:
+            return stood
         return None
