@@ -99,6 +99,9 @@ class PersonOnGroundRule(EventRule):
                     continue
                 self.down_[tid] = [time_s, x + w / 2, y + h / 2, False, stood]
                 continue
+            if down[4] is not None and w < self.min_length_ratio * down[4][4]:
+                self.down_.pop(tid)  # shrunk: no longer a body's length for who stood there
+                continue
             scale = PERSON_HEIGHT_M / max(w, 1.0)  # lying, the box's width is about a body's length
             if math.hypot(x + w / 2 - down[1], y + h / 2 - down[2]) * scale > self.still_m_s * self.still_s:
                 down[0], down[1], down[2] = time_s, x + w / 2, y + h / 2
@@ -142,19 +145,23 @@ class PersonOnGroundRule(EventRule):
         run = max(self.min_length_px, self.run_ratio * tallest) / step
         if run >= 2:
             small = cv2.morphologyEx(small, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (round(run), 1)))
+            # then rejoin the bands of one body that a row of background cut apart
+            small = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (1, 3)))
         _, _, stats, _ = cv2.connectedComponentsWithStats(small, connectivity=8)
-        found, previous, self.blobs_ = [], self.blobs_, []
+        found, previous, self.blobs_, taken = [], self.blobs_, [], set()
         for x, y, w, h, area in stats[1:].tolist():
             if w < self.min_aspect * h or w * step < self.min_length_px or area < 0.3 * w * h \
                     or w * h > self.max_cover * small.size:
                 continue
             box = (x * step, y * step, w * step, h * step)
             cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
-            key = next((k for k, px, py, pw in previous
-                        if abs(cx - px) <= 0.25 * pw and abs(cy - py) <= 0.25 * pw), None)
+            near = [(abs(cx - px) + abs(cy - py), k) for k, px, py, pw in previous
+                    if abs(cx - px) <= 0.25 * pw and abs(cy - py) <= 0.25 * pw and k not in taken]
+            key = min(near)[1] if near else None
             if key is None:
                 self.next_blob_ -= 1
                 key = self.next_blob_
+            taken.add(key)
             self.blobs_.append((key, cx, cy, box[2]))
             found.append((key, box))
         kept = {k for k, _ in found}
