@@ -53,10 +53,11 @@ class BackgroundModel:
     (``normalise``): a camera's auto-exposure or a passing cloud shifts the
     whole image by a few grey levels over seconds, which MOG2 would report
     as foreground all over a smooth facade.
-    The gain is measured on the cells of a coarse grid that were background
-    in the last mask (``background_gain``; off: every cell, the ratio of
-    means): a person near the camera moves the frame's mean, and scaling by
-    it flooded the mask (UP-Fall).
+    The gain is the median ratio of a slow reference to the frame over the
+    cells of a coarse grid that were background in the last mask
+    (``background_gain``; off: the ratio of the frame's means, as before): a
+    person near the camera moves the frame's mean, and scaling by it flooded
+    the mask (UP-Fall).
     ``background_ratio`` sets how long a new still object stays foreground:
     about ``-ln(background_ratio) * history`` frames, so 0.5 and 500 keep a
     bag or a fallen person visible for some 35 s at 10 fps (an abandoned
@@ -80,6 +81,7 @@ class BackgroundModel:
         self.model_ = None
         self.mask_ = None
         self.reference_ = None
+        self.level_ = None
 
     def _make(self):
         model = cv2.createBackgroundSubtractorMOG2(self.history, self.var_threshold, True)
@@ -101,8 +103,15 @@ class BackgroundModel:
         if self.model_ is None:
             self.model_ = self._make()
         small = self.working(image)
-        if self.normalise:
+        if self.normalise and self.background_gain:
             small = self._steady_gain(small)
+        elif self.normalise:
+            m = cv2.mean(small)
+            level = (m[0] + m[1] + m[2]) / 3
+            ref = level if self.level_ is None else self.level_
+            self.level_ = ref + (level - ref) / self.history
+            if level > 1:
+                small = cv2.convertScaleAbs(small, alpha=self.level_ / level)
         raw = self.model_.apply(small)
         _, mask = cv2.threshold(raw, 200, 255, cv2.THRESH_BINARY)  # shadows are 127
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._open)
@@ -112,11 +121,11 @@ class BackgroundModel:
     def _steady_gain(self, small: np.ndarray) -> np.ndarray:
         """The frame scaled so its background keeps the brightness of a slow reference.
 
-        The gain is reference / frame, summed over the cells of a coarse grid that were
+        The gain is the median of reference / frame over the cells of a coarse grid that were
         background in the last mask: a person near the camera (a third of its view) moves the
         whole frame's mean, and scaling by that turned all the background into foreground
-        (UP-Fall). Summed over every cell it is the ratio of the means. When the last mask left
-        under a fifth of the cells as background, every cell is used.
+        (UP-Fall). When the last mask left under a fifth of the cells as background, every
+        cell is used.
         """
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
         size = (max(1, grey.shape[1] // 4), max(1, grey.shape[0] // 4))
@@ -126,14 +135,13 @@ class BackgroundModel:
         ref = grid if self.reference_ is None else self.reference_
         self.reference_ = ref + (grid - ref) / self.history
         cells = np.ones(grid.shape, bool)
-        if self.mask_ is not None and self.background_gain:
+        if self.mask_ is not None:
             background = cv2.resize(self.mask_, size, interpolation=cv2.INTER_AREA) == 0
             if background.sum() >= 0.2 * background.size:
                 cells = background
-        level = float(grid[cells].sum())
-        if level <= cells.sum():  # a black frame
-            return small
-        return cv2.convertScaleAbs(small, alpha=float(self.reference_[cells].sum()) / level)
+        # the median: a body that has just come in (not yet in the last mask) moves it not
+        gain = float(np.median(self.reference_[cells] / np.maximum(grid[cells], 1.0)))
+        return cv2.convertScaleAbs(small, alpha=gain) if abs(gain - 1.0) > 1e-3 else small
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         small = self.apply_small(image)
