@@ -13,7 +13,8 @@ from safecity.evaluation.real_clips import run_clip
 
 # =========================================================================== person_on_ground
 # UP-Fall camera 1, trials 2 and 3 (the test split): two falls that must raise a person on the
-# ground, and two daily activities (standing, sitting) that must not.
+# ground, and two daily activities (standing, sitting) that must not; and a street
+# (PETS 2009 S2L1) where no one falls.
 
 UPFALL = "video/upfall_cam1"
 FALLS = ("Activity2_Trial2Cam1.mp4", "Activity4_Trial3Cam1.mp4")
@@ -35,5 +36,13 @@ def test_person_on_ground_silent_on_real_daily_activity(clip):
     assert run.frames > 100
     found = [e for e in run.events if e["kind"] == "person_on_ground"]
     assert found == [], f"{clip}: no one falls, yet {found}"
+
+
+def test_person_on_ground_silent_on_a_street():
+    """PETS 2009 S2L1: people walking across a square (far, many, crossing each other), no fall."""
+    run = run_clip(shared_data("video/pets2009_s2l1") / "vtest.avi", kinds=["person_on_ground"])
+    assert run.frames > 700
+    found = [e for e in run.events if e["kind"] == "person_on_ground"]
+    assert found == [], f"PETS S2L1: no one falls, yet {found}"
 
 # =========================================================================== end person_on_ground

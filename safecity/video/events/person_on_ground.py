@@ -35,6 +35,16 @@ class PersonOnGroundRule(EventRule):
     parked scooter or the pieces of people walking by. The spot, not the
     track id, links the two, because a tracker often gives the body on the
     ground a new id (and may call it an object: ``classes`` takes both).
+
+    Given the mask, the upright people are its tall blobs (``mask_upright``;
+    the finder cuts a near person into pieces, each shorter than they stood)
+    and the tallest who stood at the spot sets the length a body needs, also
+    while it lies still (a shape that shrinks below it is dropped). Low blobs
+    are looked for in the mask's horizontal runs at least ``run_ratio`` of the
+    tallest person seen lately long, so the ghost of where a near person stood,
+    joined to their body on the floor, is left out; a blob over ``max_cover``
+    of the view is a lighting change, not a body. Settings chosen on UP-Fall
+    trial 1 only.
     """
 
     kind = "person_on_ground"
