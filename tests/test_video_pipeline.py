@@ -17,7 +17,7 @@ import shapely
 from safecity.data.schema import validate
 from safecity.data.store import Store
 from safecity.sim.clips import render_clip
-from safecity.video.detect import OnnxFinder, PersonSize
+from safecity.video.detect import BackgroundModel, OnnxFinder, PersonSize
 from safecity.video.pipeline import CameraPipeline, observations_for
 from safecity.video.track import TRACK_COLUMNS, iou_matrix, track_frames
 from safecity.video.zones import FLOW_SECTORS
@@ -380,3 +380,48 @@ def test_cli_video_annotate_writes_a_blurred_copy(installation, tmp_path):
     ok, first = cap.read()
     cap.release()
     assert ok and first.shape == (360, 480, 3) and n == 60
+
+
+def _foreground_share_outside(model, frames, box):
+    """Share of foreground pixels outside ``box`` (x0, y0, x1, y1) in the last frame's mask."""
+    for frame in frames:
+        mask = model.apply(frame)
+    x0, y0, x1, y1 = box
+    outside = np.ones(mask.shape, bool)
+    outside[y0:y1, x0:x1] = False
+    return float((mask[outside] > 0).mean())
+
+
+def test_a_near_dark_body_does_not_flood_the_background_mask():
+    """A dark body filling 40 % of a near camera's view drops the frame's mean; the gain is
+    measured on the background, so the rest of the view stays background (UP-Fall)."""
+    rng = np.random.default_rng(0)
+    street = rng.integers(90, 200, (240, 320, 3)).astype(np.uint8)
+    street = np.repeat(np.repeat(street[::8, ::8], 8, 0), 8, 1)  # a coarse texture, like a floor
+    still = [np.clip(street + rng.normal(0, 2, street.shape), 0, 255).astype(np.uint8) for _ in range(60)]
+    body = (0, 120, 320, 240)
+    with_body = []
+    for frame in still[:20]:
+        frame = frame.copy()
+        frame[body[1]:body[3], body[0]:body[2] * 4 // 10] = 20
+        with_body.append(frame)
+    box = (0, 120, 320 * 4 // 10, 240)
+    assert _foreground_share_outside(BackgroundModel(), still + with_body, box) < 0.02
+    # measured on the whole frame (the ratio of means) the same body floods the view
+    assert _foreground_share_outside(BackgroundModel(background_gain=False), still + with_body, box) > 0.3
+
+
+def test_a_global_brightness_change_is_still_compensated():
+    rng = np.random.default_rng(1)
+    street = rng.integers(90, 200, (240, 320, 3)).astype(np.uint8)
+    street = np.repeat(np.repeat(street[::8, ::8], 8, 0), 8, 1)
+    frames = [np.clip(street * (1.0 if i < 60 else 1.08) + rng.normal(0, 2, street.shape), 0, 255).astype(np.uint8)
+              for i in range(70)]
+    model = BackgroundModel()
+    for frame in frames:
+        mask = model.apply(frame)
+    assert (mask > 0).mean() < 0.02
+    unscaled = BackgroundModel(normalise=False)
+    for frame in frames:
+        mask = unscaled.apply(frame)
+    assert (mask > 0).mean() > 0.3  # what the gain is for

@@ -53,6 +53,11 @@ class BackgroundModel:
     (``normalise``): a camera's auto-exposure or a passing cloud shifts the
     whole image by a few grey levels over seconds, which MOG2 would report
     as foreground all over a smooth facade.
+    The gain is the ratio of a slow reference to the frame summed over the
+    cells of a coarse grid that were background in the last mask and agree
+    with the median ratio (``background_gain``; off: the ratio of the frame's
+    means, as before): a person near the camera moves the frame's mean, and
+    scaling by it flooded the mask (UP-Fall).
     ``background_ratio`` sets how long a new still object stays foreground:
     about ``-ln(background_ratio) * history`` frames, so 0.5 and 500 keep a
     bag or a fallen person visible for some 35 s at 10 fps (an abandoned
@@ -64,15 +69,22 @@ class BackgroundModel:
 
     def __init__(self, scale: float = 0.5, history: int = 500, var_threshold: float = 16.0,
                  background_ratio: float = 0.5, open_px: int = 3, close_px: int = 5,
-                 normalise: bool = True):
+                 normalise: bool = True, background_gain: bool = True,
+                 gain_tolerance: float = 0.1, gain_agreement: float = 0.02):
         self.scale = scale
         self.normalise = normalise
+        self.background_gain = background_gain
+        self.gain_tolerance = gain_tolerance
+        self.gain_agreement = gain_agreement
         self.history = history
         self.var_threshold = var_threshold
         self.background_ratio = background_ratio
         self.open_px = open_px
         self.close_px = close_px
         self.model_ = None
+        self.mask_ = None
+        self.reference_ = None
+        self.level_ = None
 
     def _make(self):
         model = cv2.createBackgroundSubtractorMOG2(self.history, self.var_threshold, True)
@@ -94,19 +106,57 @@ class BackgroundModel:
         if self.model_ is None:
             self.model_ = self._make()
         small = self.working(image)
-        if self.normalise:
+        if self.normalise and self.background_gain:
+            small = self._steady_gain(small)
+        elif self.normalise:
             m = cv2.mean(small)
             level = (m[0] + m[1] + m[2]) / 3
-            # The reference follows slowly (as slowly as the model learns), so day turning to
-            # night is learned, while a change over seconds is compensated.
-            ref = getattr(self, "level_", level)
+            ref = level if self.level_ is None else self.level_
             self.level_ = ref + (level - ref) / self.history
             if level > 1:
                 small = cv2.convertScaleAbs(small, alpha=self.level_ / level)
         raw = self.model_.apply(small)
         _, mask = cv2.threshold(raw, 200, 255, cv2.THRESH_BINARY)  # shadows are 127
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._open)
-        return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._close)
+        self.mask_ = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._close)
+        return self.mask_
+
+    def _steady_gain(self, small: np.ndarray) -> np.ndarray:
+        """The frame scaled so its background keeps the brightness of a slow reference.
+
+        The gain is reference / frame summed over the cells of a coarse grid that were
+        background in the last mask and whose own ratio is within ``gain_tolerance`` of the
+        median: a person near the camera (a third of its view) moves the whole frame's mean,
+        and scaling by that turned all the background into foreground (UP-Fall). When the last
+        mask left under a fifth of the cells as background, every cell is a candidate.
+        """
+        size = (max(1, small.shape[1] // 4), max(1, small.shape[0] // 4))
+        grid = cv2.resize(small, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+        grid = grid.mean(axis=2) if grid.ndim == 3 else grid  # the mean of the channels, as before
+        # The reference follows slowly (as slowly as the model learns), so day turning to
+        # night is learned, while a change over seconds is compensated.
+        ref = grid if self.reference_ is None else self.reference_
+        self.reference_ = ref + (grid - ref) / self.history
+        cells = np.ones(grid.shape, bool)
+        if self.mask_ is not None:
+            background = cv2.resize(self.mask_, size, interpolation=cv2.INTER_AREA) == 0
+            if background.sum() >= 0.2 * background.size:
+                cells = background
+        # The ratio of the sums over the cells whose ratio is near the median: a body that has
+        # just come in (not yet in the last mask) is left out, while bright cells keep the
+        # weight they have in a mean (an exposure change is not quite a product: PETS).
+        ratio = self.reference_ / np.maximum(grid, 1.0)
+        cells &= np.abs(ratio - np.median(ratio[cells])) <= self.gain_tolerance * np.median(ratio[cells])
+        level = float(grid[cells].sum())
+        if level <= cells.sum():  # a black frame
+            return small
+        gain = float(self.reference_[cells].sum()) / level
+        # Where the whole frame agrees (within ``gain_agreement``), its ratio of means as before:
+        # only a change that is not global (a near body) takes the background's own gain.
+        whole = float(self.reference_.sum()) / max(float(grid.sum()), 1.0)
+        if abs(whole - gain) <= self.gain_agreement:
+            gain = whole
+        return cv2.convertScaleAbs(small, alpha=gain)
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         small = self.apply_small(image)
