@@ -148,8 +148,7 @@ def vad_score(train_dir, window, margin, smoothing, causal, finest_scale, false_
                            "threshold": round(scorer.threshold_, 4), "window": scorer.window_}))
 
 
-# --------------------------------------------------------------------------- baseline
-
+# --------------------------------------------------------------------------- counting
 
 
 @main.group("count")

@@ -157,6 +157,14 @@ def pixel_maps(frame: np.ndarray, background: np.ndarray) -> dict[str, np.ndarra
             "mag": mag, "bin": ((ang % 180.0) * (ORIENTATIONS / 180.0)).astype(np.int32) % ORIENTATIONS}
 
 
+def zone_polygon(name: str, polygon) -> shapely.Geometry:
+    """A zone's pixel polygon as a valid shapely geometry; fewer than 3 [x, y] points fail."""
+    pts = np.asarray(polygon, dtype=float)
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
+        raise ValueError(f"zone '{name}': a polygon needs at least 3 [x, y] points")
+    return shapely.make_valid(shapely.Polygon(pts))
+
+
 def _cell_mean(image: np.ndarray, cell: int) -> np.ndarray:
     h, w = image.shape
     return cv2.resize(image.astype(np.float32), (w // cell, h // cell), interpolation=cv2.INTER_AREA)
@@ -390,10 +398,7 @@ class CrowdCounter(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         out = {}
         for name, polygon in zones.items():
-            pts = np.asarray(polygon, dtype=float)
-            if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
-                raise ValueError(f"zone '{name}': a polygon needs at least 3 [x, y] points")
-            zone = shapely.make_valid(shapely.Polygon(pts))
+            zone = zone_polygon(name, polygon)
             # Exact areas (not rasterised pixels) so that zones sharing a border
             # split its cells instead of both counting them.
             out[name] = (shapely.area(shapely.intersection(self._cells(), zone)) / self.cell**2

@@ -37,7 +37,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 
-from safecity.video.counting import CountingDataError
+from safecity.video.counting import CountingDataError, zone_polygon
 
 #: Gradient orientation bins (unsigned, 0..180 degrees, as in HOG).
 ORIENTATIONS = 8
@@ -344,10 +344,7 @@ class StillCounter(RegressorMixin, BaseEstimator):
                             ((cols + 1) * sx).ravel(), ((rows + 1) * sy).ravel())
         out = {}
         for name, polygon in zones.items():
-            pts = np.asarray(polygon, dtype=float)
-            if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
-                raise ValueError(f"zone '{name}': a polygon needs at least 3 [x, y] points")
-            zone = shapely.make_valid(shapely.Polygon(pts))
+            zone = zone_polygon(name, polygon)
             share = shapely.area(shapely.intersection(cells, zone)) / (sx * sy)
             out[name] = float((d.ravel() * share).sum())
         return out
