@@ -30,7 +30,7 @@ def written(tmp_path_factory):
     """kind -> (scene without fps, {fps: video file}): seed 0's clip at 10 and at 5 frames a second."""
     folder = tmp_path_factory.mktemp("rates")
     out = {}
-    for kind in ("fire", "person_on_ground"):
+    for kind in ("fire", "person_on_ground", "abandoned_object"):
         clip = render_clip(kind, seed=0)
         scene = {k: v for k, v in clip.scene.items() if k != "fps"}
         out[kind] = scene, {10: _write(folder / f"{kind}10.avi", clip.frames, 10),
@@ -65,7 +65,7 @@ def test_a_pipeline_runs_at_its_video_files_own_rate(tmp_path):
     assert slow.fps == 2 and slow.warmup_frames == 4 and slow.tracker.max_lost == 6
 
 
-@pytest.mark.parametrize("kind", ["fire", "person_on_ground"])
+@pytest.mark.parametrize("kind", ["fire", "person_on_ground", "abandoned_object"])
 def test_a_rule_decides_in_seconds_at_any_frame_rate(written, kind):
     scene, paths = written[kind]
     when = {}
