@@ -139,7 +139,7 @@ def test_the_pipeline_counts_zones_with_a_still_counter(fitted):
     from safecity.video.pipeline import CameraPipeline
 
     clip = render_clip("normal")
-    pipeline = CameraPipeline(clip.scene, counter=fitted, count_every=1)
+    pipeline = CameraPipeline(clip.scene, counter=fitted, count_every_s=0.0)
     frame = clip.frames[5]
     results = [pipeline.process(f) for f in clip.frames[:6]]
     expected = fitted.count_zones(frame, pipeline._zone_polys)

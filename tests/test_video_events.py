@@ -198,3 +198,19 @@ def test_density_on_every_other_pixel_counts_what_every_pixel_counts(tracked):
     assert estimates[1].keys() == estimates[2].keys() and len(estimates[1]) > 100
     for at, every in estimates[1].items():
         assert estimates[2][at] == pytest.approx(every, rel=0.05, abs=0.5), at
+
+
+def test_density_keeps_the_person_size_it_learnt_within_what_it_saw():
+    """People seen on one band of rows only: the line through their heights is not carried below
+    half the shortest of them (a first fit went below zero a third of the way up the view, and a
+    handful of pixels there counted as 150 people)."""
+    from safecity.sim.clips import scene_for
+
+    rule = ev.ExcessiveDensityRule(scene_for("excessive_density"))
+    seen = [(y, 0.6 * y - 78) for y in np.linspace(200, 260, 40)]   # 42 to 78 px tall
+    rule.heights_.extend(seen)
+    rule.fills_.extend([0.25] * 20)
+    height = 1 / np.sqrt(rule._row_weights(360) * 0.25)             # the person height by row
+    assert height.min() >= 0.5 * 42 - 1e-6 and height.max() <= 2 * 78 + 1e-6
+    feet = 0.6 * 230 - 78                                             # the line, where people were seen
+    assert height[230] == pytest.approx(0.6 * (230 + feet / 2) - 78, rel=1e-6)

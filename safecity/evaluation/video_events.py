@@ -52,7 +52,7 @@ def truth_tracks(clip) -> pd.DataFrame:
 
 def track_clip(frames, scene: dict, fps: float) -> tuple[pd.DataFrame, list[np.ndarray]]:
     """Detect and track every frame as the live pipeline does: (tracks table, foreground masks)."""
-    detector, tracker = PeopleFinder(scene), BoxTracker()
+    detector, tracker = PeopleFinder({**scene, "fps": fps}), BoxTracker(fps=fps)
     parts, masks = [], []
     for f, image in enumerate(frames):
         det, fg = detector.detect(image)

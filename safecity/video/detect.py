@@ -59,24 +59,27 @@ class BackgroundModel:
     means, as before): a person near the camera moves the frame's mean, and
     scaling by it flooded the mask (UP-Fall).
     ``background_ratio`` sets how long a new still object stays foreground:
-    about ``-ln(background_ratio) * history`` frames, so 0.5 and 500 keep a
-    bag or a fallen person visible for some 35 s at 10 fps (an abandoned
-    object must outlast its limit) while lighting changes still fade in. A
+    about ``-ln(background_ratio) * history_s`` seconds, so 0.5 and 50 s keep a
+    bag or a fallen person visible for some 35 s (an abandoned
+    object must outlast its limit) while lighting changes still fade in. MOG2
+    counts its history in frames: ``history_s`` times the camera's ``fps``
+    (``use_fps``), so a 30 fps camera does not forget three times sooner. A
     young model learns faster (OpenCV uses ``1 / frames seen`` until
     ``history`` frames), so in the first minute the hold is shorter. Shadows (MOG2 marks them grey) are
     not foreground.
     """
 
-    def __init__(self, scale: float = 0.5, history: int = 500, var_threshold: float = 16.0,
+    def __init__(self, scale: float = 0.5, history_s: float = 50.0, var_threshold: float = 16.0,
                  background_ratio: float = 0.5, open_px: int = 3, close_px: int = 5,
                  normalise: bool = True, background_gain: bool = True,
-                 gain_tolerance: float = 0.1, gain_agreement: float = 0.02):
+                 gain_tolerance: float = 0.1, gain_agreement: float = 0.02, fps: float = 10.0):
         self.scale = scale
         self.normalise = normalise
         self.background_gain = background_gain
         self.gain_tolerance = gain_tolerance
         self.gain_agreement = gain_agreement
-        self.history = history
+        self.history_s = history_s
+        self.fps = fps
         self.var_threshold = var_threshold
         self.background_ratio = background_ratio
         self.open_px = open_px
@@ -85,6 +88,17 @@ class BackgroundModel:
         self.mask_ = None
         self.reference_ = None
         self.level_ = None
+
+    @property
+    def history(self) -> int:
+        """The history in frames, at the camera's frame rate."""
+        return max(1, round(self.history_s * self.fps))
+
+    def use_fps(self, fps: float) -> None:
+        """The camera's frame rate: MOG2's history and the reference's pace are in frames."""
+        self.fps = float(fps)
+        if self.model_ is not None:
+            self.model_.setHistory(self.history)
 
     def _make(self):
         model = cv2.createBackgroundSubtractorMOG2(self.history, self.var_threshold, True)
@@ -482,7 +496,7 @@ class PeopleFinder:
                  blobs: BlobFinder | None = None, hog: bool = False, hog_every: int = 5,
                  onnx: list[OnnxFinder] | None = None):
         self.scene = scene or {}
-        self.background = background or BackgroundModel()
+        self.background = background or BackgroundModel(fps=float(self.scene.get("fps") or 10.0))
         self.blobs = blobs or BlobFinder(self.scene.get("pixels_per_metre"))
         self.hog = hog
         self.hog_every = hog_every
@@ -504,6 +518,10 @@ class PeopleFinder:
         h, w = image.shape[:2]
         fg = small if small.shape[:2] == (h, w) else cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
         return det, fg
+
+    def use_fps(self, fps: float) -> None:
+        """The camera's frame rate (the background model's memory is a duration)."""
+        self.background.use_fps(fps)
 
     @property
     def working_foreground(self) -> tuple[np.ndarray, float]:

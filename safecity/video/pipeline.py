@@ -124,7 +124,12 @@ class CameraPipeline:
     ``CameraConfig``, ``events.make_rules(scene)`` from a scene dict), ``[]``
     runs none. ``finder``: the people finder (default ``detect.PeopleFinder``);
     ``tracker``: any ``track.Tracker`` (default ``track.BoxTracker``). ``bin_s``: the feature bin in seconds. ``fps``: the
-    frame rate used when frames carry no timestamps. ``start``: the time of
+    camera's frame rate (default: the camera's ``fps``, else 10), for frames that carry no
+    timestamps and for the stages that count frames (the warm-up, the background model's
+    memory, how long a lost track coasts). A source opened by ``frames`` or ``run`` sets it
+    to the rate its frames are stamped at (``VideoSource.rate``: a file's own, 18 or 29.97
+    fps, not an assumed 10), before the first frame. ``count_every_s``: how often a fitted
+    ``counter`` counts (seconds). ``start``: the time of
     frame 0 for such frames. ``audit``: where turning the blur off or
     enabling repeated presence is recorded (``Store(...).state``), in the name of
     ``actor`` (default: the operating-system user running the pipeline). ``warmup_s``:
@@ -137,27 +142,29 @@ class CameraPipeline:
     def __init__(self, camera, rules: list | None = None, *, camera_id: str | None = None,
                  bin_s: float = 60.0, fps: float | None = None, start=None,
                  finder: PeopleFinder | None = None, tracker: Tracker | None = None,
-                 audit=None, batch_bins: int = 1, counter=None, count_every: int = 5,
+                 audit=None, batch_bins: int = 1, counter=None, count_every_s: float = 0.5,
                  warmup_s: float = WARMUP_S, actor: str | None = None, health=None):
         self.scene, self.camera_id = _scene_and_id(camera, camera_id)
         self.camera = camera
         self.bin_s = bin_s
-        self.fps = float(fps or self.scene.get("fps") or 10.0)
+        self.fps = float(fps or self.scene.get("fps") or sources.DEFAULT_FPS)
         start = pd.Timestamp(start if start is not None else self.scene.get("start") or "1970-01-01")
         self.start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
         self.audit = audit
         self.actor = actor
         self.batch_bins = batch_bins
         self.counter = counter
-        self.count_every = count_every
+        self.count_every_s = count_every_s
+        self._counted_s: float | None = None  # when the fitted counter last counted
         if not warmup_s >= 0:
             raise ValueError(f"camera '{self.camera_id}': warmup_s must be 0 or more, got {warmup_s!r}")
+        self.warmup_s = warmup_s
         self.warmup_frames = math.ceil(warmup_s * self.fps)
         self._warm_seen = 0  # frames processed since the last (re)start
         self._last_ts: pd.Timestamp | None = None
         self._watched, self._reconnects = None, 0  # the source whose reconnects restart the warm-up
-        self.finder = finder or PeopleFinder(self.scene, onnx=_plugins(self.scene))
-        self.tracker = tracker or BoxTracker()
+        self.finder = finder or PeopleFinder({**self.scene, "fps": self.fps}, onnx=_plugins(self.scene))
+        self.tracker = tracker or BoxTracker(fps=self.fps)
         self.rules = self._default_rules() if rules is None else list(rules)
         self.motion = Motion(self.scene, person_height=self.finder.person_height)
         zones = self.scene.get("zones") or {}
@@ -194,6 +201,20 @@ class CameraPipeline:
         if not settings.get("enabled", True):
             return None
         return CameraHealthCheck(**{k: settings[k] for k in ("frozen_s", "tampered_s") if k in settings})
+
+    def use_fps(self, fps: float) -> None:
+        """Run at ``fps`` frames a second: the warm-up, and every stage that counts frames for
+        a duration (``use_fps`` of the finder and the tracker, if they have one). The event
+        rules measure their windows in the frames' seconds and need no telling."""
+        if not fps > 0:
+            raise ValueError(f"camera '{self.camera_id}': fps must be positive, got {fps!r}")
+        self.fps = float(fps)
+        self.scene["fps"] = self.fps
+        self.warmup_frames = math.ceil(self.warmup_s * self.fps)
+        for stage in (self.finder, self.tracker):
+            use = getattr(stage, "use_fps", None)
+            if callable(use):
+                use(self.fps)
 
     # ------------------------------------------------------------------ one frame
 
@@ -253,7 +274,7 @@ class CameraPipeline:
             found.extend(rule.update(index, time_s, image, tracked, foreground))
         if self.health is not None:
             found.extend(self.health.update(index, time_s, image))
-        counts = self._count(index, image, detections,
+        counts = self._count(time_s, image, detections,
                              {name: int((m & people).sum()) for name, m in inside.items()})
         crossings = self.line_counter.update(tracked[people]) if self.line_counter.lines else None
         stays, self._stays = self._stays, []
@@ -262,13 +283,14 @@ class CameraPipeline:
                                          stays, crossings)
         return FrameResult(index, time_s, ts, tracked, found, foreground, counts, dwell, warming_up)
 
-    def _count(self, index: int, image: np.ndarray, detections: sv.Detections,
+    def _count(self, now: float, image: np.ndarray, detections: sv.Detections,
                tracked: dict[str, int]) -> dict[str, float]:
-        """People per zone: a fitted crowd counter every ``count_every`` frames if given, else the
-        larger of the tracked people and the occlusion-corrected foreground estimate."""
+        """People per zone: a fitted crowd counter every ``count_every_s`` seconds if given, else
+        the larger of the tracked people and the occlusion-corrected foreground estimate."""
         if self.counter is not None:
-            if index % self.count_every == 0 or not self._crowd:
+            if not self._crowd or self._counted_s is None or not 0 <= now - self._counted_s < self.count_every_s:
                 self._crowd = self.counter.count_zones(image, self._zone_polys)
+                self._counted_s = now
             return {name: float(self._crowd.get(name, 0.0)) for name in tracked}
         small, scale = self.finder.working_foreground
         crowd = self.zone_counter.count(small, scale, self.finder.size_model,
@@ -395,7 +417,7 @@ class CameraPipeline:
         if source is None:
             if hasattr(self.camera, "enabled_detectors"):  # a CameraConfig
                 opened = VideoSource.from_config(self.camera, **options)
-                self.watch(opened)
+                self._adopt(opened)
                 return opened
             source = self.scene.get("source")
             if source is None:
@@ -404,11 +426,18 @@ class CameraPipeline:
             # A file keeps its own frame rate; only a frame folder needs the configured one.
             fps = self.scene.get("fps") if sources.source_kind(source) == "folder" else None
             opened = sources.open_source(source, self.camera_id, fps=fps, **options)
-            self.watch(opened)
+            self._adopt(opened)
             return opened
         if isinstance(source, sources.VideoSource):
-            self.watch(source)
+            self._adopt(source)
         return source
+
+    def _adopt(self, source: VideoSource) -> None:
+        """Watch ``source`` and run at the rate its frames are stamped at, if it knows it."""
+        self.watch(source)
+        rate = source.rate
+        if rate and rate != self.fps:
+            self.use_fps(rate)
 
     def _write(self, store, obs_parts, event_parts, n_obs, n_events) -> tuple[int, int]:
         """A closed bin's events, then its observations: a bin whose observations are stored

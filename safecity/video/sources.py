@@ -119,7 +119,34 @@ class VideoSource:
         self.give_up_after_s = give_up_after_s
         self.timeout_s = float(timeout_s)
         self._stop = threading.Event()
+        self._stated: float | None = None  # a file's own frame rate, read when first needed
         self._reset()
+
+    @property
+    def rate(self) -> float | None:
+        """Frames per second of what this source delivers, as its replay stamps them: a folder's
+        ``fps``, a file's own (or ``fps``), each thinned by ``stride`` and ``max_fps``. A live
+        source is stamped with the wall clock: its ``max_fps`` if set, else unknown (None).
+        What a camera's pipeline takes as its frame rate when the camera does not state one."""
+        if self.kind == "folder":
+            rate = self.fps or DEFAULT_FPS
+        elif self.kind == "file":
+            rate = self.fps or self._stated_fps()
+        else:
+            return self.max_fps
+        rate /= self.stride
+        return min(rate, self.max_fps) if self.max_fps else rate
+
+    def _stated_fps(self) -> float:
+        """The frame rate a video file's header states (``DEFAULT_FPS`` if none or absurd)."""
+        if self._stated is None:
+            capture = cv2.VideoCapture(str(self.source))
+            try:
+                stated = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
+            finally:
+                capture.release()
+            self._stated = stated if 0 < stated < 1000 else DEFAULT_FPS
+        return self._stated
 
     @property
     def live(self) -> bool:
@@ -180,7 +207,8 @@ class VideoSource:
             raise ValueError(f"{path}: OpenCV cannot open this file as a video")
         try:
             stated = capture.get(cv2.CAP_PROP_FPS)
-            fps = self.fps or (stated if 0 < stated < 1000 else DEFAULT_FPS)
+            self._stated = stated if 0 < stated < 1000 else DEFAULT_FPS
+            fps = self.fps or self._stated
             announced = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
             index = 0
             while not self._stop.is_set() and capture.grab():

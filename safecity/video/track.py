@@ -10,7 +10,7 @@ matched to predictions by IoU with the Hungarian algorithm
 detections first, then the weak ones (a half-hidden person) against the tracks
 still unmatched; a new track is tentative until seen ``min_hits`` frames in a
 row, and a confirmed track that loses its detection is kept, coasting, for
-``max_lost`` frames so that a short occlusion does not change its id.
+``max_lost_s`` seconds (at the camera's frame rate) so that a short occlusion does not change its id.
 It is ours because the maintained ByteTrack now lives in the ``trackers``
 package, which requires OpenCV 5 (``opencv-python``) and would replace the
 headless OpenCV 4 the rest of safecity runs on.
@@ -148,24 +148,36 @@ class BoxTracker:
     object box (and the reverse): when an owner walks away from the bag they
     set down, the blob splits and the person's id follows the person; a
     fallen person (a short, wide box) still keeps theirs when nothing else is there.
+    A confirmed track unmatched for ``max_lost_s`` seconds (``fps``: the camera's frame
+    rate, set by the pipeline with ``use_fps``) is dropped.
     """
 
     def __init__(self, high: float = 0.6, low: float = 0.1, new_track: float = 0.6,
                  match_iou: float = 0.2, low_match_iou: float = 0.4, min_hits: int = 3,
-                 max_lost: int = 30, smoothing: float = 0.7, max_distance: float = 0.8,
-                 class_penalty: float = 0.8):
+                 max_lost_s: float = 3.0, smoothing: float = 0.7, max_distance: float = 0.8,
+                 class_penalty: float = 0.8, fps: float = 10.0):
         self.high = high
         self.low = low
         self.new_track = new_track
         self.match_iou = match_iou
         self.low_match_iou = low_match_iou
         self.min_hits = min_hits
-        self.max_lost = max_lost
+        self.max_lost_s = max_lost_s
+        self.fps = fps
         self.smoothing = smoothing
         self.max_distance = max_distance
         self.class_penalty = class_penalty
         self.tracks_: list[_Track] = []
         self.next_id_ = 1
+
+    @property
+    def max_lost(self) -> int:
+        """Frames a confirmed track may coast unmatched: ``max_lost_s`` at the frame rate."""
+        return max(1, round(self.max_lost_s * self.fps))
+
+    def use_fps(self, fps: float) -> None:
+        """The camera's frame rate (how long a lost track coasts is a duration)."""
+        self.fps = float(fps)
 
     def update(self, detections: sv.Detections, frame: int) -> sv.Detections:
         for t in self.tracks_:
@@ -281,8 +293,8 @@ def track_frames(frames: Iterable[np.ndarray], scene: dict | None = None, fps: f
     """Detect and track every frame; the tracks table (``TRACK_COLUMNS``), frames counted from 0."""
     scene = scene or {}
     fps = float(fps or scene.get("fps") or 10.0)
-    finder = finder or PeopleFinder(scene)
-    tracker = tracker or BoxTracker()
+    finder = finder or PeopleFinder({**scene, "fps": fps})
+    tracker = tracker or BoxTracker(fps=fps)
     parts = []
     for f, image in enumerate(frames):
         det, _ = finder.detect(image)

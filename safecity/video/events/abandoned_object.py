@@ -42,7 +42,7 @@ class AbandonedObjectRule(EventRule):
 
     A static object must also be new: different from the street as it was.
     The rule keeps a second, slow background of its own (grey, at
-    ``scene_scale`` of the frame, updated every ``scene_every`` frames
+    ``scene_scale`` of the frame, updated every ``scene_every_s`` seconds
     where the people finder sees no foreground, following the street over
     ``scene_s`` seconds), which does not learn a bag in seconds as the
     finder's model does. An object whose patch matches that background
@@ -63,7 +63,7 @@ class AbandonedObjectRule(EventRule):
                  still_m_s: float = 0.4, still_px: float = 6.0, min_static_s: float = 1.0,
                  min_match: float = 0.6, owner_reach: float = 1.0, away: float = 1.5,
                  same_place: float = 0.75, trace_s: float = 2.0, scene_s: float = 60.0,
-                 scene_scale: float = 0.25, scene_every: int = 5):
+                 scene_scale: float = 0.25, scene_every_s: float = 0.5):
         self.scene = scene
         self.limit_s = float(limit_s if limit_s is not None else scene.get("abandon_limit_s", 30.0))
         self.owner_radius_m = owner_radius_m
@@ -78,10 +78,9 @@ class AbandonedObjectRule(EventRule):
         self.alarmed_ = []   # (x, y, reach_px) of the places alarmed on
         self.scene_s = scene_s
         self.scene_scale = scene_scale
-        self.scene_every = scene_every
+        self.scene_every_s = scene_every_s
         self.empty_ = None   # the slow background: the street without what came lately (grey, small)
         self._empty_t = None
-        self._frames = 0
         self.paths_ = Paths(keep_s=trace_s)
 
     @classmethod
@@ -144,12 +143,12 @@ class AbandonedObjectRule(EventRule):
         return found
 
     def _learn_empty(self, time_s: float, image, foreground) -> None:
-        """Every ``scene_every`` frames, blend the frame's background pixels (not foreground)
+        """Every ``scene_every_s`` seconds, blend the frame's background pixels (not foreground)
         into a small grey image that follows the street over ``scene_s`` seconds: a
         second, slow background that does not learn a bag in the clip's first minute, as the
         people finder's model does in seconds (the classic dual-background method)."""
-        self._frames += 1
-        if image is None or (self.empty_ is not None and self._frames % self.scene_every):
+        if image is None or (self.empty_ is not None
+                             and 0 <= time_s - self._empty_t < self.scene_every_s - 1e-6):
             return
         small = self._small(image)
         if self.empty_ is None:

@@ -18,7 +18,10 @@ class CrowdMovementRule(EventRule):
     person converges when their velocity points at the centre (cosine below
     ``-min_cosine``) and disperses when it points away. An episode starts
     when at least ``min_people`` move and ``min_share`` of them agree for
-    ``min_duration_s``, and ends after ``min_duration_s`` without.
+    ``min_duration_s`` and at least ``min_frames`` frames in a row (at 2
+    frames a second, half a second is one or two frames: shoppers' chance
+    agreement in one frame is not a crowd moving), and ends after
+    ``min_duration_s`` without.
     People streaming past in one direction split half towards, half away
     from their mean, so ordinary flow never reaches the share.
 
@@ -36,7 +39,7 @@ class CrowdMovementRule(EventRule):
     def __init__(self, scene: dict, min_people: int = 6, min_share: float = 0.7,
                  min_speed_m_s: float = 0.5, min_cosine: float = 0.5, window_s: float = 0.5,
                  min_duration_s: float = 0.5, touch: float = 0.05,
-                 same_motion: float = 0.3):
+                 same_motion: float = 0.3, min_frames: int = 3):
         self.scene = scene
         self.min_people = min_people
         self.min_share = min_share
@@ -46,8 +49,9 @@ class CrowdMovementRule(EventRule):
         self.min_duration_s = min_duration_s
         self.touch = touch
         self.same_motion = same_motion
+        self.min_frames = min_frames
         self.paths_ = Paths(keep_s=2 * window_s + 1)
-        self.state_ = {"direction": None, "since": None, "quiet_since": None, "active": None}
+        self.state_ = {"direction": None, "since": None, "frames": 0, "quiet_since": None, "active": None}
 
     def update(self, frame_index, time_s, image=None, detections=None, foreground=None) -> list[dict]:
         people = Objects.of(detections).people()
@@ -99,9 +103,10 @@ class CrowdMovementRule(EventRule):
             return []
         st["quiet_since"] = None
         if direction != st["direction"]:
-            st["direction"], st["since"] = direction, time_s
+            st["direction"], st["since"], st["frames"] = direction, time_s, 0
+        st["frames"] += 1
         held = time_s - st["since"]
-        if st["active"] == direction or held < self.min_duration_s:
+        if st["active"] == direction or held < self.min_duration_s or st["frames"] < self.min_frames:
             return []
         st["active"] = direction
         return [event(self.kind, frame_index, time_s, share, None, ids, held, direction=direction,

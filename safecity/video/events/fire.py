@@ -45,7 +45,8 @@ class FireRule(EventRule):
     appears; the two checks above are what reject lights and reflections.
     A fire already burning in the first frame is mostly taken for paint
     (only its flickering fringe counts). The evidence is reported. The colours are judged on the frame
-    scaled to ``work_width`` pixels wide.
+    scaled to ``work_width`` pixels wide. Windows are in the frames' seconds, whatever the
+    camera's frame rate, and a window of under ``min_frames`` frames decides nothing.
     """
 
     kind = "fire"
@@ -55,7 +56,8 @@ class FireRule(EventRule):
                  min_area_px: int = 150,
                  min_duration_s: float = 1.0, paint_s: float = 10.0, paint_share: float = 0.8,
                  work_width: int = 240, min_variation: float = 0.08, core_green: int = 180,
-                 min_core: float = 0.1, min_growth: float = 1.5, steady_fire_s: float = 5.0):
+                 min_core: float = 0.1, min_growth: float = 1.5, steady_fire_s: float = 5.0,
+                 min_frames: int = 3):
         self.scene = scene
         self.paint_s = paint_s
         self.paint_share = paint_share
@@ -72,10 +74,12 @@ class FireRule(EventRule):
         self.min_core = min_core
         self.min_growth = min_growth
         self.steady_fire_s = steady_fire_s
-        self.fps_ = float(scene.get("fps") or 10.0)
-        self.switches_ = deque(maxlen=max(3, round(window_s * self.fps_)))
-        self.masks_ = deque(maxlen=self.switches_.maxlen)
-        self.hot_ = deque(maxlen=self.switches_.maxlen)   # yellow-white pixels of each frame
+        self.min_frames = min_frames
+        # the window's frames, by their time: the rule counts seconds, whatever the frame rate
+        self.times_ = deque()
+        self.switches_ = deque()
+        self.masks_ = deque()
+        self.hot_ = deque()   # yellow-white pixels of each frame
         self.last_mask_ = None
         self.count_ = None
         self.since_ = None
@@ -119,17 +123,21 @@ class FireRule(EventRule):
             self.last_mask_, self.count_ = mask, np.zeros(mask.shape, np.int16)
             self.paint_ = mask.astype(np.float32)
             self.is_paint_ = mask.copy()
+            self.times_.clear()
             self.masks_.clear()
             self.presence_ = np.zeros(mask.shape, np.int16)
             self.switches_.clear()
             self.hot_.clear()
+            self.first_t_ = self.last_t_ = time_s
             side = max(1, round(5 * unit)) | 1  # the 5 px closing of a 480 px frame, odd
             self.kernel_ = np.ones((side, side), np.uint8)
             return []
-        if len(self.switches_) == self.switches_.maxlen:  # a running count over the window
-            self.count_ -= self.switches_[0]
-        if len(self.masks_) == self.masks_.maxlen:
-            self.presence_ -= self.masks_[0]
+        while self.times_ and self.times_[0] <= time_s - self.window_s + 1e-6:  # running counts
+            self.times_.popleft()
+            self.count_ -= self.switches_.popleft()
+            self.presence_ -= self.masks_.popleft()
+            self.hot_.popleft()
+        self.times_.append(time_s)
         self.masks_.append(mask.view(np.uint8))
         self.hot_.append(self._hot(small, flame))
         self.presence_ += self.masks_[-1]
@@ -137,10 +145,12 @@ class FireRule(EventRule):
         self.switches_.append(switch)
         self.count_ += switch
         self.last_mask_ = mask
-        cv2.accumulateWeighted(mask.astype(np.float32), self.paint_, 1.0 / (self.paint_s * self.fps_))
+        step = min(max(time_s - self.last_t_, 0.0), self.paint_s)  # this frame's share of paint_s
+        self.last_t_ = time_s
+        cv2.accumulateWeighted(mask.astype(np.float32), self.paint_, step / self.paint_s)
         self.is_paint_ |= self.paint_ >= self.paint_share  # once paint, always paint
-        if len(self.switches_) < self.switches_.maxlen:
-            return []
+        if time_s - self.first_t_ < self.window_s - 1e-6 or len(self.times_) < self.min_frames:
+            return []  # the window is not yet full, or too few frames to see a flicker
         flicker = ((self.count_ >= self.min_switches) & ~self.is_paint_
                    & (self.presence_ >= self.min_presence * len(self.masks_))).view(np.uint8)
         min_area = self.min_area_px * unit * unit
