@@ -7,6 +7,7 @@ from collections import deque
 import cv2
 import numpy as np
 
+from safecity.video.detect import components
 from safecity.video.events.common import EventRule, event
 
 
@@ -149,7 +150,7 @@ class FireRule(EventRule):
             # a closing grows a set at most kernel-size times: no blob can reach the minimum
             return self._quiet(candidates > 0)
         flicker = cv2.morphologyEx(flicker, cv2.MORPH_CLOSE, self.kernel_)
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(flicker)
+        n, labels, stats, _ = components(flicker)
         area = int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
         if area < min_area:
             return self._quiet(area > 0)
