@@ -2,6 +2,7 @@
 and reflections are told apart."""
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import cv2
@@ -127,23 +128,28 @@ class FireRule(EventRule):
             side = max(1, round(5 * unit)) | 1  # the 5 px closing of a 480 px frame, odd
             self.kernel_ = np.ones((side, side), np.uint8)
             return []
+        # The running counts with OpenCV's arithmetic on the 0/1 masks: the same integers as
+        # numpy's, without its casts from uint8 to int16 (the rule's cost halves).
         if len(self.switches_) == self.switches_.maxlen:  # a running count over the window
-            self.count_ -= self.switches_[0]
+            cv2.subtract(self.count_, self.switches_[0], dst=self.count_, dtype=cv2.CV_16S)
         if len(self.masks_) == self.masks_.maxlen:
-            self.presence_ -= self.masks_[0]
-        self.masks_.append(mask.view(np.uint8))
+            cv2.subtract(self.presence_, self.masks_[0], dst=self.presence_, dtype=cv2.CV_16S)
+        self.masks_.append(flame)
         self.hot_.append(self._hot(small, flame))
-        self.presence_ += self.masks_[-1]
-        switch = (mask != self.last_mask_).view(np.uint8)
+        cv2.add(self.presence_, flame, dst=self.presence_, dtype=cv2.CV_16S)
+        switch = cv2.bitwise_xor(flame, self.last_mask_.view(np.uint8))  # 1 where it changed
         self.switches_.append(switch)
-        self.count_ += switch
+        cv2.add(self.count_, switch, dst=self.count_, dtype=cv2.CV_16S)
         self.last_mask_ = mask
-        cv2.accumulateWeighted(mask.astype(np.float32), self.paint_, 1.0 / (self.paint_s * self.fps_))
+        cv2.accumulateWeighted(flame, self.paint_, 1.0 / (self.paint_s * self.fps_))
         self.is_paint_ |= self.paint_ >= self.paint_share  # once paint, always paint
         if len(self.switches_) < self.switches_.maxlen:
             return []
-        flicker = ((self.count_ >= self.min_switches) & ~self.is_paint_
-                   & (self.presence_ >= self.min_presence * len(self.masks_))).view(np.uint8)
+        # counts are whole: ``count >= t`` is ``count >= ceil(t)``, a threshold OpenCV keeps exact
+        flicker = cv2.compare(self.count_, float(math.ceil(self.min_switches)), cv2.CMP_GE)
+        flicker &= cv2.compare(self.presence_, float(math.ceil(self.min_presence * len(self.masks_))),
+                               cv2.CMP_GE)
+        flicker &= cv2.compare(self.is_paint_.view(np.uint8), 0.0, cv2.CMP_EQ)
         min_area = self.min_area_px * unit * unit
         candidates = cv2.countNonZero(flicker)
         if candidates * self.kernel_.size < min_area:
