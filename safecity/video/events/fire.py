@@ -90,6 +90,8 @@ class FireRule(EventRule):
 
     def _hot(self, image: np.ndarray, flame: np.ndarray) -> np.ndarray:
         """Of the flame-coloured pixels (0/1 ``uint8``), those yellow-white: a flame's hot core."""
+        if not cv2.countNonZero(flame):
+            return np.zeros_like(flame)
         return cv2.compare(cv2.extractChannel(image, 1), float(self.core_green), cv2.CMP_GE) & flame
 
     def _flame(self, image: np.ndarray) -> np.ndarray:
