@@ -43,6 +43,35 @@ def components(mask: np.ndarray):
     return cv2.connectedComponentsWithStatsWithAlgorithm(mask, 8, cv2.CV_32S, cv2.CCL_GRANA)
 
 
+class Frame(np.ndarray):
+    """A frame as the event rules get it: the image itself (a view, unchanged) carrying, in
+    ``working``, the same frame already shrunk to ``working_scale`` of its size by the
+    background model (``INTER_AREA``, before its gain), so that a rule judging colours at that
+    size (fire) does not shrink it a second time. A slice of it carries nothing."""
+
+    working: np.ndarray | None = None
+    working_scale: float | None = None
+
+
+def with_working(image: np.ndarray, working: np.ndarray | None, scale: float | None) -> Frame:
+    """``image`` as a ``Frame`` carrying its shrunk copy ``working`` (made at ``scale``)."""
+    out = image.view(Frame)
+    out.working, out.working_scale = working, scale
+    return out
+
+
+def shrunk(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` scaled by ``scale`` (``INTER_AREA``): the copy a ``Frame`` carries when it was
+    made at that scale, else a new one (the same pixels either way)."""
+    if scale == 1:
+        return image
+    working = getattr(image, "working", None)
+    if working is not None and image.working_scale == scale and working.shape[:2] == (
+            round(image.shape[0] * scale), round(image.shape[1] * scale)):
+        return working
+    return cv2.resize(np.asarray(image), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
 def empty_detections() -> sv.Detections:
     return sv.Detections(xyxy=np.empty((0, 4), np.float32), confidence=np.empty(0, np.float32),
                          class_id=np.empty(0, int))
@@ -92,6 +121,7 @@ class BackgroundModel:
         self.mask_ = None
         self.reference_ = None
         self.level_ = None
+        self.working_ = None  # the last frame at the working resolution, before the gain
 
     def _make(self):
         model = cv2.createBackgroundSubtractorMOG2(self.history, self.var_threshold, True)
@@ -112,7 +142,7 @@ class BackgroundModel:
         """Foreground mask at the working resolution (0/255), cleaned by opening then closing."""
         if self.model_ is None:
             self.model_ = self._make()
-        small = self.working(image)
+        small = self.working_ = self.working(image)
         if self.normalise and self.background_gain:
             small = self._steady_gain(small)
         elif self.normalise:
@@ -512,6 +542,13 @@ class PeopleFinder:
         h, w = image.shape[:2]
         fg = small if small.shape[:2] == (h, w) else cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
         return det, fg
+
+    def shared(self, image: np.ndarray) -> Frame:
+        """The frame just detected on, carrying its working-resolution copy for the rules."""
+        bg = self.background
+        if bg.working_ is None or bg.scale == 1:
+            return with_working(image, None, None)
+        return with_working(image, bg.working_, bg.scale)
 
     @property
     def working_foreground(self) -> tuple[np.ndarray, float]:

@@ -264,8 +264,9 @@ class CameraPipeline:
         people = tracked.class_id == PERSON
         dwell = self._dwell(time_s, ids, inside, people)
         found = []
+        shared = self.finder.shared(image) if hasattr(self.finder, "shared") else image
         for rule in self.rules:
-            found.extend(rule.update(index, time_s, image, tracked, foreground))
+            found.extend(rule.update(index, time_s, shared, tracked, foreground))
         if self.health is not None:
             found.extend(self.health.update(index, time_s, image))
         counts = self._count(index, image, detections,

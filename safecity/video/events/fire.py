@@ -8,7 +8,7 @@ from collections import deque
 import cv2
 import numpy as np
 
-from safecity.video.detect import components
+from safecity.video.detect import components, shrunk
 from safecity.video.events.common import EventRule, event
 
 
@@ -115,8 +115,7 @@ class FireRule(EventRule):
         # flicker of a fire spans many of them); areas are reported as if at 480 px wide.
         scale = min(1.0, self.work_width / image.shape[1])
         unit = scale * image.shape[1] / 480.0   # working pixels per pixel of a 480 px wide frame
-        small = image if scale == 1 else cv2.resize(image, None, fx=scale, fy=scale,
-                                                    interpolation=cv2.INTER_AREA)
+        small = shrunk(image, scale)  # the pipeline's frame carries it already at 480 px
         flame = self._flame(small)
         mask = flame.view(bool)
         if self.last_mask_ is None or self.last_mask_.shape != mask.shape:
