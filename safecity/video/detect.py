@@ -335,8 +335,14 @@ class BlobFinder:
         return det
 
     def _expected(self, feet_y: float) -> float:
-        """A person's height with feet on this row, never below what a person can be seen at."""
-        return max(float(self.size_.height(feet_y)), self.min_person_px / self.person_min)
+        """A person's height with feet on this row, never below what a person can be seen at
+        (``PersonSize.height``'s line in plain floats once fitted: it runs for every blob)."""
+        size = self.size_
+        if hasattr(size, "intercept_"):
+            height = max(size.intercept_ + size.slope_ * float(feet_y), 4.0)
+        else:
+            height = float(size.height(feet_y))
+        return max(height, self.min_person_px / self.person_min)
 
     def _split(self, labels, label, stat, scale, expected) -> list[tuple[float, float]]:
         """Cut a wide blob at the emptiest columns, about one person width apart."""
