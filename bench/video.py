@@ -174,7 +174,8 @@ def detector_costs(video, scene: dict, events) -> None:
 
     pipe = CameraPipeline(scene, rules=[], bin_s=60.0)
     # each frame as the pipeline hands it to the rules (carrying its shrunk copy)
-    inputs = [(r.index, r.time_s, pipe.finder.shared(image), r.detections, r.foreground)
+    share = getattr(pipe.finder, "shared", lambda image: image)
+    inputs = [(r.index, r.time_s, share(image), r.detections, r.foreground)
               for image in decode(video) for r in [pipe.process(image)]]
     costs = []
     for det in events.make_rules(scene):
