@@ -8,14 +8,23 @@ one-thread BLAS). The camera is configured as a deployment would be
 every detector does its work. Then the breakdown:
 
 - decoding only (OpenCV reading ``vtest.avi``), the floor every stage sits on;
+- decode + the whole pipeline with every event detector, without the tiles;
 - decode + background model + detection + tracking (``track_frames``' stages);
 - decode + the whole ``CameraPipeline`` without event detectors (adds ground
   speed, zone tests, dwell, per-bin features and zone counts);
 - the blurred, annotated output frame (``display``), for a viewer;
 - each event detector alone, fed the pipeline's recorded tracks and masks.
 
-Each rate is the best of ``--repeat`` passes over the file. The target is 200
-frames per second per core (40 cameras at 5 fps on one core).
+The headline also makes the blurred JPEG tile a viewer gets (``CameraPipeline.tile``:
+the privacy blur, drawing, JPEG) at the camera's display rate, one a second of
+video as ``app.camera_runner.TilePublisher`` posts them.
+
+Each rate is the best of ``--repeat`` passes over the file, the stages taking
+turns (a shared machine's load then weighs on all of them alike). Two targets,
+both for the headline: 250 frames per second per core (issue 15: 50 cameras at
+5 fps on one core), and at least 1/8 of the decode-only rate measured in the
+same run (issue 17: a figure that holds on a slower or busier machine, where
+both fall together); the ratio to decode is printed.
 
     .venv/bin/python bench/video.py [--video PATH] [--repeat 3]
 """
@@ -35,7 +44,11 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "video" / "pets2009_s2l1" / "vtest.avi"
-TARGET_FPS = 200.0
+TARGET_FPS = 250.0
+#: The headline's least share of the decode-only rate of the same run.
+TARGET_DECODE_SHARE = 1 / 8
+#: Seconds of video between two tiles (``TilePublisher``'s default period).
+TILE_PERIOD_S = 1.0
 
 
 def decode(path):
@@ -48,14 +61,17 @@ def decode(path):
     cap.release()
 
 
-def timed(run, repeat: int) -> tuple[float, int]:
-    """Best frames-per-second over ``repeat`` passes; ``run()`` returns the frames it processed."""
-    best, frames = 0.0, 0
+def timed(runs: list, repeat: int) -> list[tuple[float, int]]:
+    """Best frames-per-second of each ``run()`` (which returns the frames it processed) over
+    ``repeat`` rounds, each round running every one in turn: on a shared machine whose load
+    comes and goes, the rates compared (above all, to decode) see the same load."""
+    best, frames = [0.0] * len(runs), [0] * len(runs)
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        frames = run()
-        best = max(best, frames / (time.perf_counter() - t0))
-    return best, frames
+        for k, run in enumerate(runs):
+            t0 = time.perf_counter()
+            frames[k] = run()
+            best[k] = max(best[k], frames[k] / (time.perf_counter() - t0))
+    return list(zip(best, frames))
 
 
 #: What a deployment would declare for this view (480x360 pixels), so that every event detector
@@ -107,11 +123,15 @@ def main() -> None:
             to_table(tracker.update(det, n - 1), n - 1, (n - 1) / 10)
         return n
 
-    def pipeline(detectors):
+    def pipeline(detectors, tiles: bool = False):
+        every = max(1, round(TILE_PERIOD_S * scene["fps"]))
+
         def run():
             pipe, n = CameraPipeline(scene, rules=detectors() if detectors else [], bin_s=60.0), 0
             for n, image in enumerate(decode(args.video), 1):
-                pipe.process(image)
+                result = pipe.process(image)
+                if tiles and (n - 1) % every == 0:
+                    pipe.tile(image, result)
             return n
         return run
 
@@ -121,21 +141,25 @@ def main() -> None:
             pipe.display(image, pipe.process(image))
         return n
 
-    full = "decode + pipeline + event detectors"
+    full = "decode + pipeline + detectors + 1 tile/s"
     rows = [("decode only (OpenCV)", decode_only),
-            (full, pipeline(lambda: events.make_rules(scene))),
+            (full, pipeline(lambda: events.make_rules(scene), tiles=True)),
+            ("decode + pipeline + event detectors", pipeline(lambda: events.make_rules(scene))),
             ("decode + detect + track", detect_track),
             ("decode + pipeline, no event detectors", pipeline(None)),
             ("decode + pipeline + blurred display", with_display)]
-    measured = [(label, *timed(run, args.repeat)) for label, run in rows]
+    measured = [(label, *r) for (label, _), r in zip(rows, timed([run for _, run in rows], args.repeat))]
     rate = {label: fps for label, fps, _ in measured}
 
     print(f"machine: {os.cpu_count()} cores (shared); OpenCV {cv2.__version__}, 1 thread; "
           f"{args.video} with {len(scene['zones'])} zones (best of {args.repeat})")
-    verdict = "meets" if rate[full] >= TARGET_FPS else "is under"
-    print(f"HEADLINE: full pipeline with every event detector {rate[full]:.0f} fps per core; "
-          f"decode only {rate['decode only (OpenCV)']:.0f} fps per core, same run; "
-          f"{verdict} the {TARGET_FPS:.0f} fps target (40 cameras at 5 fps)")
+    share = rate[full] / rate["decode only (OpenCV)"]
+    verdicts = ["meets" if rate[full] >= TARGET_FPS else "is under",
+                "meets" if share >= TARGET_DECODE_SHARE else "is under"]
+    print(f"HEADLINE: full pipeline with every event detector and a blurred tile a second "
+          f"{rate[full]:.0f} fps per core; decode only {rate['decode only (OpenCV)']:.0f} fps per core, "
+          f"same run; ratio to decode {share:.3f}; {verdicts[0]} the {TARGET_FPS:.0f} fps target "
+          f"(50 cameras at 5 fps); {verdicts[1]} the 1/{1 / TARGET_DECODE_SHARE:.0f} of decode target")
     print(f"{'stages':<42}{'frames':>7}{'fps/core':>10}{'ms/frame':>10}{'vs decode':>11}")
     for label, fps, frames in measured:
         print(f"{label:<42}{frames:>7}{fps:>10.0f}{1000 / fps:>10.2f}"
@@ -149,7 +173,9 @@ def detector_costs(video, scene: dict, events) -> None:
     from safecity.video.pipeline import CameraPipeline
 
     pipe = CameraPipeline(scene, rules=[], bin_s=60.0)
-    inputs = [(r.index, r.time_s, image, r.detections, r.foreground)
+    # each frame as the pipeline hands it to the rules (carrying its shrunk copy)
+    share = getattr(pipe.finder, "shared", lambda image: image)
+    inputs = [(r.index, r.time_s, share(image), r.detections, r.foreground)
               for image in decode(video) for r in [pipe.process(image)]]
     costs = []
     for det in events.make_rules(scene):

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from safecity.data.store import os_user
+from safecity.video.detect import components
 
 #: Blurred cells along a box's height: at 8, a head (about 1/7 of a person's
 #: height) falls inside one or two cells and keeps no features at all.
@@ -168,7 +169,7 @@ def _blobs(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     binary = (mask.reshape(shape[0], shape[1], -1).max(axis=2) > 0).astype(np.uint8)
     # Close small gaps so one person split into pieces becomes one blob.
     binary = cv2.dilate(binary, np.ones((5, 5), np.uint8))
-    n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    n, _, stats, _ = components(binary)
     stats = stats[1:]
     return stats[stats[:, cv2.CC_STAT_AREA] >= MIN_BLOB_AREA, :4].astype(float)
 

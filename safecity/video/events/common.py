@@ -53,11 +53,19 @@ class Objects:
             return NO_OBJECTS
         if detections.tracker_id is None:
             raise ValueError("the event rules take tracked detections: tracker_id is missing")
+        # Every rule of a frame asks for the same arrays: made once, kept on the detections for
+        # as long as its boxes, ids and classes are the same arrays (rules only read them).
+        key = (detections.xyxy, detections.tracker_id, detections.data.get("class_name"))
+        cached = getattr(detections, "_safecity_objects", None)
+        if cached is not None and all(a is b for a, b in zip(cached[0], key)):
+            return cached[1]
         xyxy = detections.xyxy
         kind = class_names(detections)
-        return cls(np.asarray(detections.tracker_id, np.int64), xyxy[:, 0].astype(np.float64),
-                   xyxy[:, 1].astype(np.float64), (xyxy[:, 2] - xyxy[:, 0]).astype(np.float64),
-                   (xyxy[:, 3] - xyxy[:, 1]).astype(np.float64), kind == "person", kind == "object")
+        found = cls(np.asarray(detections.tracker_id, np.int64), xyxy[:, 0].astype(np.float64),
+                    xyxy[:, 1].astype(np.float64), (xyxy[:, 2] - xyxy[:, 0]).astype(np.float64),
+                    (xyxy[:, 3] - xyxy[:, 1]).astype(np.float64), kind == "person", kind == "object")
+        detections._safecity_objects = (key, found)
+        return found
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -2,11 +2,13 @@
 and reflections are told apart."""
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import cv2
 import numpy as np
 
+from safecity.video.detect import components, shrunk
 from safecity.video.events.common import EventRule, event
 
 
@@ -92,6 +94,8 @@ class FireRule(EventRule):
 
     def _hot(self, image: np.ndarray, flame: np.ndarray) -> np.ndarray:
         """Of the flame-coloured pixels (0/1 ``uint8``), those yellow-white: a flame's hot core."""
+        if not cv2.countNonZero(flame):
+            return np.zeros_like(flame)
         return cv2.compare(cv2.extractChannel(image, 1), float(self.core_green), cv2.CMP_GE) & flame
 
     def _flame(self, image: np.ndarray) -> np.ndarray:
@@ -115,8 +119,7 @@ class FireRule(EventRule):
         # flicker of a fire spans many of them); areas are reported as if at 480 px wide.
         scale = min(1.0, self.work_width / image.shape[1])
         unit = scale * image.shape[1] / 480.0   # working pixels per pixel of a 480 px wide frame
-        small = image if scale == 1 else cv2.resize(image, None, fx=scale, fy=scale,
-                                                    interpolation=cv2.INTER_AREA)
+        small = shrunk(image, scale)  # the pipeline's frame carries it already at 480 px
         flame = self._flame(small)
         mask = flame.view(bool)
         if self.last_mask_ is None or self.last_mask_.shape != mask.shape:
@@ -132,34 +135,39 @@ class FireRule(EventRule):
             side = max(1, round(5 * unit)) | 1  # the 5 px closing of a 480 px frame, odd
             self.kernel_ = np.ones((side, side), np.uint8)
             return []
-        while self.times_ and self.times_[0] <= time_s - self.window_s + 1e-6:  # running counts
+        # The running counts over the window's seconds with OpenCV's arithmetic on the 0/1 masks:
+        # the same integers as numpy's, without its casts from uint8 to int16 (the cost halves).
+        while self.times_ and self.times_[0] <= time_s - self.window_s + 1e-6:
             self.times_.popleft()
-            self.count_ -= self.switches_.popleft()
-            self.presence_ -= self.masks_.popleft()
+            cv2.subtract(self.count_, self.switches_.popleft(), dst=self.count_, dtype=cv2.CV_16S)
+            cv2.subtract(self.presence_, self.masks_.popleft(), dst=self.presence_, dtype=cv2.CV_16S)
             self.hot_.popleft()
         self.times_.append(time_s)
-        self.masks_.append(mask.view(np.uint8))
+        self.masks_.append(flame)
         self.hot_.append(self._hot(small, flame))
-        self.presence_ += self.masks_[-1]
-        switch = (mask != self.last_mask_).view(np.uint8)
+        cv2.add(self.presence_, flame, dst=self.presence_, dtype=cv2.CV_16S)
+        switch = cv2.bitwise_xor(flame, self.last_mask_.view(np.uint8))  # 1 where it changed
         self.switches_.append(switch)
-        self.count_ += switch
+        cv2.add(self.count_, switch, dst=self.count_, dtype=cv2.CV_16S)
         self.last_mask_ = mask
         step = min(max(time_s - self.last_t_, 0.0), self.paint_s)  # this frame's share of paint_s
         self.last_t_ = time_s
-        cv2.accumulateWeighted(mask.astype(np.float32), self.paint_, step / self.paint_s)
+        cv2.accumulateWeighted(flame, self.paint_, step / self.paint_s)
         self.is_paint_ |= self.paint_ >= self.paint_share  # once paint, always paint
         if time_s - self.first_t_ < self.window_s - 1e-6 or len(self.times_) < self.min_frames:
             return []  # the window is not yet full, or too few frames to see a flicker
-        flicker = ((self.count_ >= self.min_switches) & ~self.is_paint_
-                   & (self.presence_ >= self.min_presence * len(self.masks_))).view(np.uint8)
+        # counts are whole: ``count >= t`` is ``count >= ceil(t)``, a threshold OpenCV keeps exact
+        flicker = cv2.compare(self.count_, float(math.ceil(self.min_switches)), cv2.CMP_GE)
+        flicker &= cv2.compare(self.presence_, float(math.ceil(self.min_presence * len(self.masks_))),
+                               cv2.CMP_GE)
+        flicker &= cv2.compare(self.is_paint_.view(np.uint8), 0.0, cv2.CMP_EQ)
         min_area = self.min_area_px * unit * unit
         candidates = cv2.countNonZero(flicker)
         if candidates * self.kernel_.size < min_area:
             # a closing grows a set at most kernel-size times: no blob can reach the minimum
             return self._quiet(candidates > 0)
         flicker = cv2.morphologyEx(flicker, cv2.MORPH_CLOSE, self.kernel_)
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(flicker)
+        n, labels, stats, _ = components(flicker)
         area = int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
         if area < min_area:
             return self._quiet(area > 0)

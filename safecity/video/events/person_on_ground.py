@@ -7,6 +7,7 @@ from collections import deque
 import cv2
 import numpy as np
 
+from safecity.video.detect import components
 from safecity.video.events.common import (
     PERSON_HEIGHT_M,
     Episodes,
@@ -158,7 +159,7 @@ class PersonOnGroundRule(EventRule):
         small = np.ascontiguousarray(foreground[::step, ::step] > 0, np.uint8)
         self.tall_ = []
         if self.mask_upright:
-            _, _, stats, _ = cv2.connectedComponentsWithStats(small, connectivity=8)
+            _, _, stats, _ = components(small)
             for x, y, w, h, area in stats[1:].tolist():
                 # a tall blob is a standing person's silhouette (the finder may cut a near
                 # person into pieces, each shorter than they stand)
@@ -170,7 +171,7 @@ class PersonOnGroundRule(EventRule):
             small = cv2.morphologyEx(small, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (round(run), 1)))
             # then rejoin the bands of one body that a row of background cut apart
             small = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (1, 3)))
-        _, _, stats, _ = cv2.connectedComponentsWithStats(small, connectivity=8)
+        _, _, stats, _ = components(small)
         found, previous, self.blobs_, taken = [], self.blobs_, [], set()
         for x, y, w, h, area in stats[1:].tolist():
             if w < self.min_aspect * h or w * step < self.min_length_px or area < 0.3 * w * h \
