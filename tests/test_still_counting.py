@@ -21,7 +21,7 @@ from safecity.video.still_counting import StillCounter, head_density, read_shang
 SHANGHAITECH_B = "video/shanghaitech_b/train_data"
 
 #: Small and quick: a test fits it on 40 photos in seconds.
-QUICK = {"width": 512, "cell": 16, "max_iter": 80, "min_samples_leaf": 100}
+QUICK = {"width": 512, "cell": 16, "max_iter": 80, "min_samples_leaf": 100, "cell_fraction": 0.3}
 
 
 # =========================================================================== real data
@@ -57,7 +57,7 @@ def test_cross_validation_keeps_the_held_out_fold_out_of_the_choice(shanghaitech
     photos = shanghaitech.subset(range(24))
     grid = ({"max_iter": 20}, {"max_iter": 40})
     seen = []
-    counter = StillCounter(width=256, cell=8, min_samples_leaf=50)
+    counter = StillCounter(width=256, cell=8, min_samples_leaf=50, cell_fraction=0.3)
     out = still_counting.cross_validate(photos, folds=3, grid=grid, counter=counter,
                                         progress=seen.append)
     assert [f["fold"] for f in seen] == [1, 2, 3] and out["folds"] == seen

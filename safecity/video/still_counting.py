@@ -6,8 +6,9 @@ background, its perspective. A photo of a street crowd has neither, so
 cut into square cells (at a fixed working width), each cell is described by
 multi-scale local texture (gradient-orientation histograms, dark-blob
 responses at several scales since heads are dark round blobs, edge density,
-local binary patterns, colour) pooled over its neighbourhood and the whole
-image, and a gradient-boosted regressor learns the heads each cell holds.
+local binary patterns, colour) pooled over its neighbourhood, on the image
+and on it at half size, and a gradient-boosted regressor learns the heads
+each cell holds.
 The training target spreads each head point with a *geometry-adaptive*
 kernel: a Gaussian whose width is a fraction of the distance to the nearest
 annotated heads, so that far, small, packed heads get narrow kernels and near
