@@ -21,7 +21,7 @@ from safecity.video.still_counting import StillCounter, head_density, read_shang
 SHANGHAITECH_B = "video/shanghaitech_b/train_data"
 
 #: Small and quick: a test fits it on 40 photos in seconds.
-QUICK = {"width": 512, "cell": 16, "max_iter": 80, "min_samples_leaf": 100}
+QUICK = {"width": 512, "cell": 16, "max_iter": 80, "min_samples_leaf": 100, "cell_fraction": 0.3}
 
 
 # =========================================================================== real data
@@ -57,7 +57,7 @@ def test_cross_validation_keeps_the_held_out_fold_out_of_the_choice(shanghaitech
     photos = shanghaitech.subset(range(24))
     grid = ({"max_iter": 20}, {"max_iter": 40})
     seen = []
-    counter = StillCounter(width=256, cell=8, min_samples_leaf=50)
+    counter = StillCounter(width=256, cell=8, min_samples_leaf=50, cell_fraction=0.3)
     out = still_counting.cross_validate(photos, folds=3, grid=grid, counter=counter,
                                         progress=seen.append)
     assert [f["fold"] for f in seen] == [1, 2, 3] and out["folds"] == seen
@@ -66,6 +66,13 @@ def test_cross_validation_keeps_the_held_out_fold_out_of_the_choice(shanghaitech
         assert f["chosen"] in grid and len(f["validation_mae"]) == 2
         assert f["chosen"] == grid[int(np.argmin(f["validation_mae"]))]
     assert out["n_images"] == 24 and out["mae"] < out["baseline_mae"]
+
+
+def test_photos_of_one_scene_share_a_group(shanghaitech):
+    # IMG_107, 183, 349 and 370 show the Bund's river front from the same spot.
+    photos = shanghaitech.subset([106, 182, 348, 369, 0, 1, 2, 3])
+    groups = still_counting.scene_groups(photos)
+    assert len(set(groups[:4])) == 1 and len(set(groups)) > 2
 
 
 # =========================================================================== synthetic photos
@@ -132,6 +139,12 @@ def test_sklearn_conventions(fitted):
     with pytest.raises(NotFittedError):
         StillCounter().predict([np.zeros((64, 64, 3), np.uint8)])
     assert fitted.n_features_in_ > 10
+    image = np.zeros((64, 64, 3), np.uint8)
+    one, _ = StillCounter(width=64, cell=8, scales=(1,))._features(image)
+    two, _ = StillCounter(width=64, cell=8, scales=(1, 2))._features(image)
+    assert two.shape == (one.shape[0], 2 * one.shape[1])  # each scale adds its features to the same cells
+    with pytest.raises(ValueError, match="scale 3"):
+        StillCounter(width=64, cell=8, scales=(1, 3))._features(image)
 
 
 def test_the_pipeline_counts_zones_with_a_still_counter(fitted):
@@ -185,7 +198,12 @@ def test_cli_cross_validation_reports_every_fold(tmp_path):
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["n_images"] == 8 and len(out["folds"]) == 2
-    assert "validation part" in out["protocol"]
+    assert "settings fixed beforehand" in out["protocol"]  # the defaults were set on a design half
+    grouped = CliRunner().invoke(main, ["count", "eval-images", "--train", train, "--folds", "2", "--grouped",
+                                        "--width", "256", "--max-iter", "30"])
+    assert grouped.exit_code == 0, grouped.output
+    out = json.loads(grouped.stdout.strip().splitlines()[-1])
+    assert "grouped by scene" in out["protocol"] and sum(f["n_test"] for f in out["folds"]) == 8
 
 
 def test_cli_needs_test_or_folds(tmp_path):

@@ -190,14 +190,16 @@ def count_eval(frames_dir, counts_path, n_train, heads_path, perspective_path) -
 @click.option("--test", "test_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Same layout: fit on --train, score here.")
 @click.option("--folds", type=click.IntRange(2), default=None,
-              help="Instead of --test: K-fold cross-validation on --train (settings chosen inside each fold).")
+              help="Instead of --test: K-fold cross-validation on --train (settings fixed beforehand).")
+@click.option("--grouped", is_flag=True, default=False,
+              help="With --folds: photos of the same scene (correlated thumbnails) share a fold.")
 @click.option("--limit", type=click.IntRange(2), default=None,
               help="Only the first N photos of each folder (a quick look).")
 @click.option("--width", type=click.IntRange(64), default=1024, show_default=True,
               help="Working width in pixels (cells are 1/32 of it): lower is faster and coarser.")
-@click.option("--max-iter", type=click.IntRange(1), default=200, show_default=True,
+@click.option("--max-iter", type=click.IntRange(1), default=150, show_default=True,
               help="Boosting iterations of the regressor.")
-def count_eval_images(train_dir, test_dir, folds, limit, width, max_iter) -> None:
+def count_eval_images(train_dir, test_dir, folds, grouped, limit, width, max_iter) -> None:
     """Fit the still-photo crowd counter; errors on --test or by --folds cross-validation, one JSON line.
 
     Keys: mae, mse (root mean squared error, as crowd counting names it),
@@ -211,15 +213,19 @@ def count_eval_images(train_dir, test_dir, folds, limit, width, max_iter) -> Non
         cross_validate,
         evaluate,
         read_shanghaitech,
+        scene_groups,
     )
 
     if (test_dir is None) == (folds is None):
         raise click.UsageError("give either --test DIR or --folds K")
     try:
-        counter = StillCounter(width=width, cell=max(1, width // 32), max_iter=max_iter)
+        cell = max(1, width // 32)
+        counter = StillCounter(width=width, cell=cell, max_iter=max_iter,
+                               scales=(1, 2) if cell % 2 == 0 and width % 2 == 0 else (1,))
         train = read_shanghaitech(train_dir)[:limit]
         if folds is not None:
             result = cross_validate(train, folds=folds, counter=counter,
+                                    groups=scene_groups(train) if grouped else None,
                                     progress=lambda f: click.echo(json.dumps(f), err=True))
         else:
             result = evaluate(train, read_shanghaitech(test_dir)[:limit], counter=counter)
