@@ -52,6 +52,11 @@ from safecity.video.zones import BinFeatures, ZoneCounter, empty_observations
 #: nobody could be blurred (on PETS 2009 the first frame left 2 of 3 people sharp).
 WARMUP_S = 2.0
 
+#: The fewest frames a warm-up of more than 0 s lasts: a background model learns the street from
+#: frames, not seconds, so a slow camera (2 frames/s) stays wholly blurred for 20 frames, what
+#: the 2 s gave when every camera was taken to run at 10 frames/s.
+MIN_WARMUP_FRAMES = 20
+
 #: A gap between two frames' times longer than this (or a step back in time: a clip looped)
 #: is a restart of the source: the warm-up starts again.
 RESTART_GAP_S = 1.0
@@ -175,7 +180,7 @@ class CameraPipeline:
         if not warmup_s >= 0:
             raise ValueError(f"camera '{self.camera_id}': warmup_s must be 0 or more, got {warmup_s!r}")
         self.warmup_s = warmup_s
-        self.warmup_frames = math.ceil(warmup_s * self.fps)
+        self.warmup_frames = self._warmup_frames()
         self._warm_seen = 0  # frames processed since the last (re)start
         self._last_ts: pd.Timestamp | None = None
         self._watched, self._reconnects = None, 0  # the source whose reconnects restart the warm-up
@@ -218,6 +223,12 @@ class CameraPipeline:
             return None
         return CameraHealthCheck(**{k: settings[k] for k in ("frozen_s", "tampered_s") if k in settings})
 
+    def _warmup_frames(self) -> int:
+        """Frames of the warm-up: ``warmup_s`` at the camera's rate, at least ``MIN_WARMUP_FRAMES``."""
+        if not self.warmup_s:
+            return 0
+        return max(MIN_WARMUP_FRAMES, math.ceil(self.warmup_s * self.fps))
+
     def use_fps(self, fps: float) -> None:
         """Run at ``fps`` frames a second: the warm-up, and every stage that counts frames for
         a duration (``use_fps`` of the finder and the tracker, if they have one). The event
@@ -226,7 +237,7 @@ class CameraPipeline:
             raise ValueError(f"camera '{self.camera_id}': fps must be positive, got {fps!r}")
         self.fps = float(fps)
         self.scene["fps"] = self.fps
-        self.warmup_frames = math.ceil(self.warmup_s * self.fps)
+        self.warmup_frames = self._warmup_frames()
         for stage in (self.finder, self.tracker):
             use = getattr(stage, "use_fps", None)
             if callable(use):
