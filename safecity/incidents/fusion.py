@@ -381,21 +381,29 @@ class _Members:
                    source=df["source"].to_numpy(object), details=df["details"].to_numpy(object),
                    dup=dup)
 
-    def take(self, rows: np.ndarray) -> "_Members":
+    def take(self, rows: np.ndarray | slice) -> "_Members":
         return _Members(**{f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)})
+
+    @classmethod
+    def concat(cls, parts: list["_Members"]) -> "_Members":
+        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                      for f in dataclasses.fields(cls)})
 
 
 def _incident(g: pd.DataFrame, rules: FusionRules) -> dict:
     """One incident from its member events (a ``_dup`` column: duplicates, counted once)."""
-    rec = _records(_Members.from_frame(g), np.array([len(g)]), rules)
-    lon, lat = (float(rec[c][0]) for c in ("lon", "lat"))
-    return {
-        "incident_id": rec["incident_id"][0], "ts": rec["ts"][0],
-        "kind": rec["kind"][0], "priority": int(rec["priority"][0]),
-        "confidence": float(rec["confidence"][0]), "status": "open",
-        "lon": None if np.isnan(lon) else lon, "lat": None if np.isnan(lat) else lat,
-        "summary": rec["summary"][0], "event_ids": rec["event_ids"][0],
-    }
+    return _record_dicts(_records(_Members.from_frame(g), np.array([len(g)]), rules))[0]
+
+
+def _record_dicts(columns: Mapping[str, Any]) -> list[dict]:
+    """``_records``' columns as one dict per incident, in plain Python values (None: no place)."""
+    lon, lat = (np.where(np.isnan(columns[c]), None, columns[c]).tolist() for c in ("lon", "lat"))
+    return [{"incident_id": i, "ts": t, "kind": k, "priority": p, "confidence": c,
+             "status": "open", "lon": x, "lat": y, "summary": s, "event_ids": e}
+            for i, t, k, p, c, x, y, s, e in zip(
+                columns["incident_id"], columns["ts"], columns["kind"],
+                columns["priority"].tolist(), columns["confidence"].tolist(), lon, lat,
+                columns["summary"], columns["event_ids"])]
 
 
 def _records(m: _Members, sizes: np.ndarray, rules: FusionRules) -> dict[str, Any]:
