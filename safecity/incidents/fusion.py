@@ -25,7 +25,6 @@ import hashlib
 import html
 import json
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 

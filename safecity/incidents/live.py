@@ -4,9 +4,10 @@
 every arriving gunshot, and must keep an incident's identity while it grows (an
 operator has dispatched to it). ``LiveFusion.add`` links a batch of new events to
 the recent ones with the same rules and the same linking code (``fusion._link_pairs``),
-so an arriving event joins the incident of any event it links to, opens one when it
-links to none, and, when it links two open incidents, merges the younger into the
-older (the younger is returned with status ``merged``). Only events younger than
+and builds every incident the batch changes in one call of ``fuse``'s own code
+(``fusion._records``). An arriving event joins the incident of any event it links to,
+opens one when it links to none, and, when it links two open incidents, merges the
+younger into the older (the younger is returned with status ``merged``). Only events younger than
 ``horizon_s`` before the newest are kept in memory: nothing older can link to a new
 one (the longest window of the rules), save events arriving later than that.
 
