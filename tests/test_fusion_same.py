@@ -219,6 +219,12 @@ def test_same_incidents_as_the_reference_on_edge_cases():
     _same(one)  # nothing located; one sensor repeating itself
 
 
+def test_an_incident_of_duplicates_only_is_refused():
+    members = random_events(3, 7).assign(_dup=[False, True, True])
+    with pytest.raises(ValueError, match="not a duplicate"):
+        fusion._records(fusion._Members.from_frame(members), np.array([1, 2]), fusion.FusionRules())
+
+
 def test_one_incident_record_as_the_reference_gives_it():
     """``_incident`` (what live fusion calls as an incident grows) gives the reference's dict."""
     events = random_events(600, 5)

@@ -418,7 +418,9 @@ def _records(m: _Members, sizes: np.ndarray, rules: FusionRules) -> dict[str, An
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
     group = np.repeat(np.arange(n_groups), sizes)
     real = ~m.dup
-    r = np.nonzero(real)[0]  # every group has one at least: a duplicate's original is a member
+    r = np.nonzero(real)[0]
+    if np.bincount(group[r], minlength=n_groups).min(initial=1) == 0:  # misaligned columns otherwise
+        raise ValueError("an incident needs a member that is not a duplicate (its original)")
     # A call says what it is about (details.category); that, not "call", sets its urgency.
     topic = m.kind[r].copy()
     calls = np.nonzero(topic == "call")[0]
