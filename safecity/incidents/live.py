@@ -131,26 +131,25 @@ class LiveFusion:
         for label, inc in zip(labels.tolist(), incident.tolist()):
             if isinstance(inc, str):
                 owners_of.setdefault(label, set()).add(inc)
-        arrays = fusion._Members.from_frame(window)
-        groups, parts, frames, layout, sizes = [], [], [], [], []
-        offset = len(window)  # rows of ``frames`` come after the window's in ``every`` below
+        groups, frames, layout, sizes = [], [], [], []
+        offset = len(window)  # the owners' members come after the window's rows, in ``rows`` below
         for k, label in enumerate(touched.tolist()):
             owners = sorted(owners_of.get(label, ()), key=lambda i: (self.records_[i]["ts"], i))
             known = [o for o in owners if o in self.members_]
             fresh = new[at[k]:at[k + 1]]
-            for o in known:
-                frame = self.members_[o]
-                parts.append(self._arrays(o))
-                frames.append(frame)
-                layout.append(np.arange(offset, offset + len(frame)))
-                offset += len(frame)
-            parts.append(arrays.take(fresh))
+            for o in known:  # an incident's members: its owners' (oldest first), then the new ones
+                frames.append(self.members_[o])
+                layout.append(np.arange(offset, offset + len(frames[-1])))
+                offset += len(frames[-1])
             layout.append(fresh)
             sizes.append(sum(len(self.members_[o]) for o in known) + len(fresh))
             groups.append((owners, known, fresh))
-        members = fusion._Members.concat(parts)
+        rows = np.concatenate(layout)
+        arrays = fusion._Members.from_frame(window)
+        members = fusion._Members.concat(
+            [arrays] + [self._arrays(o) for _, known, _ in groups for o in known]).take(rows)
         records = fusion._record_dicts(fusion._records(members, np.array(sizes), self.rules))
-        every = pd.concat([window, *frames], ignore_index=True).take(np.concatenate(layout))
+        every = pd.concat([window, *frames], ignore_index=True).take(rows)
         out, start = [], 0
         for (owners, known, fresh), record, size in zip(groups, records, sizes):
             keep = owners[0] if owners else record["incident_id"]  # a new one: the hash of its members
