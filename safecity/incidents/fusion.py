@@ -25,7 +25,6 @@ import hashlib
 import html
 import json
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -336,76 +335,231 @@ def fuse(events: pd.DataFrame, rules: FusionRules | None = None
             {"event_id": pd.Series(dtype=str), "incident_id": pd.Series(dtype=str),
              "duplicate_of": pd.Series(dtype=object)})
     labels = _components(ev, canon, rules)
-    ev = ev.assign(_group=labels, _dup=canon != np.arange(len(ev)),
-                   _canon=ev["event_id"].to_numpy()[canon])
-    records, member_ids = [], []
-    for _, g in ev.groupby("_group", sort=False):
-        inc = _incident(g, rules)
-        records.append(inc)
-        member_ids.append(pd.DataFrame({
-            "event_id": g["event_id"].to_numpy(), "incident_id": inc["incident_id"],
-            "duplicate_of": np.where(g["_dup"], g["_canon"], None)}))
+    dup = canon != np.arange(len(ev))
+    # groups in the order of their first event, each group's members in time order
+    _, first, label = np.unique(labels, return_index=True, return_inverse=True)
+    group = np.argsort(np.argsort(first))[label]
+    order = np.argsort(group, kind="stable")
+    sizes = np.bincount(group)
+    records = _records(_Members.from_frame(ev, dup).take(order), sizes, rules)
     incidents = schema.validate(pd.DataFrame(records).sort_values(["ts", "incident_id"]),
                                 "incidents")
-    membership = pd.concat(member_ids, ignore_index=True)
+    ids = ev["event_id"].to_numpy(object)
+    membership = pd.DataFrame({
+        "event_id": ids[order], "incident_id": np.repeat(records["incident_id"], sizes),
+        "duplicate_of": pd.Series(np.where(dup, ids[canon], None)[order], dtype=object)})
     return incidents, membership
 
 
+@dataclass
+class _Members:
+    """Member events as arrays (one row each, grouped rows contiguous): what an incident is made of.
+
+    Building incidents from these instead of a DataFrame per incident is what makes
+    batch fusion fast (pandas costs milliseconds per small frame).
+    """
+
+    event_id: np.ndarray   # object (str)
+    ts: np.ndarray         # int64, ns since the epoch (UTC)
+    kind: np.ndarray       # object (str)
+    sensor_id: np.ndarray  # object (str, or NaN/None when missing)
+    lon: np.ndarray        # float
+    lat: np.ndarray        # float
+    source: np.ndarray     # object (str)
+    details: np.ndarray    # object (str, or NaN/None)
+    dup: np.ndarray        # bool: repeats an earlier member (kept, counted once)
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame, dup: np.ndarray | None = None) -> "_Members":
+        """From events (``dup`` given, else the frame's ``_dup`` column)."""
+        dup = df["_dup"].to_numpy(bool) if dup is None else np.asarray(dup, bool)
+        return cls(event_id=df["event_id"].to_numpy(object),
+                   ts=pd.DatetimeIndex(df["ts"]).as_unit("ns").asi8,
+                   kind=df["kind"].to_numpy(object), sensor_id=df["sensor_id"].to_numpy(object),
+                   lon=df["lon"].to_numpy(float), lat=df["lat"].to_numpy(float),
+                   source=df["source"].to_numpy(object), details=df["details"].to_numpy(object),
+                   dup=dup)
+
+    def take(self, rows: np.ndarray | slice) -> "_Members":
+        return _Members(**{f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)})
+
+    @classmethod
+    def concat(cls, parts: list["_Members"]) -> "_Members":
+        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                      for f in dataclasses.fields(cls)})
+
+
 def _incident(g: pd.DataFrame, rules: FusionRules) -> dict:
-    """One incident from its member events (duplicates included, counted once)."""
-    ids = sorted(g["event_id"])
-    real = g[~g["_dup"]]
+    """One incident from its member events (a ``_dup`` column: duplicates, counted once)."""
+    return _record_dicts(_records(_Members.from_frame(g), np.array([len(g)]), rules))[0]
+
+
+def _record_dicts(columns: Mapping[str, Any]) -> list[dict]:
+    """``_records``' columns as one dict per incident, in plain Python values (None: no place)."""
+    lon, lat = (np.where(np.isnan(columns[c]), None, columns[c]).tolist() for c in ("lon", "lat"))
+    return [{"incident_id": i, "ts": t, "kind": k, "priority": p, "confidence": c,
+             "status": "open", "lon": x, "lat": y, "summary": s, "event_ids": e}
+            for i, t, k, p, c, x, y, s, e in zip(
+                columns["incident_id"], columns["ts"], columns["kind"],
+                columns["priority"].tolist(), columns["confidence"].tolist(), lon, lat,
+                columns["summary"], columns["event_ids"])]
+
+
+def _records(m: _Members, sizes: np.ndarray, rules: FusionRules) -> dict[str, Any]:
+    """The incidents of groups of members (``sizes``: rows per group, in order), as columns.
+
+    Duplicates are members but count once: an incident's time, kind, confidence,
+    place and summary come from its other members. Where a figure is a float
+    computed from several members (a mean, an extent), it is computed as pandas
+    did, over the same contiguous values, so the incidents are those of the
+    per-incident code this replaced (tests/test_fusion_same.py).
+    """
+    n_groups = len(sizes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+    group = np.repeat(np.arange(n_groups), sizes)
+    real = ~m.dup
+    r = np.nonzero(real)[0]
+    if np.bincount(group[r], minlength=n_groups).min(initial=1) == 0:  # misaligned columns otherwise
+        raise ValueError("an incident needs a member that is not a duplicate (its original)")
     # A call says what it is about (details.category); that, not "call", sets its urgency.
-    topics = real["kind"].where(real["kind"] != "call",
-                                real["details"].map(_category).fillna("call"))
-    prio = {k: int(rules.priority.get(k, rules.default_priority)) for k in topics.unique()}
-    counts = Counter(topics)
-    # The incident is named for its most urgent kind; among equals, the most reported.
-    kind = min(prio, key=lambda k: (prio[k], -counts[k], k))
-    confidence = 1.0 - np.prod([1.0 - rules.source_confidence.get(s, rules.default_confidence)
-                                for s in sorted(set(real["source"]))])
-    located = real[real["lon"].notna() & real["lat"].notna()]
-    lon = round(float(located["lon"].mean()), 7) if len(located) else None
-    lat = round(float(located["lat"].mean()), 7) if len(located) else None
+    topic = m.kind[r].copy()
+    calls = np.nonzero(topic == "call")[0]
+    topic[calls] = [_category(d) or "call" for d in m.details[r[calls]]]
+    kind, priority = _named_kind(group[r], topic, rules)
+    ts = np.minimum.reduceat(np.where(real, m.ts, np.iinfo(np.int64).max), starts)
+    confidence = _confidence(group[r], m.source[r], n_groups, rules)
+    located = real & ~np.isnan(m.lon) & ~np.isnan(m.lat)
+    lon, lat = m.lon[located], m.lat[located]
+    n_located = np.bincount(group[located], minlength=n_groups)
+    centre = _group_means(lon, lat, n_located)
+    incident_id, event_ids = _member_ids(m.event_id, sizes)
     return {
-        "incident_id": "inc-" + hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16],
-        "ts": real["ts"].min(), "kind": kind, "priority": min(prio.values()),
-        "confidence": round(float(confidence), 4), "status": "open",
-        "lon": lon, "lat": lat, "summary": summarize(real, kind, g["_dup"].sum()),
-        "event_ids": json.dumps(ids),
+        "incident_id": incident_id,
+        "ts": pd.to_datetime(ts, unit="ns", utc=True), "kind": kind, "priority": priority,
+        "confidence": confidence, "status": "open", "lon": centre[0], "lat": centre[1],
+        "summary": _summaries(m, group, kind, ts, (lon, lat, n_located)),
+        "event_ids": event_ids,
     }
 
 
-def summarize(members: pd.DataFrame, kind: str, duplicates: int = 0) -> str:
-    """A plain-language line: what, how many reports from what, over what time and space.
+def _member_ids(event_id: np.ndarray, sizes: np.ndarray) -> tuple[list[str], list[str]]:
+    """Per group, its incident id (a hash of the sorted member ids: the same members, the
+    same id) and its sorted member ids as a JSON list."""
+    ids, hashes, lists, s = event_id.tolist(), [], [], 0
+    for size in sizes.tolist():
+        members = sorted(ids[s:s + size])
+        hashes.append("inc-" + hashlib.sha1("\n".join(members).encode()).hexdigest()[:16])
+        lists.append(json.dumps(members))
+        s += size
+    return hashes, lists
 
-    Police log text is included only as a JSON-quoted string (quotes, newlines
-    and control characters escaped), cut to 200 characters: it can never end
-    the sentence early or pass for the system's own words.
+
+def _summaries(m: _Members, group: np.ndarray, kind: list[str], ts: np.ndarray,
+               located: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[str]:
+    """Per group, a plain-language line: what, how many reports from what, over what time and space.
+
+    ``located``: the lon and lat of the members that have both (grouped) and their
+    count per group. Police log text is included only as a JSON-quoted string
+    (quotes, newlines and control characters escaped), cut to 200 characters: it can
+    never end the sentence early or pass for the system's own words.
     """
-    parts = []
-    for k, n in sorted(Counter(members["kind"]).items(), key=lambda kv: (kv[0] != kind, kv[0])):
-        one, many = _NOUNS.get(k, (f"{k.replace('_', ' ')} detection",
-                                   f"{k.replace('_', ' ')} detections"))
-        phrase = f"{n} {one if n == 1 else many}"
-        sensors = members.loc[members["kind"] == k, "sensor_id"].dropna().nunique()
-        if sensors > 1:
-            phrase += f" by {sensors} sensors"
-        parts.append(phrase)
-    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    t = members["ts"]
-    span = (t.max() - t.min()).total_seconds()
-    line = f"{kind.replace('_', ' ').capitalize()}: {text}"
-    if len(members) > 1:
-        located = members[members["lon"].notna() & members["lat"].notna()]
-        apart = _extent_m(located["lon"].to_numpy(float), located["lat"].to_numpy(float))
-        line += f" within {_duration(span)}" + (f", {apart:.0f} m apart" if len(located) > 1 else "")
-    if duplicates:
-        line += f" ({int(duplicates)} duplicate report{'s' if duplicates > 1 else ''} merged)"
-    logs = [_log_text(d) for d in members.loc[members["kind"] == "police_log", "details"]]
-    for quoted in logs[:3]:
-        line += f"; police log: {quoted}"
-    return line
+    n_groups = len(kind)
+    r = np.nonzero(~m.dup)[0]
+    # per (group, kind) of the members: reports, distinct sensors
+    kcode, knames = pd.factorize(m.kind[r])
+    pair, reports = np.unique(group[r] * len(knames) + kcode, return_counts=True)
+    with_sensor = np.nonzero(pd.notna(m.sensor_id[r]))[0]
+    scode = pd.factorize(m.sensor_id[r][with_sensor])[0]
+    n_sensors = scode.max(initial=0) + 1
+    sensor_pairs = np.unique((group[r][with_sensor] * len(knames) + kcode[with_sensor]) * n_sensors
+                             + scode) // n_sensors
+    sensors = np.zeros(len(pair), int)
+    np.add.at(sensors, np.searchsorted(pair, sensor_pairs), 1)
+    pair_at = np.searchsorted(pair // len(knames), np.arange(n_groups + 1)).tolist()
+    pair_kind = [knames[k] for k in (pair % len(knames)).tolist()]
+    nouns = {k: _NOUNS.get(k, (f"{k.replace('_', ' ')} detection",
+                               f"{k.replace('_', ' ')} detections")) for k in knames}
+    reports, sensors = reports.tolist(), sensors.tolist()
+    # per group: members counted, time span, duplicates, police log entries
+    starts = np.searchsorted(group, np.arange(n_groups))
+    n_real = np.bincount(group[r], minlength=n_groups).tolist()
+    span = (np.maximum.reduceat(np.where(m.dup, ts[group], m.ts), starts) - ts).tolist()
+    duplicates = np.add.reduceat(m.dup.astype(int), starts).tolist()
+    logs = r[m.kind[r] == "police_log"]
+    log_at = np.searchsorted(group[logs], np.arange(n_groups + 1)).tolist()
+    log_details = m.details[logs].tolist()
+    lon, lat, n_located = located
+    located_at = np.concatenate([[0], np.cumsum(n_located)]).tolist()
+
+    out = []
+    for gi, name in enumerate(kind):
+        parts = sorted(range(pair_at[gi], pair_at[gi + 1]),
+                       key=lambda p: (pair_kind[p] != name, pair_kind[p]))
+        phrases = []
+        for p in parts:
+            one, many = nouns[pair_kind[p]]
+            phrases.append(f"{reports[p]} {one if reports[p] == 1 else many}"
+                           + (f" by {sensors[p]} sensors" if sensors[p] > 1 else ""))
+        text = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+        line = f"{name.replace('_', ' ').capitalize()}: {text}"
+        if n_real[gi] > 1:
+            line += f" within {_duration(pd.Timedelta(span[gi]).total_seconds())}"
+            a, b = located_at[gi], located_at[gi + 1]
+            if b - a > 1:
+                line += f", {_extent_m(lon[a:b], lat[a:b]):.0f} m apart"
+        if duplicates[gi]:
+            line += f" ({duplicates[gi]} duplicate report{'s' if duplicates[gi] > 1 else ''} merged)"
+        for d in log_details[log_at[gi]:min(log_at[gi + 1], log_at[gi] + 3)]:
+            line += f"; police log: {_log_text(d)}"
+        out.append(line)
+    return out
+
+
+def _named_kind(group: np.ndarray, topic: np.ndarray, rules: FusionRules
+                ) -> tuple[list[str], np.ndarray]:
+    """Each group's kind and priority: its most urgent topic; among equals, the most reported,
+    then the first by name."""
+    code, names = pd.factorize(topic)
+    prio = np.array([int(rules.priority.get(k, rules.default_priority)) for k in names], int)
+    by_name = np.empty(len(names), int)
+    by_name[sorted(range(len(names)), key=lambda i: names[i])] = np.arange(len(names))
+    pair, count = np.unique(group * len(names) + code, return_counts=True)
+    g, c = pair // len(names), pair % len(names)
+    best = np.lexsort((by_name[c], -count, prio[c], g))
+    best = best[np.r_[True, g[best][1:] != g[best][:-1]]]
+    return [names[i] for i in c[best]], prio[c[best]]
+
+
+def _confidence(group: np.ndarray, source: np.ndarray, n_groups: int, rules: FusionRules
+                ) -> np.ndarray:
+    """1 - prod(1 - c) over each group's distinct sources, c their confidence."""
+    code, names = pd.factorize(source)
+    # each group's set of sources as a bit mask (62 sources a word): one product per distinct set
+    bits = np.zeros((n_groups, len(names) // 62 + 1), np.int64)
+    np.bitwise_or.at(bits, (group, code // 62), np.left_shift(1, code % 62))
+    sets, which = np.unique(bits, axis=0, return_inverse=True)
+    value = []
+    for words in sets:
+        chosen = [names[w * 62 + b] for w, word in enumerate(words.tolist())
+                  for b in range(62) if word >> b & 1]
+        c = 1.0 - np.prod([1.0 - rules.source_confidence.get(s, rules.default_confidence)
+                           for s in sorted(chosen)])
+        value.append(round(float(c), 4))
+    return np.array(value, float)[which.ravel()]
+
+
+def _group_means(lon: np.ndarray, lat: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group of consecutive points, the mean of lon and of lat rounded to 7 decimals
+    (NaN for none): the sum over each group's values, as ``Series.mean`` gives it."""
+    out = np.full((2, len(counts)), np.nan)
+    at = np.concatenate([[0], np.cumsum(counts)])
+    one = np.nonzero(counts == 1)[0]
+    out[0, one], out[1, one] = lon[at[one]], lat[at[one]]
+    for gi in np.nonzero(counts > 1)[0].tolist():
+        a, b = at[gi], at[gi + 1]
+        out[0, gi], out[1, gi] = lon[a:b].sum() / (b - a), lat[a:b].sum() / (b - a)
+    # Python's round (correctly rounded decimal), not np.round (scaled, off by one ulp at times)
+    return tuple(np.array([round(v, 7) for v in row.tolist()], float) for row in out)
 
 
 def _category(details) -> str | None:

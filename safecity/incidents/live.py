@@ -4,9 +4,10 @@
 every arriving gunshot, and must keep an incident's identity while it grows (an
 operator has dispatched to it). ``LiveFusion.add`` links a batch of new events to
 the recent ones with the same rules and the same linking code (``fusion._link_pairs``),
-so an arriving event joins the incident of any event it links to, opens one when it
-links to none, and, when it links two open incidents, merges the younger into the
-older (the younger is returned with status ``merged``). Only events younger than
+and builds every incident the batch changes in one call of ``fuse``'s own code
+(``fusion._records``). An arriving event joins the incident of any event it links to,
+opens one when it links to none, and, when it links two open incidents, merges the
+younger into the older (the younger is returned with status ``merged``). Only events younger than
 ``horizon_s`` before the newest are kept in memory: nothing older can link to a new
 one (the longest window of the rules), save events arriving later than that.
 
@@ -16,7 +17,6 @@ first batch of members, and stay fixed after.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -41,6 +41,7 @@ class LiveFusion:
         self.incident_of_: dict[str, str] = {}                # event_id -> incident (recent)
         self.members_: dict[str, pd.DataFrame] = {}           # open incident -> its members
         self.records_: dict[str, dict] = {}                   # open incident -> its row
+        self._member_arrays: dict[str, tuple] = {}  # incident -> (members_ frame, its arrays)
 
     @property
     def _horizon(self) -> float:
@@ -96,17 +97,11 @@ class LiveFusion:
         labels = self._components(window, canon, is_new, incident)
         window = window.assign(_dup=canon != np.arange(len(window)),
                                _canon=window["event_id"].to_numpy()[canon])
-        changed = []
-        for label in np.unique(labels[is_new]):
-            in_group = labels == label
-            fresh = window[in_group & is_new]
-            owners = sorted({i for i in incident[in_group] if isinstance(i, str)},
-                            key=lambda i: (self.records_[i]["ts"], i))
-            changed += self._grow(owners, fresh[_MEMBER_COLUMNS])
+        changed = self._grow(window[_MEMBER_COLUMNS], labels, is_new, incident)
         self.recent_ = pd.concat([self.recent_, window[is_new][_MEMBER_COLUMNS]],
                                  ignore_index=True)
         self._prune()
-        # rows built by fusion._incident from validated events: the store validates them again
+        # rows built by fusion._records from validated events: the store validates them again
         out = pd.DataFrame(changed, columns=schema.columns("incidents"))
         return out.sort_values(["ts", "incident_id"], ignore_index=True)
 
@@ -123,30 +118,68 @@ class LiveFusion:
         graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(len(window),) * 2)
         return connected_components(graph, directed=False)[1]
 
-    def _grow(self, owners: list[str], fresh: pd.DataFrame) -> list[dict]:
-        """New members join the oldest owner (or a new incident); other owners merge into it."""
-        if owners:
-            keep = owners[0]
-        else:
-            keep = "inc-" + hashlib.sha1("\n".join(sorted(fresh["event_id"])).encode()).hexdigest()[:16]
-        parts = [self.members_.get(o) for o in owners] + [fresh]
-        members = pd.concat([p for p in parts if p is not None], ignore_index=True)
-        record = fusion._incident(members, self.rules) | {"incident_id": keep}
-        out = []
-        for gone in owners[1:]:
-            merged = self.records_.pop(gone)
-            self.members_.pop(gone, None)
-            out.append({**merged, "status": "merged",
-                        "summary": f"Merged into {keep}: {merged['summary']}"})
-        if keep in self.records_:  # an operator's status is the engine's to keep, not ours
-            record["status"] = self.records_[keep].get("status", record["status"])
-        self.members_[keep] = members
-        self.records_[keep] = record
-        moved = [fresh] + [p for p in parts[1:-1] if p is not None]  # the merged owners' members
-        for part in moved:
-            for event_id in part["event_id"]:
+    def _grow(self, window: pd.DataFrame, labels: np.ndarray, is_new: np.ndarray,
+              incident: np.ndarray) -> list[dict]:
+        """A group's new members join its oldest incident (or a new one); its other incidents
+        merge into that one. Every incident the batch changes is built in one ``_records``
+        call (one DataFrame per incident cost milliseconds each)."""
+        new = np.nonzero(is_new)[0]
+        new = new[np.argsort(labels[new], kind="stable")]
+        touched, at = np.unique(labels[new], return_index=True)
+        at = np.append(at, len(new)).tolist()
+        owners_of: dict[int, set[str]] = {}
+        for label, inc in zip(labels.tolist(), incident.tolist()):
+            if isinstance(inc, str):
+                owners_of.setdefault(label, set()).add(inc)
+        groups, frames, layout, sizes = [], [], [], []
+        offset = len(window)  # the owners' members come after the window's rows, in ``rows`` below
+        for k, label in enumerate(touched.tolist()):
+            owners = sorted(owners_of.get(label, ()), key=lambda i: (self.records_[i]["ts"], i))
+            known = [o for o in owners if o in self.members_]
+            fresh = new[at[k]:at[k + 1]]
+            for o in known:  # an incident's members: its owners' (oldest first), then the new ones
+                frames.append(self.members_[o])
+                layout.append(np.arange(offset, offset + len(frames[-1])))
+                offset += len(frames[-1])
+            layout.append(fresh)
+            sizes.append(sum(len(self.members_[o]) for o in known) + len(fresh))
+            groups.append((owners, known, fresh))
+        rows = np.concatenate(layout)
+        arrays = fusion._Members.from_frame(window)
+        members = fusion._Members.concat(
+            [arrays] + [self._arrays(o) for _, known, _ in groups for o in known]).take(rows)
+        records = fusion._record_dicts(fusion._records(members, np.array(sizes), self.rules))
+        every = pd.concat([window, *frames], ignore_index=True).take(rows)
+        out, start = [], 0
+        for (owners, known, fresh), record, size in zip(groups, records, sizes):
+            keep = owners[0] if owners else record["incident_id"]  # a new one: the hash of its members
+            record["incident_id"] = keep
+            for gone in owners[1:]:
+                merged = self.records_.pop(gone)
+                self.members_.pop(gone, None)
+                out.append({**merged, "status": "merged",
+                            "summary": f"Merged into {keep}: {merged['summary']}"})
+            if keep in self.records_:  # an operator's status is the engine's to keep, not ours
+                record["status"] = self.records_[keep].get("status", record["status"])
+            self.members_[keep] = every.iloc[start:start + size]
+            self._member_arrays[keep] = (self.members_[keep], members.take(slice(start, start + size)))
+            self.records_[keep] = record
+            moved = [arrays.event_id[fresh]] + [self._member_arrays.pop(o)[1].event_id
+                                                for o in owners[1:] if o in known]
+            for event_id in np.concatenate(moved).tolist():
                 self.incident_of_[event_id] = keep
-        return out + [record]
+            out.append(record)
+            start += size
+        return out
+
+    def _arrays(self, incident_id: str) -> fusion._Members:
+        """An incident's members as arrays, kept while its member frame stays the same."""
+        frame = self.members_[incident_id]
+        cached = self._member_arrays.get(incident_id)
+        if cached is None or cached[0] is not frame:
+            cached = (frame, fusion._Members.from_frame(frame))
+            self._member_arrays[incident_id] = cached
+        return cached[1]
 
     def adopt(self, incidents: pd.DataFrame, events: pd.DataFrame) -> None:
         """Take in incidents another fusion made or changed (another server's), with their events.
@@ -195,6 +228,8 @@ class LiveFusion:
             return
         self.recent_ = self.recent_[~old].reset_index(drop=True)
         alive = set(self.recent_["event_id"])
-        for inc in [i for i, m in self.members_.items() if not m["event_id"].isin(alive).any()]:
+        for inc in [i for i in self.members_ if alive.isdisjoint(self._arrays(i).event_id.tolist())]:
             del self.members_[inc], self.records_[inc]
+        for inc in [i for i in self._member_arrays if i not in self.members_]:
+            del self._member_arrays[inc]
         self.incident_of_ = {e: i for e, i in self.incident_of_.items() if e in alive}
