@@ -317,6 +317,9 @@ class CameraPipeline:
         if self.counter is not None:
             if not self._crowd or self._counted_s is None or not 0 <= now - self._counted_s < self.count_every_s:
                 self._crowd = self.counter.count_zones(image, self._zone_polys)
+                # A counter whose background follows the scene learns each frame it counted.
+                if hasattr(self.counter, "partial_fit"):
+                    self.counter.partial_fit([image])
                 self._counted_s = now
             return {name: float(self._crowd.get(name, 0.0)) for name in tracked}
         small, scale = self.finder.working_foreground
