@@ -130,7 +130,7 @@ def test_without_heads_the_counter_still_learns_counts(crowd):
 
 def test_sklearn_conventions(fitted):
     params = fitted.get_params()
-    assert params["cell"] == 16 and params["smoothing"] == 1
+    assert params["cell"] == 16 and params["smoothing"] == 1 and params["adapt"] == 0.05
     unfitted = clone(fitted)
     assert not hasattr(unfitted, "model_")
     with pytest.raises(NotFittedError):
@@ -143,6 +143,56 @@ def test_causal_smoothing_uses_only_past_frames():
     x = np.array([0.0, 10, 20, 30, 1000])
     s = counting.smooth_counts(x, 3)
     assert s[:4].tolist() == [0.0, 5.0, 10.0, 20.0]  # the spike at the end does not reach back
+
+
+def test_the_background_follows_the_floor_but_not_a_person_standing_on_it():
+    background = np.full((40, 40), 100.0, np.float32)
+    frame = np.full((40, 40), 110, np.uint8)  # the light on the floor rose by 10
+    frame[10:20, 10:20] = 200  # someone standing
+    after = counting.adapt_background(background, frame, 0.5)
+    assert after[35, 35] == pytest.approx(105.0)  # half-way toward the floor's new level
+    assert after[15, 15] == 100.0  # the person is not learnt as floor ...
+    assert after[10 - counting.ADAPT_MARGIN, 15] == 100.0  # ... nor the margin around them
+    assert background[35, 35] == 100.0  # a new array; the old background is left alone
+
+
+def test_match_light_shifts_the_background_by_the_floors_change_only():
+    rng = np.random.default_rng(0)
+    background = rng.uniform(60, 160, (60, 80)).astype(np.float32)
+    frame = np.clip(background + 8 + rng.normal(0, 2, background.shape), 0, 255).astype(np.uint8)
+    frame[:20, :30] = 250  # a bright crowd over a quarter of the frame does not move the shift
+    lit = counting.match_light(frame, background, np.ones(background.shape, bool))
+    assert lit - background == pytest.approx(np.full(background.shape, 8.0), abs=0.6)
+
+
+def test_count_live_counts_each_frame_before_learning_it(crowd, fitted):
+    clip, counts, _, _ = crowd
+    frames = clip.frames[120:130]
+    fixed = clone(fitted).set_params(adapt=0.0, max_iter=30).fit(clip.frames[:120], counts[:120])
+    before = fixed.background_.copy()
+    # Without adaptation, counting live gives the same answers as predict and learns nothing.
+    assert counting.count_live(fixed, frames) == pytest.approx(fixed.predict(frames))
+    assert np.array_equal(fixed.background_, before)
+    # With it, the first frame is counted with the background as fit left it, then learnt.
+    live = clone(fitted).set_params(max_iter=30).fit(clip.frames[:120], counts[:120])
+    first = live.predict(frames[:1])[0]
+    start = live.background_.copy()
+    got = counting.count_live(live, frames)
+    assert got[0] == pytest.approx(first)
+    assert not np.array_equal(live.background_, start)
+    assert np.abs(got - counts[120:130]).mean() <= 0.2 * counts[120:130].mean()
+
+
+def test_the_pipeline_lets_the_counters_background_follow_the_frames_it_counts(crowd, fitted):
+    from safecity.video.pipeline import CameraPipeline
+
+    clip, counts, heads, _ = crowd
+    counter = clone(fitted).set_params(max_iter=20).fit(clip.frames[:120], counts[:120], heads=heads[:120])
+    start = counter.background_.copy()
+    pipeline = CameraPipeline(clip.scene, counter=counter, count_every_s=0.0)
+    for frame in clip.frames[120:124]:
+        pipeline.process(frame)
+    assert not np.array_equal(counter.background_, start)  # the pipeline's partial_fit, in place
 
 
 # =========================================================================== bad input
