@@ -1,4 +1,4 @@
-"""Crowd counting: Mall's error under 2.5 people per frame, zones that add up, clear errors on bad input."""
+"""Crowd counting: Mall's error under 2.3 people per frame, zones that add up, clear errors on bad input."""
 from __future__ import annotations
 
 import json
@@ -36,15 +36,16 @@ def mall_eval():
 
 
 @pytest.mark.slow
-def test_mall_error_is_at_most_2_5_people_per_frame_and_beats_the_ridge_baseline(mall_eval):
+def test_mall_error_is_at_most_2_3_people_per_frame_and_beats_the_ridge_baseline(mall_eval):
     out = mall_eval
     print(json.dumps({k: out[k] for k in ("mae", "mse", "fps", "baseline_mae", "baseline_mse", "bias")}))
     assert out["n_train"] == 800 and out["n_test"] == 400
     assert out["first_test_frame"] == "seq_000801.jpg" and out["last_test_frame"] == "seq_001200.jpg"
-    assert out["mae"] <= 2.5
+    assert out["mae"] <= 2.3  # 2.15 when last run (2.46 with the fixed median background)
     assert out["mse"] >= out["mae"] ** 2  # Jensen: a mean square is never below the squared mean error
-    # The baseline is fitted and scored in the same run, on the same frames (2.50 when last run:
-    # too close to the counter's 2.46 to assert an order that JPEG decoders could flip).
+    # The baseline is fitted and scored in the same run, on the same frames (2.50 when last run).
+    assert out["mae"] < out["baseline_mae"]
+    assert {"bias_second_half", "baseline_bias", "baseline_bias_second_half"} <= set(out)
     assert np.isfinite(out["baseline_mse"])
     assert 2.0 < out["baseline_mae"] < 6.0  # the issue quotes about 3.4 for a ridge of this kind
     assert out["fps"] > 0 and out["baseline_fps"] > 0

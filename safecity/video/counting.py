@@ -324,7 +324,8 @@ class CrowdCounter(RegressorMixin, BaseEstimator):
         (``match_light``) before comparing them.
 
     The defaults were chosen on Mall by fitting frames 1..600 and validating on
-    601..800 (see the README); frames after 800 were never used to choose them.
+    601..800, ``adapt`` and ``light`` also on earlier fits validated on the
+    same frames (docs/counting.md); frames after 800 were never used to choose them.
     """
 
     def __init__(self, cell: int = 16, perspective: np.ndarray | None = None, roi: np.ndarray | None = None,
