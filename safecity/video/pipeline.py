@@ -150,7 +150,7 @@ class CameraPipeline:
     memory, how long a lost track coasts). A source opened by ``frames`` or ``run`` sets it
     to the rate its frames are stamped at (``VideoSource.rate``: a file's own, 18 or 29.97
     fps, not an assumed 10), before the first frame. ``count_every_s``: how often a fitted
-    ``counter`` counts (seconds). ``start``: the time of
+    ``counter`` counts (seconds); one with ``partial_fit`` then learns the frame it counted. ``start``: the time of
     frame 0 for such frames. ``audit``: where turning the blur off or
     enabling repeated presence is recorded (``Store(...).state``), in the name of
     ``actor`` (default: the operating-system user running the pipeline). ``warmup_s``:
