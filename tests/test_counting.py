@@ -1,4 +1,4 @@
-"""Crowd counting: Mall's error under 2.5 people per frame, zones that add up, clear errors on bad input."""
+"""Crowd counting: Mall's error under 2.3 people per frame, zones that add up, clear errors on bad input."""
 from __future__ import annotations
 
 import json
@@ -36,15 +36,16 @@ def mall_eval():
 
 
 @pytest.mark.slow
-def test_mall_error_is_at_most_2_5_people_per_frame_and_beats_the_ridge_baseline(mall_eval):
+def test_mall_error_is_at_most_2_3_people_per_frame_and_beats_the_ridge_baseline(mall_eval):
     out = mall_eval
     print(json.dumps({k: out[k] for k in ("mae", "mse", "fps", "baseline_mae", "baseline_mse", "bias")}))
     assert out["n_train"] == 800 and out["n_test"] == 400
     assert out["first_test_frame"] == "seq_000801.jpg" and out["last_test_frame"] == "seq_001200.jpg"
-    assert out["mae"] <= 2.5
+    assert out["mae"] <= 2.3  # 2.15 when last run (2.46 with the fixed median background)
     assert out["mse"] >= out["mae"] ** 2  # Jensen: a mean square is never below the squared mean error
-    # The baseline is fitted and scored in the same run, on the same frames (2.50 when last run:
-    # too close to the counter's 2.46 to assert an order that JPEG decoders could flip).
+    # The baseline is fitted and scored in the same run, on the same frames (2.50 when last run).
+    assert out["mae"] < out["baseline_mae"]
+    assert {"bias_second_half", "baseline_bias", "baseline_bias_second_half"} <= set(out)
     assert np.isfinite(out["baseline_mse"])
     assert 2.0 < out["baseline_mae"] < 6.0  # the issue quotes about 3.4 for a ridge of this kind
     assert out["fps"] > 0 and out["baseline_fps"] > 0
@@ -130,7 +131,7 @@ def test_without_heads_the_counter_still_learns_counts(crowd):
 
 def test_sklearn_conventions(fitted):
     params = fitted.get_params()
-    assert params["cell"] == 16 and params["smoothing"] == 1
+    assert params["cell"] == 16 and params["smoothing"] == 1 and params["adapt"] == 0.05
     unfitted = clone(fitted)
     assert not hasattr(unfitted, "model_")
     with pytest.raises(NotFittedError):
@@ -143,6 +144,56 @@ def test_causal_smoothing_uses_only_past_frames():
     x = np.array([0.0, 10, 20, 30, 1000])
     s = counting.smooth_counts(x, 3)
     assert s[:4].tolist() == [0.0, 5.0, 10.0, 20.0]  # the spike at the end does not reach back
+
+
+def test_the_background_follows_the_floor_but_not_a_person_standing_on_it():
+    background = np.full((40, 40), 100.0, np.float32)
+    frame = np.full((40, 40), 110, np.uint8)  # the light on the floor rose by 10
+    frame[10:20, 10:20] = 200  # someone standing
+    after = counting.adapt_background(background, frame, 0.5)
+    assert after[35, 35] == pytest.approx(105.0)  # half-way toward the floor's new level
+    assert after[15, 15] == 100.0  # the person is not learnt as floor ...
+    assert after[10 - counting.ADAPT_MARGIN, 15] == 100.0  # ... nor the margin around them
+    assert background[35, 35] == 100.0  # a new array; the old background is left alone
+
+
+def test_match_light_shifts_the_background_by_the_floors_change_only():
+    rng = np.random.default_rng(0)
+    background = rng.uniform(60, 160, (60, 80)).astype(np.float32)
+    frame = np.clip(background + 8 + rng.normal(0, 2, background.shape), 0, 255).astype(np.uint8)
+    frame[:20, :30] = 250  # a bright crowd over a quarter of the frame does not move the shift
+    lit = counting.match_light(frame, background, np.ones(background.shape, bool))
+    assert lit - background == pytest.approx(np.full(background.shape, 8.0), abs=0.6)
+
+
+def test_count_live_counts_each_frame_before_learning_it(crowd, fitted):
+    clip, counts, _, _ = crowd
+    frames = clip.frames[120:130]
+    fixed = clone(fitted).set_params(adapt=0.0, max_iter=30).fit(clip.frames[:120], counts[:120])
+    before = fixed.background_.copy()
+    # Without adaptation, counting live gives the same answers as predict and learns nothing.
+    assert counting.count_live(fixed, frames) == pytest.approx(fixed.predict(frames))
+    assert np.array_equal(fixed.background_, before)
+    # With it, the first frame is counted with the background as fit left it, then learnt.
+    live = clone(fitted).set_params(max_iter=30).fit(clip.frames[:120], counts[:120])
+    first = live.predict(frames[:1])[0]
+    start = live.background_.copy()
+    got = counting.count_live(live, frames)
+    assert got[0] == pytest.approx(first)
+    assert not np.array_equal(live.background_, start)
+    assert np.abs(got - counts[120:130]).mean() <= 0.2 * counts[120:130].mean()
+
+
+def test_the_pipeline_lets_the_counters_background_follow_the_frames_it_counts(crowd, fitted):
+    from safecity.video.pipeline import CameraPipeline
+
+    clip, counts, heads, _ = crowd
+    counter = clone(fitted).set_params(max_iter=20).fit(clip.frames[:120], counts[:120], heads=heads[:120])
+    start = counter.background_.copy()
+    pipeline = CameraPipeline(clip.scene, counter=counter, count_every_s=0.0)
+    for frame in clip.frames[120:124]:
+        pipeline.process(frame)
+    assert not np.array_equal(counter.background_, start)  # the pipeline's partial_fit, in place
 
 
 # =========================================================================== bad input

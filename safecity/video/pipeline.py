@@ -150,7 +150,7 @@ class CameraPipeline:
     memory, how long a lost track coasts). A source opened by ``frames`` or ``run`` sets it
     to the rate its frames are stamped at (``VideoSource.rate``: a file's own, 18 or 29.97
     fps, not an assumed 10), before the first frame. ``count_every_s``: how often a fitted
-    ``counter`` counts (seconds). ``start``: the time of
+    ``counter`` counts (seconds); one with ``partial_fit`` then learns the frame it counted. ``start``: the time of
     frame 0 for such frames. ``audit``: where turning the blur off or
     enabling repeated presence is recorded (``Store(...).state``), in the name of
     ``actor`` (default: the operating-system user running the pipeline). ``warmup_s``:
@@ -317,6 +317,9 @@ class CameraPipeline:
         if self.counter is not None:
             if not self._crowd or self._counted_s is None or not 0 <= now - self._counted_s < self.count_every_s:
                 self._crowd = self.counter.count_zones(image, self._zone_polys)
+                # A counter whose background follows the scene learns each frame it counted.
+                if hasattr(self.counter, "partial_fit"):
+                    self.counter.partial_fit([image])
                 self._counted_s = now
             return {name: float(self._crowd.get(name, 0.0)) for name in tracked}
         small, scale = self.finder.working_foreground
