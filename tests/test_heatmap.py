@@ -6,7 +6,9 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 
-from safecity.app.heatmap import EventDensity, SortedEvents
+from holoviews.operation.datashader import shade
+
+from safecity.app.heatmap import CMAP, EventDensity, SortedEvents, shaded_image
 
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
 
@@ -55,3 +57,15 @@ def test_the_served_plot_is_an_image_of_the_window():
     shaded = density.plot(width=40, height=30)[()]
     assert isinstance(shaded, hv.RGB)
     assert hv.render(density.plot(width=40, height=30)).output_backend in ("canvas", "webgl")
+
+
+def test_shading_gives_holoviews_shades_colours():
+    hv.extension("bokeh", logo=False)
+    density = EventDensity(_events(50_000, seed=2), hours=24 * 10)
+    image = density.plot(width=40, height=30, shaded=False)[()]
+    ours, theirs = shaded_image(image), shade(image, cmap=CMAP, cnorm="eq_hist")
+    a, b = (np.stack([rgb.dimension_values(d, flat=False) for d in rgb.vdims]).astype(int)
+            for rgb in (ours, theirs))
+    assert a.shape == b.shape and ours.bounds.lbrt() == theirs.bounds.lbrt()
+    assert np.array_equal(a[3] == 0, b[3] == 0)  # the same empty (transparent) pixels
+    assert np.abs(a - b).max() <= 4  # matplotlib's table against datashader's interpolation
