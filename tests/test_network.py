@@ -181,3 +181,85 @@ def test_unreachable_incident_gets_a_clear_answer():
     assert mixed["reachable"].tolist() == [True, False, False]
     assert mixed["unit_id"].iloc[0] == "u-001" and mixed.attrs["reason"] == ""
     assert np.isinf(mixed["travel_time_s"].iloc[1:]).all()
+
+
+def _random_city(seed: int) -> RoadNetwork:
+    """A jittered 30 x 30 grid (random one-way streets, random speeds, sparse ids) and a
+    two-node island; two spokes of equal time from node 7's corner make exact ties."""
+    rng = np.random.default_rng(seed)
+    side = 30
+    i, j = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+    ids = np.sort(rng.choice(10**9, side * side + 2, replace=False))  # not 0..n-1
+    lon = np.r_[5.3 + (j.ravel() + rng.uniform(-0.3, 0.3, side * side)) * 0.0012, 5.9, 5.901]
+    lat = np.r_[43.2 + (i.ravel() + rng.uniform(-0.3, 0.3, side * side)) * 0.0009, 43.5, 43.5]
+    idx = np.arange(side * side).reshape(side, side)
+    a = np.r_[idx[:, :-1].ravel(), idx[:-1, :].ravel()]
+    b = np.r_[idx[:, 1:].ravel(), idx[1:, :].ravel()]
+    way = rng.random(len(a))  # 10 % one way each direction, 5 % closed, the rest two-way
+    pairs = np.r_[np.c_[a, b][way > 0.15], np.c_[b, a][(way > 0.25) | (way < 0.1)], [[900, 901], [901, 900]]]
+    length = rng.uniform(60, 140, len(pairs))
+    speed = rng.choice([30.0, 40.0, 50.0], len(pairs))
+    edges = pd.DataFrame({"u": ids[pairs[:, 0]], "v": ids[pairs[:, 1]], "length_m": length,
+                          "road_class": "residential", "speed_kmh": speed})
+    edges["travel_time_s"] = edges["length_m"] / (edges["speed_kmh"] / 3.6)
+    edges = edges[~((edges["v"] == ids[0]) & edges["u"].isin(ids[[1, side]]))]  # 1 -> 0, 30 -> 0:
+    spokes = pd.DataFrame({"u": ids[[1, side]], "v": ids[0], "length_m": 100.0,  # 12 s each
+                           "road_class": "residential", "speed_kmh": 30.0, "travel_time_s": 12.0})
+    edges = pd.concat([edges, spokes], ignore_index=True)
+    return RoadNetwork.from_tables(pd.DataFrame({"node_id": ids, "lon": lon, "lat": lat}), edges)
+
+
+def _scipy_ranking(net: RoadNetwork, scene: int, unit_nodes, unit_ids):
+    """The reference: scipy's whole shortest-path tree on the reversed graph, built here anew."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    e = net.edges.sort_values("travel_time_s").drop_duplicates(["u", "v"])
+    u, v = net.positions(e["u"]), net.positions(e["v"])
+    reverse = csr_matrix((np.maximum(e["travel_time_s"].to_numpy(), 1e-3), (v, u)), shape=(len(net.nodes),) * 2)
+    times, pred = dijkstra(reverse, indices=net.positions([scene])[0], return_predecessors=True)
+    t = times[net.positions(unit_nodes)]
+    order = np.lexsort((unit_ids, t, ~np.isfinite(t)))
+    routes = []
+    for p in net.positions(unit_nodes)[order]:
+        path = [p] if np.isfinite(times[p]) else []
+        while path and pred[path[-1]] >= 0:
+            path.append(pred[path[-1]])
+        routes.append(net.nodes["node_id"].to_numpy()[path].tolist())
+    return t[order], np.asarray(unit_ids)[order], routes
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bounded_search_gives_the_whole_trees_answers(seed):
+    """top=k stops the search early (``tree_to_nearest``): same units, order, times and routes
+    as scipy's whole tree, with unreachable units (an island, one-way traps) and exact ties."""
+    net = _random_city(seed)
+    rng = np.random.default_rng(seed)
+    ids = net.nodes["node_id"].to_numpy()
+    # Random units, two pairs sharing a node, one on each tie spoke, two on the island.
+    nodes_at = np.r_[rng.choice(ids[31:900], 50), ids[[5, 5, 40, 40, 1, 30, 900, 901]]]
+    units = _units(net, nodes_at, kinds=rng.choice(["police", "fire"], len(nodes_at)).tolist())
+    units["unit_id"] = rng.permutation([f"u-{k:03d}" for k in range(len(units))])
+    scenes = np.r_[rng.choice(ids[:900], 12), ids[[0, 900]]]  # 0: the ties; 900: the island
+    for scene in scenes:
+        lon, lat = net.nodes.loc[net.positions([scene])[0], ["lon", "lat"]]
+        every = recommend(lon, lat, units, net, kinds=("police", "fire"), at=T0, top=None)
+        t, order, routes = _scipy_ranking(net, int(scene), nodes_at, units["unit_id"].to_numpy())
+        assert every["unit_id"].tolist() == order.tolist()
+        assert np.array_equal(np.isinf(every["travel_time_s"]), np.isinf(t))
+        assert np.allclose(every["travel_time_s"][np.isfinite(t)], t[np.isfinite(t)], rtol=1e-12, atol=0)
+        assert every["route"].tolist() == routes
+        for k in (1, 3, 5, 12):
+            top = recommend(lon, lat, units, net, kinds=("police", "fire"), at=T0, top=k)
+            n_ok = int(np.isfinite(t).sum())
+            want = every.head(min(k, n_ok)) if n_ok else every
+            # pandas gives eta microseconds when all travel times are whole seconds, else
+            # nanoseconds (the 12 s ties): compare the instants, not that resolution.
+            ns = "datetime64[ns, UTC]"
+            pd.testing.assert_frame_equal(top.assign(eta=top["eta"].astype(ns)),
+                                          want.assign(eta=want["eta"].astype(ns)))
+            assert top.attrs == every.attrs
+    tie = recommend(*net.nodes.loc[0, ["lon", "lat"]], units, net, kinds=("police", "fire"), at=T0, top=2)
+    spokes = units["unit_id"].to_numpy()[[54, 55]]  # the units on nodes 1 and 30, 12 s each
+    assert sorted(tie["unit_id"]) == sorted(spokes) and (tie["travel_time_s"] == 12.0).all()
+    assert tie["unit_id"].tolist() == sorted(spokes)  # equal times: by unit id

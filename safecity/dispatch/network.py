@@ -38,6 +38,13 @@ DEFAULT_SPEED_KMH = 30.0
 #: Roadworks affect edges passing within this many metres of their point.
 ROADWORKS_RADIUS_M = 100.0
 
+#: ``tree_to_nearest``'s first time bound: the k-th unit's crow-flies distance
+#: at the network's median pace, times this. Detours lengthen the way, faster
+#: roads shorten it; a bound too short only costs a retry with four times it,
+#: one too long a wider search. 1.0 was the fastest of 1 to 3 on a validation
+#: grid (bench/dispatch.py's with another seed); answers do not depend on it.
+BOUND_FACTOR = 1.0
+
 # Dijkstra treats a zero weight in a sparse matrix as "no edge" in some paths;
 # a millisecond floor keeps zero-length OSM segments routable.
 _MIN_TIME_S = 1e-3
@@ -54,6 +61,8 @@ class RoadNetwork:
         self._index = pd.Index(ids)
         if not self._index.is_unique:
             raise ValueError("nodes.node_id must be unique")
+        self._sorter = np.argsort(ids, kind="stable")
+        self._sorted_ids = ids[self._sorter]
         u = self._index.get_indexer(self.edges["u"].to_numpy(np.int64))
         v = self._index.get_indexer(self.edges["v"].to_numpy(np.int64))
         if (u < 0).any() or (v < 0).any():
@@ -72,6 +81,8 @@ class RoadNetwork:
         self._reverse = self._graph.T.tocsr()
         self._edge_keys = uu.astype(np.int64) * n + vv  # sorted: lexsort by (u, v)
         self._edge_length = ll
+        # Median seconds per metre, to turn a crow-flies distance into a first time bound.
+        self._pace = float(np.median(tt[ll > 0] / ll[ll > 0])) if (ll > 0).any() else 1.0
         self._origin = (float(self.nodes["lon"].mean()), float(self.nodes["lat"].mean()))
         self._tree = cKDTree(np.column_stack(self._xy(self.nodes["lon"], self.nodes["lat"])))
         self._roadworks_cache: dict = {}
@@ -206,19 +217,27 @@ class RoadNetwork:
 
     def positions(self, node_ids) -> np.ndarray:
         """Row positions in ``nodes`` of node ids (-1 for unknown ids), to index ``travel_times_*``."""
-        return self._index.get_indexer(np.atleast_1d(np.asarray(node_ids, np.int64)))
+        # A binary search in the sorted ids: a pandas Index lookup costs more per call than a
+        # whole bounded search's worth of recommendation work.
+        ids = np.atleast_1d(np.asarray(node_ids, np.int64))
+        if not len(self._sorted_ids):
+            return np.full(ids.shape, -1, np.intp)
+        at = np.minimum(np.searchsorted(self._sorted_ids, ids), len(self._sorted_ids) - 1)
+        return np.where(self._sorted_ids[at] == ids, self._sorter[at], -1)
 
     def _position(self, node_id) -> int:
-        pos = self._index.get_indexer([int(node_id)])[0]
+        pos = self.positions(int(node_id))[0]
         if pos < 0:
             raise KeyError(f"node {node_id} is not in the network")
         return int(pos)
 
-    def tree_to(self, node_id: int, at=None, calendar: pd.DataFrame | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def tree_to(self, node_id: int, at=None, calendar: pd.DataFrame | None = None,
+                limit: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
         """Times to ``node_id`` from every node, and each node's next hop towards it.
 
         The next hop is a position in ``nodes`` (< 0 where there is none).
+        ``limit`` (seconds) stops the search there: farther nodes get inf and
+        no next hop, as if unreachable (see ``tree_to_nearest``).
 
         Routes from many origins to one scene come from this one tree (see
         ``follow``): the predecessor of x in the tree rooted at the target on
@@ -226,7 +245,35 @@ class RoadNetwork:
         With roadworks, follow the tree on ``with_roadworks(calendar, at)``.
         """
         net = self._current(at, calendar)
-        return dijkstra(net._reverse, indices=net._position(node_id), return_predecessors=True)
+        return dijkstra(net._reverse, indices=net._position(node_id), return_predecessors=True,
+                        limit=limit)
+
+    def tree_to_nearest(self, node_id: int, origins, k: int, attempts: int = 2
+                        ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """``tree_to`` cut short once it holds the ``k`` fastest of ``origins`` (node ids).
+
+        Returns the times from each origin (inf beyond the bound or
+        unreachable), the next hops, and whether the search was complete. When
+        it was cut short, at least ``k`` origins have finite times and they are
+        exactly the ``k`` fastest, with the same times and routes as the full
+        tree (every origin left out is farther than the bound, and ties at the
+        k-th time lie inside it). The bound starts from the k-th crow-flies
+        distance (``BOUND_FACTOR``) and grows fourfold per attempt; when
+        ``attempts`` fail (fewer than ``k`` origins can reach the scene, say)
+        the full tree answers.
+        """
+        scene, starts = self._position(node_id), self.positions(origins)
+        if 0 < k <= len(starts):
+            xy = self._tree.data
+            crow = np.hypot(*(xy[starts] - xy[scene]).T)
+            bound = max(BOUND_FACTOR * self._pace * float(np.partition(crow, k - 1)[k - 1]), 1.0)
+            for _ in range(attempts):
+                times, nxt = dijkstra(self._reverse, indices=scene, return_predecessors=True, limit=bound)
+                if np.isfinite(times[starts]).sum() >= k:
+                    return times[starts], nxt, False
+                bound *= 4.0
+        times, nxt = self.tree_to(node_id)
+        return times[starts], nxt, True
 
     def follow(self, from_node: int, next_hop: np.ndarray, to_node: int) -> list[int]:
         """The route (node ids) from ``from_node`` along the next hops of ``tree_to(to_node)``; [] if none."""

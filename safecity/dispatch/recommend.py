@@ -1,8 +1,10 @@
 """Which unit to send: the available units of the needed kinds, ranked by road travel time.
 
 The ranking is one reverse shortest-path tree from the incident
-(``RoadNetwork.travel_times_to``): every unit's time to the scene at once, and
-each unit's route by following the tree's next hops. A unit that cannot reach
+(``RoadNetwork.tree_to``): every unit's time to the scene at once, and each
+unit's route by following the tree's next hops. For the best few (``top``) the
+tree stops once it holds them (``RoadNetwork.tree_to_nearest``): same ranking,
+times and routes, a small part of the city searched. A unit that cannot reach
 the scene (closed roads, a disconnected island) is listed last with
 ``reachable=False``; when none can, the answer says so in ``reason`` rather
 than raising, because a dispatcher needs an answer either way.
@@ -62,22 +64,31 @@ def recommend(incident_lon: float, incident_lat: float, units: pd.DataFrame, net
         return _empty("this incident needs no unit")
     latest = current_units(units)
     when = _utc(at) if at is not None else (pd.Timestamp(latest["ts"].max()) if len(latest) else None)
-    candidates = latest[(latest["status"] == "available") & latest["kind"].isin(kinds)]
-    if candidates.empty:
+    # numpy columns rather than DataFrame masks: this runs per incident, in milliseconds.
+    wanted = set(kinds)
+    kind = latest["kind"].to_numpy()
+    pick = np.flatnonzero((latest["status"].to_numpy() == "available")
+                          & np.fromiter((k in wanted for k in kind), bool, len(kind)))
+    if not len(pick):
         return _empty(f"no available unit of kind {', '.join(kinds)}")
 
     net = network.with_roadworks(calendar, at) if calendar is not None and at is not None else network
-    scene = int(net.nearest_node(incident_lon, incident_lat)[0])
-    starts = net.nearest_node(candidates["lon"].to_numpy(), candidates["lat"].to_numpy())
-    times_all, nxt = net.tree_to(scene)
-    times = times_all[net.positions(starts)]
-    unit_ids = candidates["unit_id"].to_numpy().astype(str)
+    snapped = net.nearest_node(np.r_[incident_lon, latest["lon"].to_numpy(float)[pick]],
+                               np.r_[incident_lat, latest["lat"].to_numpy(float)[pick]])
+    scene, starts = int(snapped[0]), snapped[1:]
+    # Cut short (not complete), the search holds the best ``top``: inf beyond them means "farther".
+    times, nxt, complete = net.tree_to_nearest(scene, starts, top or 0)
+    unit_ids = latest["unit_id"].to_numpy()[pick]
 
     reachable = np.isfinite(times)
-    order = rank_units(times, tiebreak=unit_ids)
     n_ok = int(reachable.sum())
     reason = ""
-    if n_ok == 0:
+    if not complete:  # only the units inside the bound can be the best: rank those alone
+        inside = np.flatnonzero(reachable)
+        order = inside[rank_units(times[inside], tiebreak=unit_ids[inside].astype(str))]
+    else:
+        order = rank_units(times, tiebreak=unit_ids.astype(str))
+    if complete and n_ok == 0:
         reason = (f"no road route from any available {'/'.join(kinds)} unit to the incident "
                   f"(node {scene}): the scene is cut off (disconnected roads or closures)")
     elif top is not None:
@@ -88,15 +99,16 @@ def recommend(incident_lon: float, incident_lat: float, units: pd.DataFrame, net
         routes[i] = r
     travel = times[order]
     out = pd.DataFrame({
-        "unit_id": unit_ids[order], "kind": candidates["kind"].to_numpy()[order],
-        "status": candidates["status"].to_numpy()[order], "travel_time_s": travel,
+        "unit_id": unit_ids[order].astype(str), "kind": kind[pick][order],
+        "status": latest["status"].to_numpy()[pick][order], "travel_time_s": travel,
         "eta": (when + pd.to_timedelta(np.where(ok, travel, np.nan), unit="s")
                 if when is not None else pd.NaT),
         "distance_m": np.where(ok, net.route_lengths_m(routes), np.inf),
         "route": routes, "reachable": ok,
         "reason": np.where(ok, "", reason or "no road route from this unit to the incident"),
-    }, columns=RECOMMEND_COLUMNS)
-    scene_lon, scene_lat = net.nodes[["lon", "lat"]].to_numpy()[net.positions([scene])[0]]
+    })  # in RECOMMEND_COLUMNS order (``columns=`` would reindex: a tenth of the call)
+    at_scene = net.positions([scene])[0]
+    scene_lon, scene_lat = net.nodes["lon"].to_numpy()[at_scene], net.nodes["lat"].to_numpy()[at_scene]
     out.attrs["reason"] = reason
     out.attrs["scene_node"] = scene
     out.attrs["scene_offset_m"] = float(distance_m(incident_lon, incident_lat, scene_lon, scene_lat))

@@ -1,0 +1,71 @@
+"""The event heatmap counts the right events: its time window and its pixels match a plain
+pandas and numpy count of the same events."""
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+
+from holoviews.operation.datashader import shade
+
+from safecity.app.heatmap import CMAP, EventDensity, SortedEvents, shaded_image
+
+T0 = pd.Timestamp("2026-01-01", tz="UTC")
+
+
+def _events(n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` events at the centres of a 40 x 30 grid of 0.01 degree cells, over 30 days, unsorted."""
+    rng = np.random.default_rng(seed)
+    col, row = rng.integers(0, 40, n), rng.integers(0, 30, n)
+    return pd.DataFrame({"ts": T0 + pd.to_timedelta(rng.integers(0, 30 * 86_400, n), unit="s"),
+                         "lon": 5.0 + (col + 0.5) * 0.01, "lat": 43.0 + (row + 0.5) * 0.01,
+                         "col": col, "row": row})
+
+
+def test_window_and_pixels_count_what_pandas_counts():
+    events = _events(400_000)
+    end = pd.Timestamp("2026-01-20 12:00")
+    density = EventDensity(events, end=end.to_pydatetime(), hours=24 * 5)
+    start = T0 + (end - T0.tz_localize(None)) - pd.Timedelta(hours=24 * 5)
+    inside = events[(events["ts"] > start) & (events["ts"] <= end.tz_localize("UTC"))]
+    assert 0 < len(inside) < len(events)
+    assert len(density.window()) == len(inside)
+
+    counts = density.counts(x_range=(5.0, 5.4), y_range=(43.0, 43.3), width=40, height=30)
+    want = np.zeros((30, 40), int)
+    np.add.at(want, (inside["row"].to_numpy(), inside["col"].to_numpy()), 1)
+    assert np.array_equal(counts.to_numpy(), want)
+
+    density.hours = 24 * 40  # more than the whole history: every event up to the end
+    assert len(density.window()) == int((events["ts"] <= end.tz_localize("UTC")).sum())
+
+
+def test_window_bounds_exclude_the_start_and_include_the_end():
+    ts = pd.to_datetime(["2026-01-01 00:00", "2026-01-01 01:00", "2026-01-01 02:00"], utc=True)
+    events = SortedEvents(pd.DataFrame({"ts": ts[::-1], "lon": [1.0, 2.0, 3.0], "lat": 0.0}))
+    got = events.between(pd.Timestamp("2026-01-01 00:00", tz="UTC"), pd.Timestamp("2026-01-01 01:00"))
+    assert got["lon"].tolist() == [2.0]  # 01:00 only: sorted by time, start excluded, end included
+
+
+def test_the_served_plot_is_an_image_of_the_window():
+    hv.extension("bokeh", logo=False)  # as a notebook or the dashboard (safecity.app.dashboard) loads it
+    events = _events(50_000, seed=1)
+    density = EventDensity(events, hours=24 * 3)
+    image = density.plot(width=40, height=30, shaded=False)[()]
+    assert isinstance(image, hv.Image) and image.data["lon"].size == 40
+    assert np.nansum(image.dimension_values(2)) == len(density.window())
+    shaded = density.plot(width=40, height=30)[()]
+    assert isinstance(shaded, hv.RGB)
+    assert hv.render(density.plot(width=40, height=30)).output_backend in ("canvas", "webgl")
+
+
+def test_shading_gives_holoviews_shades_colours():
+    hv.extension("bokeh", logo=False)
+    density = EventDensity(_events(50_000, seed=2), hours=24 * 10)
+    image = density.plot(width=40, height=30, shaded=False)[()]
+    ours, theirs = shaded_image(image), shade(image, cmap=CMAP, cnorm="eq_hist")
+    a, b = (np.stack([rgb.dimension_values(d, flat=False) for d in rgb.vdims]).astype(int)
+            for rgb in (ours, theirs))
+    assert a.shape == b.shape and ours.bounds.lbrt() == theirs.bounds.lbrt()
+    assert np.array_equal(a[3] == 0, b[3] == 0)  # the same empty (transparent) pixels
+    assert np.abs(a - b).max() <= 4  # matplotlib's table against datashader's interpolation
