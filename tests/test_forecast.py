@@ -359,6 +359,20 @@ def test_cli_backtest_prints_the_documented_json(small_csv):
     assert report["origins"] == 4 and report["folds"] == 2
 
 
+def test_cli_backtest_before_is_a_validation_run_that_never_reads_the_test_period(small_csv):
+    args = ["forecast", "backtest", "--observations", str(small_csv), "--horizon", "24h",
+            "--folds", "2", "--test-days", "4"]
+    test = json.loads(CliRunner().invoke(main, args).stdout)
+    result = CliRunner().invoke(main, args + ["--before", test["test_start"]])
+    assert result.exit_code == 0, result.output
+    validation = json.loads(result.stdout)
+    # The same protocol on the days before: its last forecast ends where the test period starts.
+    assert validation["origins"] == 4
+    assert utc(validation["test_end"]) == utc(test["test_start"])
+    bad = CliRunner().invoke(main, args + ["--before", "soon"])
+    assert bad.exit_code != 0 and "--before" in bad.output
+
+
 def test_cli_predict_writes_the_forecast_and_alerts(small_csv, tmp_path):
     out, alerts = tmp_path / "forecast.csv", tmp_path / "alerts.csv"
     result = CliRunner().invoke(main, ["forecast", "predict", "--observations", str(small_csv),
