@@ -17,6 +17,15 @@ the event model on the event hours. The prediction is one 24-hour forecast
 for every sensor, issued at the end of the history.
 
     .venv/bin/python bench/forecast.py [--sensors 500] [--days 730] [--max-samples 200000]
+
+``--scaling`` instead fits on 21 sensors x 1, 2, 4 and 7 years (``--years``)
+of the same synthetic counts and prints the fit's CPU time per size (one core:
+run it with ``OMP_NUM_THREADS=1``) for the forecaster as configured, the
+forecaster learning from the whole history with every row (``history_days``
+and ``max_samples`` None: the cost per row), and the seasonal naive, all in
+the same process, so that how each grows with the history is visible.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/forecast.py --scaling [--years 1,2,4,7]
 """
 from __future__ import annotations
 
@@ -109,6 +118,27 @@ def phase(method: str, n_sensors: int, days: int, max_samples: int) -> dict:
     return out
 
 
+def scaling(n_sensors: int, years: list[float]) -> None:
+    """Fit CPU time per history length: the forecaster (as configured, and on every row) beside the naive."""
+    from safecity.forecast.baselines import SeasonalNaive
+    from safecity.forecast.model import GatheringForecaster
+
+    methods = {"forecaster": GatheringForecaster,
+               "forecaster, every row": lambda: GatheringForecaster(history_days=None, max_samples=None),
+               "seasonal naive": SeasonalNaive}
+    print(f"{'years':>5}{'rows':>11}  " + "".join(f"{m + ' CPU s':>28}" for m in methods)
+          + f"{'every row, us/row':>20}")
+    for y in years:
+        obs, sensors, calendar = make_data(n_sensors, int(round(365 * y)))
+        cpu = {}
+        for name, make in methods.items():
+            t0 = time.process_time()
+            make().fit(obs, calendar=calendar, sensors=sensors)
+            cpu[name] = time.process_time() - t0
+        print(f"{y:>5g}{len(obs):>11,}  " + "".join(f"{cpu[m]:>28.1f}" for m in methods)
+              + f"{1e6 * cpu['forecaster, every row'] / len(obs):>20.1f}", flush=True)
+
+
 def _run(*args):
     with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
         return pool.submit(phase, *args).result()
@@ -119,8 +149,20 @@ def main() -> None:
     parser.add_argument("--sensors", type=int, default=500)
     parser.add_argument("--days", type=int, default=730)
     parser.add_argument("--max-samples", type=int, default=200_000)
+    parser.add_argument("--scaling", action="store_true",
+                        help="fit CPU time per history length (21 sensors unless --sensors is given)")
+    parser.add_argument("--years", default="1,2,4,7", help="history lengths of --scaling, in years")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    if args.scaling:
+        import warnings
+
+        warnings.filterwarnings("ignore", message="school holidays are known")  # synthetic years past 2028
+        n = args.sensors if "--sensors" in sys.argv else 21
+        print(f"machine: {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; "
+              f"{n} sensors, fit CPU time (time.process_time)\n")
+        scaling(n, [float(y) for y in args.years.split(",")])
+        return
     print(f"machine: {os.cpu_count()} cores; {args.sensors} sensors x {args.days} days hourly\n")
     data = _run("data", args.sensors, args.days, args.max_samples)
     print(f"data: {data['rows']:,} observations generated in {data['generate_s']:.1f} s, "

@@ -127,6 +127,31 @@ def test_an_event_in_the_calendar_raises_the_forecast_near_its_venue_only(city, 
     assert len(far) > 5 and np.allclose(ratio[far], 1.0)
 
 
+def test_public_holidays_are_learnt_by_the_second_stage_and_take_its_intervals(city):
+    history = city.observations[city.observations["ts"] < ORIGIN]
+    day = pd.Timestamp("2026-06-15", tz="Europe/Paris")  # a Monday of the history, made a holiday
+    holiday = pd.DataFrame({"calendar_id": ["test-holiday"], "kind": ["public_holiday"], "name": ["test"],
+                            "start": [day.tz_convert("UTC")], "end": [(day + pd.Timedelta(days=1)).tz_convert("UTC")],
+                            "location": [None], "lon": [np.nan], "lat": [np.nan],
+                            "expected_attendance": [np.nan]})
+    calendar = pd.concat([city.calendar, holiday], ignore_index=True)
+    staged = GatheringForecaster().fit(history, calendar=calendar, sensors=city.sensors)
+    alone = GatheringForecaster(holiday_stage=False).fit(history, calendar=calendar, sensors=city.sensors)
+    # The holiday's hours (of every sensor with a level) join the event hours of the second stage.
+    assert staged.n_event_rows_ - alone.n_event_rows_ >= 24 * 10
+    assert staged.event_model_ is not None
+    # A forecast of a holiday is made by the second stage, with its intervals.
+    next_day = pd.Timestamp("2026-06-27", tz="Europe/Paris")
+    hours = forecast_hours(next_day, "24h")
+    ahead = pd.concat([calendar, holiday.assign(calendar_id="test-holiday-2", start=next_day.tz_convert("UTC"),
+                                                end=(next_day + pd.Timedelta(days=1)).tz_convert("UTC"))],
+                      ignore_index=True)
+    assert staged.forecast_points(hours, calendar=ahead).near_event.all()
+    assert not alone.forecast_points(hours, calendar=ahead).near_event.all()
+    usual, on_holiday = staged.predict(hours), staged.predict(hours, calendar=ahead)
+    assert len(usual) == len(on_holiday) and not np.allclose(usual["q50"], on_holiday["q50"])
+
+
 def test_a_gathering_alert_fires_at_the_event_with_its_interval_and_lead_time(city, fitted):
     today = _today(city.calendar)
     match = city.calendar[today & city.calendar["name"].str.contains("OM|Vélodrome")].iloc[0]
@@ -357,6 +382,20 @@ def test_cli_backtest_prints_the_documented_json(small_csv):
     for scores in report["methods"].values():
         assert {"mae", "mape", "wape", "coverage_80", "n"} <= set(scores) and scores["n"] > 0
     assert report["origins"] == 4 and report["folds"] == 2
+
+
+def test_cli_backtest_before_is_a_validation_run_that_never_reads_the_test_period(small_csv):
+    args = ["forecast", "backtest", "--observations", str(small_csv), "--horizon", "24h",
+            "--folds", "2", "--test-days", "4"]
+    test = json.loads(CliRunner().invoke(main, args).stdout)
+    result = CliRunner().invoke(main, args + ["--before", test["test_start"]])
+    assert result.exit_code == 0, result.output
+    validation = json.loads(result.stdout)
+    # The same protocol on the days before: its last forecast ends where the test period starts.
+    assert validation["origins"] == 4
+    assert utc(validation["test_end"]) == utc(test["test_start"])
+    bad = CliRunner().invoke(main, args + ["--before", "soon"])
+    assert bad.exit_code != 0 and "--before" in bad.output
 
 
 def test_cli_predict_writes_the_forecast_and_alerts(small_csv, tmp_path):

@@ -49,6 +49,17 @@ def _forecast_inputs(observations_path, calendar_paths, sensors_path, tz):
     return obs, calendar, sensors
 
 
+def _local_time(value: str, tz: str, option: str):
+    """An ISO time as a UTC timestamp; a naive one is local to ``tz``."""
+    import pandas as pd
+
+    try:
+        t = pd.Timestamp(value)
+    except ValueError:
+        raise click.ClickException(f"{option}: not a time: {value!r} (like 2014-08-15)") from None
+    return (t.tz_localize(tz) if t.tzinfo is None else t).tz_convert("UTC")
+
+
 def _forecaster(horizon, tz, country, subdiv, school_zone, metric):
     import pandas as pd
 
@@ -73,9 +84,12 @@ def _forecaster(horizon, tz, country, subdiv, school_zone, metric):
               help="Contiguous blocks of the test period; the model is refitted at each.")
 @click.option("--test-days", type=click.IntRange(1), default=183, show_default=True,
               help="Length of the test period: the last N days of the data.")
+@click.option("--before", default=None,
+              help="Drop the observations at or after this time (ISO; naive is in --tz) first: a "
+                   "validation run that never sees a later, reported test period.")
 @_scheduler_option
 def forecast_backtest(observations_path, calendar_paths, sensors_path, metric, horizon, tz, country,
-                      subdiv, school_zone, folds, test_days, scheduler) -> None:
+                      subdiv, school_zone, folds, test_days, before, scheduler) -> None:
     """Rolling-origin backtest: forecaster vs seasonal naive vs time-of-week profile, as JSON.
 
     Keys: horizon, folds, origins, tz, test_start, test_end, n, methods (per
@@ -91,6 +105,8 @@ def forecast_backtest(observations_path, calendar_paths, sensors_path, metric, h
     from safecity.evaluation.forecasts import backtest
 
     obs, calendar, sensors = _forecast_inputs(observations_path, calendar_paths, sensors_path, tz)
+    if before is not None:
+        obs = obs[obs["ts"] < _local_time(before, tz, "--before")]
     estimator = _forecaster(horizon, tz, country, subdiv, school_zone, metric)
     import contextlib
 

@@ -32,7 +32,8 @@ whole numbers (counts are), summed in the shuffled order.
 What a worker holds, per sensor-hour (measured with tracemalloc, one
 partition of 200 sensors x 400 days): the hourly matrix of its rows before the
 cut, 8 bytes (about 180 at the peak while one partition's rows become it);
-then, over the fit's window (``history_days`` + ``calibration_days`` + 29 days),
+then, over the fit's window (``history_days`` + ``calibration_days`` + 29 days;
+the whole history when ``history_days`` is None, the default),
 about 50 bytes at rest (counts, level, event context, candidate points) and
 190 at the peak while one partition computes its lags; fitted, 9 kB per sensor
 (weekly profile, last 29 days). 1,000 sensors and a year's window (10,128

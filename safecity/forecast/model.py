@@ -30,7 +30,12 @@ How the forecaster works, and why:
   hours (attendance near the sensor, relative to the sensor's level, hours
   since the start and until the end, and every usual feature). A match
   twice a month gives a few dozen such hours: in one model they would be
-  too few to earn a split, and the forecast would not move.
+  too few to earn a split, and the forecast would not move. Public holidays
+  go to the second stage too (``holiday_stage``): a city has a dozen a
+  year, each its own kind of day, and the calibration month rarely holds
+  one, so only the second stage's out-of-fold errors give them honest
+  intervals (on the Melbourne validation period, holiday hours were covered
+  59% of the time by the 80% interval without it, 83% with it).
 * Intervals by split conformal calibration: the usual-hour model is fitted
   on the history minus its last ``calibration_days``; its errors on those
   days, grouped by the predicted level (a night hour of 5 people is
@@ -170,7 +175,9 @@ class GatheringForecaster(BaseEstimator):
         sensor d metres from the venue; events without lon/lat concern every sensor.
     roadworks_radius_m : the same for roadworks.
     history_days : days of history the model learns from (None: all), before
-        the calibration days; a year sees every season once and keeps fits fast.
+        the calibration days. All by default: each year adds its holidays and
+        events, and the fit stays bounded by ``max_samples`` (its ordinary rows
+        are drawn from the whole history).
     calibration_days : the most recent days, held out to calibrate the intervals.
     max_samples : ordinary rows (sensor-hours) drawn at random to fit and to
         calibrate, for speed; event hours are always all kept.
@@ -179,12 +186,16 @@ class GatheringForecaster(BaseEstimator):
         model is a small one, ``EVENT_MODEL``).
     n_bins : number of predicted-level bins the interval widths are calibrated in.
     random_state : seed of the row sampling and of the models.
+    holiday_stage : public-holiday hours are learnt by the second stage with
+        the event hours (the usual-hour model learns from the other hours) and
+        get the second stage's intervals.
 
     Attributes
     ----------
     model_ : the usual-hour model (log-ratio of the count to the weekly level).
-    event_model_ : the event-excess model, or None when the history holds fewer
-        than ``MIN_EVENT_ROWS`` event hours on two days or more.
+    event_model_ : the event-excess model (events and, with ``holiday_stage``,
+        public holidays), or None when the history holds fewer than
+        ``MIN_EVENT_ROWS`` such hours on two days or more.
     feature_names_ : the features, in order (``n_features_in_`` their count);
         ``model_`` reads all but ``EVENT_FEATURES``, ``event_model_`` those
         at ``event_columns_``; ``unseen_features_`` marks those never observed
@@ -221,16 +232,18 @@ class GatheringForecaster(BaseEstimator):
         "n_bins": [Interval(Integral, 1, None, closed="left")],
         "loss": [StrOptions({"absolute_error", "squared_error", "poisson", "gamma"})],
         "random_state": [Interval(Integral, 0, None, closed="left"), None],
+        "holiday_stage": ["boolean"],
     }
 
     def __init__(self, horizon: str = "24h", tz: str = DEFAULT_CITY.tz, metric: str = "people_count",
                  country: str | None = DEFAULT_CITY.country, subdiv: str | None = DEFAULT_CITY.subdiv,
                  school_zone: str | None = DEFAULT_CITY.school_zone,
                  event_radius_m: float = 1000.0, roadworks_radius_m: float = 300.0,
-                 history_days: int | None = 365, calibration_days: int = 28,
+                 history_days: int | None = None, calibration_days: int = 28,
                  max_samples: int | None = 200_000, max_iter: int = 300, learning_rate: float = 0.1,
-                 max_leaf_nodes: int = 31, min_samples_leaf: int = 20, l2_regularization: float = 1.0,
-                 n_bins: int = 8, loss: str = "absolute_error", random_state: int | None = 0):
+                 max_leaf_nodes: int = 63, min_samples_leaf: int = 50, l2_regularization: float = 1.0,
+                 n_bins: int = 8, loss: str = "absolute_error", random_state: int | None = 0,
+                 holiday_stage: bool = True):
         self.horizon = horizon
         self.tz = tz
         self.metric = metric
@@ -250,6 +263,7 @@ class GatheringForecaster(BaseEstimator):
         self.n_bins = n_bins
         self.loss = loss
         self.random_state = random_state
+        self.holiday_stage = holiday_stage
 
     # ------------------------------------------------------------------ fit
 
@@ -323,7 +337,7 @@ class GatheringForecaster(BaseEstimator):
         base = self._level(Y, ctx)
         # Candidate points: observed, with a level.
         rows, cols = np.nonzero(np.isfinite(Y) & np.isfinite(base))
-        near_event = np.zeros(len(rows), bool) if ctx["ev_n"] is None else ctx["ev_n"][rows, cols] > 0
+        near_event = self._unusual(ctx, rows, cols)
         return SensorHours(grid, Y, ctx, base, rows, cols, near_event)
 
     def split(self, first: pd.Timestamp, last: pd.Timestamp) -> Split:
@@ -454,7 +468,7 @@ class GatheringForecaster(BaseEstimator):
         X = None
         if len(rows):
             X, _ = self._design(Y, ctx, base, rows, cols)
-        near_event = np.zeros(len(rows), bool) if ctx["ev_n"] is None else ctx["ev_n"][rows, cols] > 0
+        near_event = self._unusual(ctx, rows, cols)
         return ForecastPoints(asked, origin, grid, sensor_ids, rows, cols, X, np.log1p(base[rows, cols]),
                               near_event)
 
@@ -522,6 +536,13 @@ class GatheringForecaster(BaseEstimator):
     def _context(self, grid: pd.DatetimeIndex, calendar: pd.DataFrame, lonlat: np.ndarray) -> dict:
         return context(grid, calendar, lonlat, tz=self.tz, day_lags=self.day_lags_,
                        event_radius_m=self.event_radius_m, roadworks_radius_m=self.roadworks_radius_m)
+
+    def _unusual(self, ctx: dict, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The points of the second stage: near an event, and on a public holiday with ``holiday_stage``."""
+        out = np.zeros(len(rows), bool) if ctx["ev_n"] is None else ctx["ev_n"][rows, cols] > 0
+        if self.holiday_stage:
+            out |= ctx["public_holiday"][rows] > 0
+        return out
 
     def _level(self, Y: np.ndarray, ctx: dict) -> np.ndarray:
         return weekly_level(Y, ctx)
