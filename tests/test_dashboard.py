@@ -101,6 +101,13 @@ def test_events_density_counts_the_window_events(city):
     start, end = view._window()
     assert len(view.density.window()) == len(views.events_between(city.events, start, end))
 
+    # beyond max_event_markers, the anomaly map marks no event and points to the density
+    crowded = CityView(city, time=view.time, window_hours=view.window_hours,
+                       max_event_markers=len(view.density.window()) - 1)
+    overlay = crowded.anomaly_map()
+    assert not [el for el in overlay if isinstance(el, hv.Points) and len(el)]
+    assert "see the events density" in overlay.opts.get().kwargs["title"]
+
 
 def test_forecast_covers_the_next_hours_of_every_zone(city):
     import numpy as np

@@ -177,6 +177,9 @@ class CityView(param.Parameterized):
     tiles_url = param.String(default=None, allow_None=True, constant=True,
                              doc="XYZ tile template ($SAFECITY_TILES_URL); None: no tiles, "
                                  "nothing is fetched from outside.")
+    max_event_markers = param.Integer(default=5000, bounds=(0, None), doc=(
+        "More events than this in the window: the anomaly map marks none (the browser "
+        "would stall on them) and the events density shows where they are."))
     forecasts = param.Parameter(default=None, doc=(
         "The live forecast: an object whose latest() is the zones' forecast table "
         "(safecity.forecast.live.ForecastSchedule). None, or before its first forecast: "
@@ -223,6 +226,8 @@ class CityView(param.Parameterized):
         anomaly = views.sensor_anomaly(self.models.scores, self.geo.sensors, start, end)
         events = views.events_between(self.geo.events, start, end)
         title = f"Anomalies and {len(events)} events, {start:%a %d %b %H:%M} – {end:%H:%M} UTC"
+        if len(events) > self.max_event_markers:
+            events, title = events.iloc[:0], title + " (too many to mark: see the events density)"
         return views.anomaly_map(self.geo.zones, anomaly, events, title=title, tiles=self.tiles_url)
 
     @param.depends("time", "window_hours", watch=True)
