@@ -74,6 +74,41 @@ def test_anomaly_map_puts_injected_spikes_on_top(city, city_dir):
     assert f"{len(expected)} events" in overlay.opts.get().kwargs["title"]
 
 
+def test_events_density_counts_the_window_events(city):
+    """The City maps' events density draws the events of the maps' window, following it."""
+    import holoviews as hv
+    import numpy as np
+    import pandas as pd
+
+    from safecity.app import views
+    from safecity.app.dashboard import CityView, sorted_events
+
+    view = CityView(city, window_hours=24)
+    assert sorted_events(city, None) is CityView(city).density.events, "one per process"
+    for hours in (24, 6):
+        view.window_hours = hours
+        start, end = view._window()
+        expected = views.events_between(city.events, start, end)
+        assert len(expected) > 0
+        counts = view.density.counts()
+        assert int(counts.sum()) == len(view.density.window()) == len(expected)
+        assert f"{len(expected):,} located events" in view.density_note()
+        layers = view.density_map()[()]  # what the page receives: one shaded image, the zones
+        drawn = [el for el in layers if isinstance(el, hv.RGB)][0]
+        alpha = drawn.dimension_values("A", flat=False)
+        assert np.array_equal(alpha > 0, counts.to_numpy() > 0), "a pixel drawn per pixel with events"
+    view.time = (view._window()[1] - pd.Timedelta(hours=12)).tz_localize(None).to_pydatetime()
+    start, end = view._window()
+    assert len(view.density.window()) == len(views.events_between(city.events, start, end))
+
+    # beyond max_event_markers, the anomaly map marks no event and points to the density
+    crowded = CityView(city, time=view.time, window_hours=view.window_hours,
+                       max_event_markers=len(view.density.window()) - 1)
+    overlay = crowded.anomaly_map()
+    assert not [el for el in overlay if isinstance(el, hv.Points) and len(el)]
+    assert "see the events density" in overlay.opts.get().kwargs["title"]
+
+
 def test_forecast_covers_the_next_hours_of_every_zone(city):
     import numpy as np
     import pandas as pd
@@ -196,7 +231,7 @@ _MARKER_MOVED = (
     "  && a.lon.some((x, i) => x !== b.lon[i] || a.lat[i] !== b.lat[i]))); }")
 _LIVE_TITLES = ("Incidents, units and cameras now",)
 _MAP_TITLES = ("Anomalies and", "Crowd: people_count", "Forecast: peak per zone",
-               "Forecast for", "Usual week by zone")
+               "Forecast for", "Usual week by zone", "Events density")
 
 
 def _wait_titles(page, titles) -> None:
@@ -229,8 +264,9 @@ def test_dashboard_renders_offline_in_chromium(served):
         # the city maps draw when their tab is opened (the first pays datashader's compilation)
         page.get_by_text("City maps", exact=True).first.click()
         _wait_titles(page, _MAP_TITLES)
-        # every plot drawn before the picture: anomaly, crowd and forecast maps, forecast line, usual week
-        page.wait_for_function(f"() => ({_SHADOW_CANVASES})() >= 5", timeout=120_000, polling=500)
+        # every plot drawn before the picture: anomaly, crowd and forecast maps, forecast line,
+        # usual week, events density
+        page.wait_for_function(f"() => ({_SHADOW_CANVASES})() >= 6", timeout=120_000, polling=500)
         maps = page.evaluate(_BOKEH_STATE)
         n_canvas = page.evaluate(_SHADOW_CANVASES)
         page.screenshot(path=str(ARTIFACTS / "operations_maps.png"), full_page=True)
@@ -239,8 +275,8 @@ def test_dashboard_renders_offline_in_chromium(served):
     assert not outside, f"requests left the machine: {outside}"
     assert not failures, failures
     assert all(any(x.startswith(t) for x in maps["titles"]) for t in _MAP_TITLES), maps["titles"]
-    # anomaly, crowd and forecast maps, forecast line, usual week
-    assert n_canvas >= 5, f"{n_canvas} canvases drawn"
+    # anomaly, crowd and forecast maps, forecast line, usual week, events density
+    assert n_canvas >= 6, f"{n_canvas} canvases drawn"
     assert first["units"] and maps["units"], "the live map and the crowd map show units"
     assert moved, "no unit marker moved while the engine replayed"
 

@@ -69,3 +69,16 @@ def test_shading_gives_holoviews_shades_colours():
     assert a.shape == b.shape and ours.bounds.lbrt() == theirs.bounds.lbrt()
     assert np.array_equal(a[3] == 0, b[3] == 0)  # the same empty (transparent) pixels
     assert np.abs(a - b).max() <= 4  # matplotlib's table against datashader's interpolation
+
+
+def test_a_sparse_window_is_drawn():
+    """One event per pixel (a quiet hour): every pixel with an event is coloured, none vanishes
+    (datashader's ``eq_hist`` alone divides by zero there and draws nothing)."""
+    hv.extension("bokeh", logo=False)
+    events = _events(1200, seed=3).drop_duplicates(["col", "row"])  # one event per cell
+    density = EventDensity(events, hours=24 * 30)
+    image = density.plot(width=400, height=300, shaded=False)[()]
+    counts = image.dimension_values(2, flat=False)
+    assert 0 < np.nansum(counts) and np.nanmax(counts) == 1
+    alpha = shaded_image(image).dimension_values("A", flat=False)
+    assert np.array_equal(alpha > 0, np.nan_to_num(counts) > 0)

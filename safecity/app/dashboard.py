@@ -21,6 +21,7 @@ import panel as pn
 import param
 
 from safecity.app import access
+from safecity.app.heatmap import EventDensity, SortedEvents
 from safecity.incidents import fusion
 from safecity.app import views
 
@@ -143,6 +144,23 @@ def projected(city: SimpleNamespace, tiles: str | None) -> SimpleNamespace:
     return city.mercator
 
 
+def sorted_events(city: SimpleNamespace, tiles: str | None) -> SortedEvents:
+    """The city's located events sorted by time, once per city, process and projection.
+
+    Every session's ``EventDensity`` reads these (one ``EventDensity`` shared by
+    sessions kept the server busy redrawing for all of them, ``bench/heatmap.py``).
+    """
+    key = "mercator" if tiles else "lonlat"
+    with _MODELS_LOCK:
+        shared = getattr(city, "sorted_events", None)
+        if shared is None:
+            shared = city.sorted_events = {}
+        if key not in shared:
+            located = city.events.dropna(subset=["lon", "lat"])
+            shared[key] = SortedEvents(located, tiles=tiles)
+    return shared[key]
+
+
 class CityView(param.Parameterized):
     """The city over a time window: crowd levels, anomalies and events, the forecast after it, the units.
 
@@ -159,6 +177,9 @@ class CityView(param.Parameterized):
     tiles_url = param.String(default=None, allow_None=True, constant=True,
                              doc="XYZ tile template ($SAFECITY_TILES_URL); None: no tiles, "
                                  "nothing is fetched from outside.")
+    max_event_markers = param.Integer(default=5000, bounds=(0, None), doc=(
+        "More events than this in the window: the anomaly map marks none (the browser "
+        "would stall on them) and the events density shows where they are."))
     forecasts = param.Parameter(default=None, doc=(
         "The live forecast: an object whose latest() is the zones' forecast table "
         "(safecity.forecast.live.ForecastSchedule). None, or before its first forecast: "
@@ -181,6 +202,9 @@ class CityView(param.Parameterized):
             params.setdefault("zone", self.models.forecaster.sensor_ids_[busiest])
         super().__init__(**params)
         self.geo = projected(city, self.tiles_url)
+        # this session's window over the events shared by every session
+        self.density = EventDensity(sorted_events(city, self.tiles_url))
+        self._follow_window()
 
     def _window(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         end = pd.Timestamp(self.time, tz="UTC")
@@ -202,7 +226,33 @@ class CityView(param.Parameterized):
         anomaly = views.sensor_anomaly(self.models.scores, self.geo.sensors, start, end)
         events = views.events_between(self.geo.events, start, end)
         title = f"Anomalies and {len(events)} events, {start:%a %d %b %H:%M} – {end:%H:%M} UTC"
+        if len(events) > self.max_event_markers:
+            events, title = events.iloc[:0], title + " (too many to mark: see the events density)"
         return views.anomaly_map(self.geo.zones, anomaly, events, title=title, tiles=self.tiles_url)
+
+    @param.depends("time", "window_hours", watch=True)
+    def _follow_window(self) -> None:
+        """The events density shows the maps' window: the ``window_hours`` before ``time``."""
+        self.density.param.update(end=self._window()[1].tz_localize(None).to_pydatetime(),
+                                  hours=self.window_hours)
+
+    def density_map(self) -> hv.DynamicMap:
+        """Where the window's events happened, counted per pixel on the server (``EventDensity``).
+
+        Drawn once per session: a window change, a zoom or a pan sends only a new image,
+        whatever the number of events (markers do not scale to a city's millions of events).
+        """
+        title = "Events density (events per pixel, the window's events)"
+        heat = self.density.plot(title=title)  # the tiles under it, when the maps have tiles
+        return (heat * views.zone_outlines(self.geo.zones)).opts(
+            hv.opts.Overlay(**{**views.map_opts(self.tiles_url), "title": title, "tools": []}))
+
+    @param.depends("time", "window_hours")
+    def density_note(self) -> str:
+        """The density map's window and number of events."""
+        start, end = self._window()
+        return (f"**Events density**: {len(self.density.window()):,} located events, "
+                f"{start:%a %d %b %H:%M} – {end:%H:%M} UTC")
 
     def forecast(self) -> pd.DataFrame:
         """The zones' hourly forecast for the next ``forecast_hours`` (q10, q50, q90); see ``forecast_source``."""
@@ -267,12 +317,15 @@ class CityView(param.Parameterized):
 
         makers = [lambda: plot(self.anomaly_map), lambda: plot(self.map),
                   lambda: plot(self.forecast_map), lambda: plot(self.forecast_line),
-                  lambda: plot(self.usual_week), lambda: pn.param.ParamMethod(self.unit_table)]
+                  lambda: plot(self.usual_week), lambda: pn.param.ParamMethod(self.unit_table),
+                  lambda: pn.Column(pn.param.ParamMethod(self.density_note),
+                                    pn.pane.HoloViews(self.density_map(), sizing_mode="stretch_width",
+                                                      min_height=450))]
         slots = [pn.Column(sizing_mode="stretch_width", min_height=450, loading=True)
                  for _ in makers]
         fill_in_turns(list(zip(slots, makers)))
         return pn.Column(pn.Row(slots[0], slots[1]), pn.Row(slots[2], slots[3]),
-                         pn.Row(slots[4], pn.Column("### Units", slots[5])))
+                         pn.Row(slots[4], slots[6]), pn.Column("### Units", slots[5]))
 
 
 def fill_in_turns(pending: list) -> None:

@@ -33,9 +33,20 @@ def shaded_image(image: hv.Image) -> hv.RGB:
     any colour map into a list that datashader interpolates channel by channel: that was
     the server's largest cost per image (the same colours within 4/255).
     """
-    rgba = tf.shade(image.data[image.vdims[0].name], cmap=matplotlib.colormaps[CMAP], how="eq_hist")
+    counts = image.data[image.vdims[0].name]
+    rgba = tf.shade(counts, cmap=matplotlib.colormaps[CMAP], **_normalisation(counts.to_numpy()))
     return hv.RGB(shade.uint32_to_uint8_xr(rgba), kdims=image.kdims, bounds=image.bounds,
                   xdensity=image.xdensity, ydensity=image.ydensity)
+
+
+def _normalisation(counts: np.ndarray) -> dict:
+    """``eq_hist``, unless every pixel with events has the same count (a sparse window: one
+    event per pixel), where datashader's ``eq_hist`` divides by zero and draws nothing:
+    then each such pixel gets the colour map's top colour."""
+    nonzero = counts[np.isfinite(counts) & (counts > 0)]
+    if nonzero.size and nonzero.min() == nonzero.max():
+        return {"how": "linear", "span": (0, float(nonzero.max()))}
+    return {"how": "eq_hist"}
 
 
 class SortedEvents:

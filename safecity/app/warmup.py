@@ -77,7 +77,7 @@ def warm(data_dir: str | os.PathLike | None, live: bool = False) -> dict[str, fl
         view = dashboard.CityView(city=city, forecasts=engine.continuous.forecasts
                                   if engine.continuous else None)
         for plot in (view.anomaly_map, view.map, view.forecast_map, view.forecast_line,
-                     view.usual_week):
+                     view.usual_week, view.density_map):
             _render(plot(), hv)
         view.unit_table()
         _render(dashboard.LiveUnitMap(engine, city.zones, tiles=view.tiles_url).plot(), hv)
