@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safecity.dispatch.recommend import recommend
+from safecity.dispatch.recommend import _eta, recommend
 from safecity.dispatch.network import RoadNetwork, parse_maxspeed
 from safecity.sim.city import road_network
 
@@ -56,6 +56,50 @@ def test_real_osm_extract_loads_and_routes_like_networkx(path):
     assert np.allclose([got[n] for n in want], [want[n] for n in want])
     assert all(t > 0 for n, t in got.items() if n != b)
     assert np.isclose(net.travel_times_from(a)[net.positions([b])[0]], times[net.positions([a])[0]])
+
+
+def test_units_that_moved_are_snapped_again(city_net):
+    """``nearest_node`` keeps its last many-point answer (units that did not move): it must
+    follow every move, and callers writing into arrays must not change later answers."""
+    rng = np.random.default_rng(3)
+    nodes = city_net.nodes
+
+    def snapped_afresh(lon, lat):  # a new network: nothing remembered
+        return RoadNetwork.from_tables(city_net.nodes, city_net.edges).nearest_node(lon, lat)
+
+    pick = rng.integers(0, len(nodes), 60)
+    lon = nodes["lon"].to_numpy()[pick] + rng.normal(0, 2e-4, 60)
+    lat = nodes["lat"].to_numpy()[pick] + rng.normal(0, 2e-4, 60)
+    net = RoadNetwork.from_tables(city_net.nodes, city_net.edges)
+    want = snapped_afresh(lon, lat)
+    first = net.nearest_node(lon, lat)
+    assert (first == want).all()
+    first[:] = -1  # the caller's copy, not the remembered one
+    assert (net.nearest_node(lon, lat) == want).all()
+    for _ in range(5):  # one unit moves far, another a little; the caller reuses its array
+        lon[rng.integers(60)] = nodes["lon"].to_numpy()[rng.integers(len(nodes))]
+        lat[rng.integers(60)] += 3e-4
+        assert (net.nearest_node(lon, lat) == snapped_afresh(lon, lat)).all()
+    assert (net.nearest_node(lon[:59], lat[:59]) == snapped_afresh(lon[:59], lat[:59])).all()
+
+
+@pytest.mark.parametrize("when", [T0, pd.Timestamp("2026-06-01 08:00:00.123456789", tz="UTC"),
+                                  pd.Timestamp("2026-03-29 00:30").as_unit("s"),
+                                  pd.Timestamp("2026-03-29 00:30", tz="Europe/Paris").as_unit("ms")])
+def test_eta_is_pandas_sum_of_time_and_travel(when):
+    """The ETA column is built without pandas' float parsing: the same values and dtype
+    as ``when + pd.to_timedelta(travel, unit="s")`` (whole seconds stay microseconds)."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        k = int(rng.integers(0, 8))
+        travel = rng.exponential(300, k) * rng.choice([1, 1e-3, 1e3, 1e-6, 1e5], k)
+        if rng.random() < 0.3:
+            travel = np.round(travel)
+        travel[rng.random(k) < 0.2] = np.inf
+        ok = np.isfinite(travel)
+        want = when + pd.to_timedelta(np.where(ok, travel, np.nan), unit="s")
+        got = _eta(when, travel, ok)
+        assert got.dtype == want.dtype and got.equals(want), travel
 
 
 def test_maxspeed_tags_parse():

@@ -49,6 +49,9 @@ BOUND_FACTOR = 1.0
 # a millisecond floor keeps zero-length OSM segments routable.
 _MIN_TIME_S = 1e-3
 
+# ``nearest_node`` keeps its last answer for queries of more points than this (units tables).
+_SNAP_MEMO_MIN = 16
+
 
 class RoadNetwork:
     """A directed road graph with travel times, ready for many fast shortest-path trees."""
@@ -58,6 +61,7 @@ class RoadNetwork:
         self.edges = edges[EDGE_COLUMNS].reset_index(drop=True)
         ids = self.nodes["node_id"].to_numpy(np.int64)
         self._ids = ids
+        self._lon, self._lat = self.nodes["lon"].to_numpy(float), self.nodes["lat"].to_numpy(float)
         self._index = pd.Index(ids)
         if not self._index.is_unique:
             raise ValueError("nodes.node_id must be unique")
@@ -86,6 +90,7 @@ class RoadNetwork:
         self._origin = (float(self.nodes["lon"].mean()), float(self.nodes["lat"].mean()))
         self._tree = cKDTree(np.column_stack(self._xy(self.nodes["lon"], self.nodes["lat"])))
         self._roadworks_cache: dict = {}
+        self._last_snap: tuple | None = None  # (lon, lat, node ids) of the last many-point query
 
     # ------------------------------------------------------------------ loading
 
@@ -117,10 +122,28 @@ class RoadNetwork:
     # ------------------------------------------------------------------ queries
 
     def nearest_node(self, lon, lat) -> np.ndarray:
-        """The id of the nearest node to each point (vectorised)."""
-        x, y = self._xy(np.atleast_1d(lon), np.atleast_1d(lat))
+        """The id of the nearest node to each point (vectorised).
+
+        The last answer for many points (a units table) is kept: units that
+        have not moved since the last incident are not snapped again, since
+        snapping 500 points costs as much as the bounded search itself.
+        """
+        lon, lat = np.atleast_1d(np.asarray(lon, float)), np.atleast_1d(np.asarray(lat, float))
+        last = self._last_snap  # one read: another thread may replace it
+        if (last is not None and len(lon) == len(last[0])
+                and np.array_equal(lon, last[0]) and np.array_equal(lat, last[1])):
+            return last[2].copy()
+        x, y = self._xy(lon, lat)
         _, idx = self._tree.query(np.column_stack([x, y]))
-        return self._ids[idx]
+        ids = self._ids[idx]
+        if len(ids) > _SNAP_MEMO_MIN:
+            self._last_snap = (lon.copy(), lat.copy(), ids.copy())
+        return ids
+
+    def node_lonlat(self, node_id: int) -> tuple[float, float]:
+        """Longitude and latitude of one node."""
+        at = self._position(node_id)
+        return float(self._lon[at]), float(self._lat[at])
 
     def travel_times_to(self, node_id: int, at=None, calendar: pd.DataFrame | None = None) -> np.ndarray:
         """Seconds from every node (in ``nodes`` order) to ``node_id``; inf where unreachable.
