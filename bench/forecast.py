@@ -10,11 +10,12 @@ few outages left as missing hours, and two events a week at random places)
 and reports that peak too, so the method's own cost is the difference.
 
 What the forecaster's fit does at this size: it reads the whole history
-(8.8 M rows) into an hourly matrix, keeps its last year plus the calibration
-month, and fits the usual-hour model on ``max_samples`` sensor-hours drawn at
-random (200,000 by default, of about 4.4 M usable) plus every event hour;
-the event model on the event hours. The prediction is one 24-hour forecast
-for every sensor, issued at the end of the history.
+(8.8 M rows) into an hourly matrix, and fits the usual-hour model on
+``max_samples`` ordinary sensor-hours drawn at random from the whole history
+(200,000 by default, of about 8 M usable); the event model on the event and
+public-holiday hours (every sensor's: about 330,000 here), at most
+``MAX_EVENT_ROWS`` (50,000) of them drawn at random. The prediction is one
+24-hour forecast for every sensor, issued at the end of the history.
 
     .venv/bin/python bench/forecast.py [--sensors 500] [--days 730] [--max-samples 200000]
 
@@ -173,9 +174,12 @@ def main() -> None:
         r = results[method] = _run(method, args.sensors, args.days, args.max_samples)
         print(f"{method:<22}{r['fit_s']:>8.1f}{r['predict_s']:>11.2f}{r['peak_mb']:>10.0f}   "
               f"{r['forecast_rows']:,}")
+    from safecity.forecast.model import MAX_EVENT_ROWS
+
     f, n = results["forecaster"], results["seasonal_naive"]
-    print(f"\nforecaster fit on {f['n_train']:,} sensor-hours ({f['n_event_rows']:,} of them event hours; "
-          f"ordinary hours subsampled to --max-samples {args.max_samples:,})")
+    print(f"\nforecaster fit on {f['n_train']:,} sensor-hours ({f['n_event_rows']:,} of them event and "
+          f"holiday hours, the event model on at most {MAX_EVENT_ROWS:,}; ordinary hours "
+          f"subsampled to --max-samples {args.max_samples:,})")
     print(f"forecaster fit + predict: {f['fit_s'] + f['predict_s']:.1f} s, "
           f"{(f['fit_s'] + f['predict_s']) / (n['fit_s'] + n['predict_s']):.0f}x the seasonal naive's "
           f"{n['fit_s'] + n['predict_s']:.1f} s")

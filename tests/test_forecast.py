@@ -152,6 +152,23 @@ def test_public_holidays_are_learnt_by_the_second_stage_and_take_its_intervals(c
     assert len(usual) == len(on_holiday) and not np.allclose(usual["q50"], on_holiday["q50"])
 
 
+def test_the_event_model_learns_from_a_bounded_sample_of_event_hours(city, fitted, monkeypatch):
+    """Holidays count at every sensor: a big city's event hours are sampled for the event model
+    (``MAX_EVENT_ROWS``), unless every row is asked for (``max_samples=None``)."""
+    from safecity.forecast import model
+
+    history = city.observations[city.observations["ts"] < ORIGIN]
+    every = fitted.n_event_rows_
+    assert fitted.n_event_model_rows_ == every  # a small city: all of them
+    monkeypatch.setattr(model, "MAX_EVENT_ROWS", every // 3)
+    sampled = GatheringForecaster().fit(history, calendar=city.calendar, sensors=city.sensors)
+    assert sampled.n_event_rows_ == every and sampled.n_event_model_rows_ == every // 3
+    hours = forecast_hours(ORIGIN)
+    assert np.isfinite(sampled.predict(hours)[["q10", "q50", "q90"]]).all().all()
+    unbounded = GatheringForecaster(max_samples=None).fit(history, calendar=city.calendar, sensors=city.sensors)
+    assert unbounded.n_event_model_rows_ == every
+
+
 def test_a_gathering_alert_fires_at_the_event_with_its_interval_and_lead_time(city, fitted):
     today = _today(city.calendar)
     match = city.calendar[today & city.calendar["name"].str.contains("OM|Vélodrome")].iloc[0]
