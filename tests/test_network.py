@@ -80,7 +80,11 @@ def test_units_that_moved_are_snapped_again(city_net):
         lon[rng.integers(60)] = nodes["lon"].to_numpy()[rng.integers(len(nodes))]
         lat[rng.integers(60)] += 3e-4
         assert (net.nearest_node(lon, lat) == snapped_afresh(lon, lat)).all()
+        order = rng.permutation(60)  # the table comes in another order
+        assert (net.nearest_node(lon[order], lat[order]) == snapped_afresh(lon, lat)[order]).all()
     assert (net.nearest_node(lon[:59], lat[:59]) == snapped_afresh(lon[:59], lat[:59])).all()
+    swapped = net.nearest_node(lat, lon)  # the same numbers as other points
+    assert (swapped == RoadNetwork.from_tables(city_net.nodes, city_net.edges).nearest_node(lat, lon)).all()
 
 
 @pytest.mark.parametrize("when", [T0, pd.Timestamp("2026-06-01 08:00:00.123456789", tz="UTC"),

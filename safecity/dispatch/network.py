@@ -49,7 +49,7 @@ BOUND_FACTOR = 1.0
 # a millisecond floor keeps zero-length OSM segments routable.
 _MIN_TIME_S = 1e-3
 
-# ``nearest_node`` keeps its last answer for queries of more points than this (units tables).
+# ``nearest_node`` remembers the points of queries of more points than this (units tables).
 _SNAP_MEMO_MIN = 16
 
 
@@ -90,7 +90,7 @@ class RoadNetwork:
         self._origin = (float(self.nodes["lon"].mean()), float(self.nodes["lat"].mean()))
         self._tree = cKDTree(np.column_stack(self._xy(self.nodes["lon"], self.nodes["lat"])))
         self._roadworks_cache: dict = {}
-        self._last_snap: tuple | None = None  # (lon, lat, node ids) of the last many-point query
+        self._snapped: tuple | None = None  # sorted points (lon + i lat) of the last many-point query, their nodes
 
     # ------------------------------------------------------------------ loading
 
@@ -124,20 +124,28 @@ class RoadNetwork:
     def nearest_node(self, lon, lat) -> np.ndarray:
         """The id of the nearest node to each point (vectorised).
 
-        The last answer for many points (a units table) is kept: units that
-        have not moved since the last incident are not snapped again, since
-        snapping 500 points costs as much as the bounded search itself.
+        The points of the last query of many (a units table) are remembered
+        with their nodes: a unit that has not moved since is not snapped again,
+        in whatever order the table comes, since snapping 500 points with the
+        KD-tree costs as much as the bounded search itself.
         """
         lon, lat = np.atleast_1d(np.asarray(lon, float)), np.atleast_1d(np.asarray(lat, float))
-        last = self._last_snap  # one read: another thread may replace it
-        if (last is not None and len(lon) == len(last[0])
-                and np.array_equal(lon, last[0]) and np.array_equal(lat, last[1])):
-            return last[2].copy()
-        x, y = self._xy(lon, lat)
-        _, idx = self._tree.query(np.column_stack([x, y]))
-        ids = self._ids[idx]
-        if len(ids) > _SNAP_MEMO_MIN:
-            self._last_snap = (lon.copy(), lat.copy(), ids.copy())
+        key = np.empty(len(lon), complex)  # a point as one number: sortable, comparable
+        key.real, key.imag = lon, lat
+        ids = np.empty(len(key), self._ids.dtype)
+        miss = np.ones(len(key), bool)
+        known = self._snapped  # one read: another thread may replace it
+        if known is not None and len(known[0]) and len(key):
+            keys, known_ids = known
+            at = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+            miss = keys[at] != key  # NaN never matches: snapped (and failing) as before
+            ids[~miss] = known_ids[at[~miss]]
+        if miss.any():
+            x, y = self._xy(lon[miss], lat[miss])
+            ids[miss] = self._ids[self._tree.query(np.column_stack([x, y]))[1]]
+        if len(key) > _SNAP_MEMO_MIN:
+            order = np.argsort(key)
+            self._snapped = (key[order], ids[order])
         return ids
 
     def node_lonlat(self, node_id: int) -> tuple[float, float]:
