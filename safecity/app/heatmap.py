@@ -5,9 +5,10 @@ go to a browser. ``SortedEvents`` keeps them sorted by time, so that a window
 is two binary searches and a slice of the table (a pandas mask over ten million
 timestamps takes 0.1 to 0.35 s, most of the time a request may take), and
 datashader counts the slice into an image of a fixed size, again on every zoom
-or pan (``rasterize`` with ``dynamic=True``), coloured on the server: the
-browser only ever receives one width x height image, whatever the number of
-events (``bench/heatmap.py``).
+or pan (``EventDensity.image``, one ``DynamicMap`` over the plot's ranges and
+the window), coloured on the server: the browser only ever receives one width x
+height image, whatever the number of events or the plot's size
+(``bench/heatmap.py``).
 """
 from __future__ import annotations
 
@@ -171,8 +172,8 @@ class EventDensity(param.Parameterized):
 
         ``shaded`` colours the counts on the server (datashader's ``eq_hist``) and sends an
         RGBA image; ``shaded=False`` sends the counts, for a colour bar and counts in the
-        hover, and the browser colours them: with ``eq_hist`` that took the browser 0.5 s
-        of CPU more per image (``bench/heatmap.py``). One ``DynamicMap`` over the plot's
+        hover, and the browser colours them: with ``eq_hist`` that took the browser 0.3 s
+        of CPU more per 600 x 500 image (``bench/heatmap.py``). One ``DynamicMap`` over the plot's
         ranges (``PlotRanges``) and the window (``image``): an update replaces the image's
         data only. ``opts`` override the maps' plot options (``views.map_opts``).
         """
