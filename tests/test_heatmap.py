@@ -134,3 +134,14 @@ def test_an_update_replaces_the_image_data_only():
         want = want.renderers[0].data_source.data
         assert np.array_equal(source.data["image"][0], want["image"][0])
         assert (source.data["x"], source.data["y"]) == (want["x"], want["y"])
+
+
+def test_a_sparse_window_is_drawn_on_every_update():
+    """The sparse-window colouring holds for the images a zoom or a window change makes."""
+    events = _events(1200, seed=3).drop_duplicates(["col", "row"])  # one event per cell
+    density = EventDensity(events, hours=24 * 30)
+    ranges = ((5.0, 5.4), (43.0, 43.3))
+    counts = density.image(*ranges, 400, 300, shaded=False).dimension_values(2, flat=False)
+    alpha = density.image(*ranges, 400, 300).dimension_values("A", flat=False)
+    assert 0 < np.nansum(counts) and np.nanmax(counts) == 1
+    assert np.array_equal(alpha > 0, np.nan_to_num(counts) > 0)
