@@ -2,13 +2,14 @@
 pandas and numpy count of the same events."""
 from __future__ import annotations
 
+import datashader as ds
 import holoviews as hv
 import numpy as np
 import pandas as pd
 
-from holoviews.operation.datashader import shade
+from holoviews.operation.datashader import rasterize, shade
 
-from safecity.app.heatmap import CMAP, EventDensity, SortedEvents, shaded_image
+from safecity.app.heatmap import CMAP, EventDensity, PlotRanges, SortedEvents, shaded_image
 
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
 
@@ -81,4 +82,66 @@ def test_a_sparse_window_is_drawn():
     counts = image.dimension_values(2, flat=False)
     assert 0 < np.nansum(counts) and np.nanmax(counts) == 1
     alpha = shaded_image(image).dimension_values("A", flat=False)
+    assert np.array_equal(alpha > 0, np.nan_to_num(counts) > 0)
+
+
+def _rasterized(density: EventDensity, x_range, y_range, width: int, height: int) -> hv.Image:
+    """The window counted as HoloViews' ``rasterize`` counts it (the plot's former path)."""
+    return rasterize(density.points(), aggregator=ds.count(), x_range=x_range, y_range=y_range,
+                     width=width, height=height, dynamic=False)
+
+
+def test_the_image_is_rasterize_and_shaded_image():
+    """``image`` (datashader and the colour table, no HoloViews operations) gives what
+    ``rasterize`` and ``shaded_image`` give: the same counts, colours and bounds."""
+    hv.extension("bokeh", logo=False)
+    density = EventDensity(_events(60_000, seed=4), hours=24 * 12)
+    for x_range, y_range in (((5.0, 5.4), (43.0, 43.3)), ((5.05, 5.21), (43.02, 43.11))):
+        want = _rasterized(density, x_range, y_range, 90, 70)
+        got = density.image(x_range, y_range, 90, 70, shaded=False)
+        assert got.vdims == want.vdims and got.bounds.lbrt() == want.bounds.lbrt()
+        assert np.array_equal(got.dimension_values(2, flat=False), want.dimension_values(2, flat=False),
+                              equal_nan=True)
+        direct = ds.Canvas(plot_width=90, plot_height=70, x_range=x_range, y_range=y_range).points(
+            density.window(), "lon", "lat", ds.count())
+        assert np.array_equal(got.data[got.vdims[0].name].to_numpy(), direct.to_numpy())
+        want, got = shaded_image(want), density.image(x_range, y_range, 90, 70)
+        assert got.bounds.lbrt() == want.bounds.lbrt()
+        for channel in want.vdims:
+            assert np.array_equal(got.dimension_values(channel.name, flat=False),
+                                  want.dimension_values(channel.name, flat=False))
+
+
+def test_an_update_replaces_the_image_data_only():
+    """A zoom (the plot's ranges) or a window change sends a new image at the plot's fixed
+    width x height into the same Bokeh figure and data source: the pixels ``rasterize`` and
+    ``shaded_image`` would have sent."""
+    hv.extension("bokeh", logo=False)
+    density = EventDensity(_events(60_000, seed=5), hours=24 * 12)
+    plot = hv.renderer("bokeh").get_plot(density.plot(width=90, height=70))
+    figure, source = plot.state, plot.handles["source"]
+    assert source.data["image"][0].shape == (70, 90)
+    ranges = next(s for s in plot.streams if isinstance(s, PlotRanges))
+    for x_range, y_range, hours in (((5.05, 5.21), (43.02, 43.11), 24 * 12),
+                                    ((5.05, 5.21), (43.02, 43.11), 24 * 3),
+                                    ((5.0, 5.4), (43.0, 43.3), 24 * 3)):
+        if hours != density.hours:
+            density.hours = hours
+        else:
+            ranges.event(x_range=x_range, y_range=y_range)
+        assert plot.state is figure and plot.handles["source"] is source
+        want = hv.render(shaded_image(_rasterized(density, x_range, y_range, 90, 70)))
+        want = want.renderers[0].data_source.data
+        assert np.array_equal(source.data["image"][0], want["image"][0])
+        assert (source.data["x"], source.data["y"]) == (want["x"], want["y"])
+
+
+def test_a_sparse_window_is_drawn_on_every_update():
+    """The sparse-window colouring holds for the images a zoom or a window change makes."""
+    events = _events(1200, seed=3).drop_duplicates(["col", "row"])  # one event per cell
+    density = EventDensity(events, hours=24 * 30)
+    ranges = ((5.0, 5.4), (43.0, 43.3))
+    counts = density.image(*ranges, 400, 300, shaded=False).dimension_values(2, flat=False)
+    alpha = density.image(*ranges, 400, 300).dimension_values("A", flat=False)
+    assert 0 < np.nansum(counts) and np.nanmax(counts) == 1
     assert np.array_equal(alpha > 0, np.nan_to_num(counts) > 0)
