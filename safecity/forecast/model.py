@@ -85,8 +85,9 @@ EVENT_MODEL = {"min_samples_leaf": 5, "max_leaf_nodes": 8, "max_iter": 100}
 
 #: ... and learns from at most this many event hours, drawn at random (unless
 #: ``max_samples`` is None). Holidays count at every sensor: 500 sensors' two years
-#: hold 500,000 such hours, and the event model's six fits (five out of fold) on all of
-#: them took three times the usual-hour model's. Melbourne's 21 sensors hold 25,000.
+#: hold 330,000 event and holiday hours (bench/forecast.py), and the event model's
+#: six fits (five out of fold) on all of them took three times the usual-hour
+#: model's. Melbourne's 21 sensors hold 25,000.
 MAX_EVENT_ROWS = 50_000
 
 
