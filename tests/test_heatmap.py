@@ -48,6 +48,12 @@ def test_window_bounds_exclude_the_start_and_include_the_end():
     assert got["lon"].tolist() == [2.0]  # 01:00 only: sorted by time, start excluded, end included
 
 
+def test_the_default_window_ends_with_the_last_event_even_in_nanoseconds():
+    ts = pd.to_datetime(["2026-01-01 00:00:00", "2026-01-01 01:00:00.000000001"], utc=True, format="ISO8601")
+    density = EventDensity(pd.DataFrame({"ts": ts, "lon": [1.0, 2.0], "lat": 0.0}), hours=2)
+    assert density.window()["lon"].tolist() == [1.0, 2.0]
+
+
 def test_the_served_plot_is_an_image_of_the_window():
     hv.extension("bokeh", logo=False)  # as a notebook or the dashboard (safecity.app.dashboard) loads it
     events = _events(50_000, seed=1)

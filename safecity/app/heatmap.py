@@ -121,7 +121,8 @@ class EventDensity(param.Parameterized):
     def __init__(self, events: SortedEvents | pd.DataFrame, **params):
         self.events = events if isinstance(events, SortedEvents) else SortedEvents(events)
         if len(self.events):
-            params.setdefault("end", pd.Timestamp(self.events.ts[-1]).to_pydatetime())
+            # A datetime holds microseconds: round the last event's time up, or it is left out.
+            params.setdefault("end", pd.Timestamp(self.events.ts[-1]).ceil("us").to_pydatetime())
         super().__init__(**params)
 
     def window(self) -> pd.DataFrame:
