@@ -413,6 +413,8 @@ def test_cli_backtest_before_is_a_validation_run_that_never_reads_the_test_perio
     assert utc(validation["test_end"]) == utc(test["test_start"])
     bad = CliRunner().invoke(main, args + ["--before", "soon"])
     assert bad.exit_code != 0 and "--before" in bad.output
+    early = CliRunner().invoke(main, args + ["--before", "1990-01-01"])
+    assert early.exit_code != 0 and "--before 1990-01-01: no observation is before it" in early.output
 
 
 def test_cli_predict_writes_the_forecast_and_alerts(small_csv, tmp_path):

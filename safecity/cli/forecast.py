@@ -106,7 +106,11 @@ def forecast_backtest(observations_path, calendar_paths, sensors_path, metric, h
 
     obs, calendar, sensors = _forecast_inputs(observations_path, calendar_paths, sensors_path, tz)
     if before is not None:
-        obs = obs[obs["ts"] < _local_time(before, tz, "--before")]
+        cut = _local_time(before, tz, "--before")
+        if not (obs["ts"] < cut).any():
+            raise click.ClickException(f"--before {before}: no observation is before it "
+                                       f"(the first is at {obs['ts'].min()})")
+        obs = obs[obs["ts"] < cut]
     estimator = _forecaster(horizon, tz, country, subdiv, school_zone, metric)
     import contextlib
 
